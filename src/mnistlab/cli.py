@@ -1,0 +1,270 @@
+"""The ``mnistlab`` command line. Parses, calls the pipeline, prints.
+
+Heavy libraries (Keras and its backend, matplotlib) are imported inside the commands that need
+them, so ``mnistlab --help`` and ``mnistlab data info`` answer at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mnistlab.config import DATASETS, MODEL_NAMES, Config
+from mnistlab.errors import MnistlabError
+
+# TensorFlow's C++ start-up chatter is noise for a CLI user; --debug shows it again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+console = Console()
+error_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="mnistlab",
+    help="Train, evaluate and explain handwritten-digit classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch and inspect the datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Folder holding <dataset>/ with the four IDX files (.gz or not). "
+        "Default: $MNISTLAB_DATA_DIR, then the cache, then download.",
+        show_default=False,
+    ),
+]
+
+
+def _choice(name: str, allowed: tuple[str, ...]):
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ log lines printed to fd 2 while TensorFlow or JAX load."""
+    if os.environ.get("MNISTLAB_DEBUG"):
+        yield
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        yield  # Not a real file (e.g. a test runner's capture): nothing to silence.
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        import keras  # noqa: F401
+
+        keras.backend.backend()
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_keras() -> None:
+    with _quiet_native_stderr():
+        import keras  # noqa: F401
+
+
+def _hooks(epochs: int):
+    from mnistlab.pipeline import Hooks
+    from mnistlab.progress import DownloadBars, EpochBar
+
+    quiet = not console.is_terminal
+    downloads = DownloadBars(error_console)
+    return (
+        Hooks(
+            on_phase=lambda message: error_console.print(f"[dim]{message}…[/dim]"),
+            on_download=downloads,
+            fit_callbacks=() if quiet else (EpochBar(error_console, epochs),),
+        ),
+        downloads,
+    )
+
+
+def _print_summary(run_dir: Path, metrics: dict) -> None:
+    test = metrics["test"]
+    timings = metrics["timings"]
+    table = Table(title=f"{metrics['model']} on {metrics['dataset']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("test accuracy", f"{test['accuracy']:.4f}")
+    table.add_row("test loss", f"{test['loss']:.4f}")
+    table.add_row("parameters", f"{metrics['parameters']:,}")
+    for name in ("data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"):
+        if timings.get(name) is not None:
+            table.add_row(name.replace("_seconds", " (s)").replace("_", " "), f"{timings[name]:.2f}")
+    table.add_row("run directory", str(run_dir))
+    console.print(table)
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Train, evaluate and explain handwritten-digit classifiers."""
+    if debug:
+        os.environ["MNISTLAB_DEBUG"] = "1"
+
+
+@app.command()
+def train(
+    model: Annotated[
+        Optional[str],
+        typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}. [default: seed-mlp]",
+                     callback=_choice("model", MODEL_NAMES), show_default=False),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(help=f"Dataset: {', '.join(DATASETS)}. [default: mnist]",
+                     callback=_choice("dataset", DATASETS), show_default=False),
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs. [default: 10]", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512]", show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001]", show_default=False)] = None,
+    validation_split: Annotated[Optional[float], typer.Option(help="Fraction of the training set held out for validation. [default: 0.1]", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed. [default: 0]", show_default=False)] = None,
+    top_errors: Annotated[Optional[int], typer.Option(min=0, help="How many confident mistakes to show. [default: 10]", show_default=False)] = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.", show_default=False)] = None,
+    test_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N test images.", show_default=False)] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON config file (e.g. a run's config.json); flags override it.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory to write. [default: runs/<timestamp>-<model>]", show_default=False)] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Train a model, evaluate it on the test set and write a run directory."""
+    base = Config.from_json_file(config_file) if config_file else Config()
+    config = base.replace(
+        model=model,
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        validation_split=validation_split,
+        seed=seed,
+        top_errors=top_errors,
+        train_limit=train_limit,
+        test_limit=test_limit,
+    )
+    _import_keras()
+    from mnistlab import pipeline, runs
+
+    hooks, downloads = _hooks(config.epochs)
+    try:
+        run_dir = pipeline.train_run(config, data_dir=data_dir, out_dir=out, hooks=hooks)
+    finally:
+        downloads.close()
+    _print_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistlab train`.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Rebuild a run's metrics and figures from its directory alone."""
+    from mnistlab import runs
+
+    runs.read_config(run_dir)  # Fail fast, before the slow imports, on a wrong directory.
+    _import_keras()
+    from mnistlab import pipeline
+
+    hooks, downloads = _hooks(1)
+    try:
+        metrics = pipeline.evaluate_run(run_dir, data_dir=data_dir, hooks=hooks)
+    finally:
+        downloads.close()
+    _print_summary(run_dir, metrics)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice("dataset", DATASETS))] = "mnist",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Make sure the dataset's four files are present and verified (download if needed)."""
+    from mnistlab.data import load_dataset
+    from mnistlab.progress import DownloadBars
+
+    downloads = DownloadBars(error_console)
+    try:
+        loaded = load_dataset(dataset, data_dir, progress=downloads)
+    finally:
+        downloads.close()
+    for filename, source in loaded.sources.items():
+        console.print(f"[green]ok[/green] {filename}  {source}")
+
+
+@data_app.command("info")
+def data_info(
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice("dataset", DATASETS))] = "mnist",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show where each file is read from, its checksum, shapes and class balance."""
+    import numpy as np
+
+    from mnistlab.data import load_dataset
+
+    loaded = load_dataset(dataset, data_dir)
+    table = Table(title=f"{loaded.name}")
+    table.add_column("file")
+    table.add_column("source")
+    table.add_column("sha256 (decompressed)")
+    for filename, source in loaded.sources.items():
+        table.add_row(filename, source, loaded.sha256[filename][:16] + "…")
+    console.print(table)
+    console.print(f"train: {loaded.train_images.shape} images, test: {loaded.test_images.shape} images")
+    counts = np.bincount(loaded.train_labels, minlength=10)
+    console.print("train images per class: " + ", ".join(f"{d}:{c}" for d, c in enumerate(counts)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line and exit non-zero; --debug shows tracebacks."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="mnistlab", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.UsageError as error:
+        message = error.format_message().replace("\n", " ")
+        hint = f" (see: mnistlab {error.ctx.command_path.partition(' ')[2]} --help)".replace("  ", " ") if error.ctx else ""
+        error_console.print(f"error: {message}{hint}", markup=False, highlight=False)
+        sys.exit(2)
+    except (click.Abort, KeyboardInterrupt):
+        error_console.print("error: interrupted", markup=False)
+        sys.exit(130)
+    except MnistlabError as error:
+        if debug:
+            raise
+        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""One typed, frozen configuration for a run; its defaults are the seed notebook's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.errors import ConfigError
+
+DATASETS = ("mnist", "fashion-mnist")
+# The models mnistlab can build; models.py holds one builder for each name.
+MODEL_NAMES = ("seed-mlp",)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides what a training run computes.
+
+    Saved as ``config.json`` in every run directory, so a run can be rebuilt from it alone.
+    """
+
+    # Model and data.
+    model: str = "seed-mlp"
+    dataset: str = "mnist"
+    # Optimisation: the seed notebook trains 10 epochs of batch 512 with Adam's default rate.
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.001
+    # Fraction of the training set held out (chosen by the seed) and scored every epoch.
+    validation_split: float = 0.1
+    seed: int = 0
+    # Evaluation: how many of the most confident mistakes to show.
+    top_errors: int = 10
+    # Use only the first N training / test images (quick experiments and tests); None = all.
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ConfigError(f"unknown model {self.model!r}; expected one of {', '.join(MODEL_NAMES)}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"
+            )
+        _check_int("epochs", self.epochs, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("top_errors", self.top_errors, minimum=0)
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, minimum=1)
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 10:
+            raise ConfigError(
+                f"learning_rate must be a number in (0, 10]; received: {self.learning_rate!r}"
+            )
+        if not isinstance(self.validation_split, (int, float)) or not (
+            0 < self.validation_split < 1
+        ):
+            raise ConfigError(
+                f"validation_split must be a number in (0, 1); received: {self.validation_split!r}"
+            )
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed; None values mean 'keep'."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a JSON object; received: {type(values).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**values)
+        except TypeError as error:  # e.g. a string where a number belongs, caught by a comparison
+            raise ConfigError(f"invalid config: {error}") from None
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> Config:
+        try:
+            values = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"config file {path} is not readable JSON: {error}") from None
+        return cls.from_dict(values)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}; received: {value!r}")

@@ -1,0 +1,24 @@
+"""The one family of errors mnistlab raises for problems a user can fix.
+
+The CLI prints such an error as one line and exits non-zero; anything else is a bug.
+"""
+
+
+class MnistlabError(Exception):
+    """Base class: a problem with the user's input, data or environment."""
+
+
+class ConfigError(MnistlabError, ValueError):
+    """A configuration value is out of range or of the wrong kind."""
+
+
+class DataError(MnistlabError):
+    """A dataset file is missing, corrupt, truncated or cannot be fetched."""
+
+
+class RunError(MnistlabError):
+    """A run directory is missing, incomplete or unreadable."""
+
+
+class ImageError(MnistlabError):
+    """A user's image cannot be read or holds no digit."""

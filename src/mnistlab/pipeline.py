@@ -1,0 +1,194 @@
+"""Workflows the CLI, the web app and the notebook share: train a run, evaluate a run."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnistlab import plots, runs
+from mnistlab.config import Config
+from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
+from mnistlab.evaluate import Evaluation, evaluate_probabilities
+from mnistlab.models import build_model
+from mnistlab.train import fit, predict_probabilities, set_seed
+
+# Index of the test image shown as "a sample prediction", as in the seed notebook.
+SAMPLE_INDEX = 0
+
+
+@dataclass
+class Hooks:
+    """Where progress goes: the CLI passes Rich-backed hooks; library callers may pass none."""
+
+    on_phase: Callable[[str], None] = lambda message: None
+    on_download: DownloadProgress | None = None
+    fit_callbacks: Sequence[keras.callbacks.Callback] = ()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
+    packages = ["mnistlab", "keras", keras.backend.backend(), "numpy", "scikit-learn"]
+    packages += ["matplotlib", "seaborn", "pillow"]
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def load_for_config(config: Config, data_dir, hooks: Hooks) -> Dataset:
+    """The dataset the config names, cut to its train/test limits."""
+    dataset = load_dataset(config.dataset, data_dir, progress=hooks.on_download)
+    return Dataset(
+        name=dataset.name,
+        train_images=dataset.train_images[: config.train_limit],
+        train_labels=dataset.train_labels[: config.train_limit],
+        test_images=dataset.test_images[: config.test_limit],
+        test_labels=dataset.test_labels[: config.test_limit],
+        sha256=dataset.sha256,
+        sources=dataset.sources,
+    )
+
+
+def train_run(
+    config: Config,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    hooks: Hooks | None = None,
+) -> Path:
+    """Train ``config``'s model, evaluate it on the test set and write a run directory.
+
+    If training fails or is interrupted before the model is saved, the run directory is
+    removed; after that, whatever was written stays, and ``evaluate_run`` can finish it.
+    Returns the run directory.
+    """
+    hooks = hooks or Hooks()
+    started = time.perf_counter()
+    run_dir = runs.prepare_run_dir(
+        Path(out_dir) if out_dir else runs.new_run_dir(Path(runs_root), config.model)
+    )
+    try:
+        runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+        hooks.on_phase(f"loading {config.dataset}")
+        dataset = load_for_config(config, data_dir, hooks)
+        data_seconds = time.perf_counter() - started
+
+        train_images, train_labels, validation_images, validation_labels = split_validation(
+            dataset.train_images, dataset.train_labels, config.validation_split, config.seed
+        )
+        set_seed(config.seed)
+        model = build_model(config)
+        hooks.on_phase(f"training {config.model}")
+        fit_started = time.perf_counter()
+        history = fit(
+            model,
+            train_images,
+            train_labels,
+            validation_images,
+            validation_labels,
+            config,
+            hooks.fit_callbacks,
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        runs.save_model(model, run_dir)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    runs.write_json(run_dir / runs.HISTORY_FILE, history)
+    timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
+    _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
+    return run_dir
+
+
+def evaluate_run(
+    run_dir: str | Path, data_dir: str | Path | None = None, hooks: Hooks | None = None
+) -> dict:
+    """Rebuild a run's metrics and figures from the run directory and the dataset alone."""
+    hooks = hooks or Hooks()
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    model = runs.load_model(run_dir)
+    history = runs.read_json(run_dir, runs.HISTORY_FILE)
+    previous = {}
+    if (run_dir / runs.METRICS_FILE).exists():
+        previous = runs.read_json(run_dir, runs.METRICS_FILE).get("timings", {})
+    hooks.on_phase(f"loading {config.dataset}")
+    dataset = load_for_config(config, data_dir, hooks)
+    timings = {
+        "data_load_seconds": time.perf_counter() - started,
+        "fit_seconds": previous.get("fit_seconds"),
+    }
+    return _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
+
+
+def _evaluate_and_write(
+    run_dir: Path,
+    model: keras.Model,
+    config: Config,
+    dataset: Dataset,
+    history: dict,
+    timings: dict,
+    hooks: Hooks,
+    started: float,
+) -> dict:
+    hooks.on_phase("evaluating on the test set")
+    evaluate_started = time.perf_counter()
+    probabilities = predict_probabilities(model, dataset.test_images)
+    evaluation = evaluate_probabilities(probabilities, dataset.test_labels, config.top_errors)
+    timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
+
+    hooks.on_phase("drawing figures")
+    for name, png in render_figures(dataset, history, evaluation, probabilities).items():
+        runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
+
+    timings["total_seconds"] = time.perf_counter() - started
+    sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
+    metrics = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "parameters": int(model.count_params()),
+        "test": evaluation.to_dict(),
+        "final_epoch": {name: values[-1] for name, values in history.items() if values},
+        "sample_prediction": {
+            "index": sample,
+            "true_label": int(dataset.test_labels[sample]),
+            "predicted_label": int(probabilities[sample].argmax()),
+            "confidence": float(probabilities[sample].max()),
+        },
+        "timings": timings,
+        "versions": library_versions(),
+        "data": {"sha256": dataset.sha256},
+    }
+    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    return metrics
+
+
+def render_figures(
+    dataset: Dataset, history: dict, evaluation: Evaluation, probabilities: np.ndarray
+) -> dict[str, bytes]:
+    """Every figure of a run, as PNG bytes keyed like ``runs.FIGURE_FILES``."""
+    sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
+    figures = {
+        "samples": plots.samples_per_digit(dataset.train_images, dataset.train_labels),
+        "training_curves": plots.training_curves(history),
+        "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix),
+        "confident_errors": plots.confident_errors(dataset.test_images, evaluation.top_errors),
+        "sample_prediction": plots.sample_prediction(
+            dataset.test_images[sample],
+            int(dataset.test_labels[sample]),
+            int(probabilities[sample].argmax()),
+            float(probabilities[sample].max()),
+        ),
+    }
+    return {name: runs.figure_png(figure) for name, figure in figures.items()}

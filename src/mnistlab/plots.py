@@ -1,0 +1,121 @@
+"""Figures from arrays. Each function returns a matplotlib Figure; none computes metrics or
+writes files. Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state),
+so they are safe to make in a headless process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from mnistlab.evaluate import ConfidentError
+
+_IMAGE_STYLE = {"cmap": "gray_r", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+
+
+def _hide_axes(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def samples_per_digit(images: np.ndarray, labels: np.ndarray) -> Figure:
+    """The first example of each digit 0..9, in one row. Images are uint8 (N, 28, 28)."""
+    figure = Figure(figsize=(10, 1.6), layout="constrained")
+    axes = figure.subplots(1, 10)
+    for digit, ax in enumerate(axes):
+        matches = np.flatnonzero(labels == digit)
+        if len(matches):
+            ax.imshow(images[matches[0]], **_IMAGE_STYLE)
+        ax.set_title(str(digit))
+        _hide_axes(ax)
+    return figure
+
+
+def training_curves(history: dict[str, Sequence[float]]) -> Figure:
+    """Loss and accuracy per epoch, training and validation side by side."""
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    for ax, metric, title in ((loss_ax, "loss", "Loss"), (accuracy_ax, "accuracy", "Accuracy")):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            values = history.get(prefix + metric)
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                ax.plot(epochs, values, marker="o", label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return figure
+
+
+def confusion_matrix(matrix: Sequence[Sequence[float]], normalize: bool = False) -> Figure:
+    """A seaborn heatmap of a 10x10 confusion matrix (rows: true, columns: predicted).
+
+    With ``normalize``, each row is divided by its total so cells read as recall fractions.
+    """
+    import seaborn  # Imported here: it pulls in pandas, which nothing else needs.
+
+    values = np.asarray(matrix, dtype=float)
+    if normalize:
+        totals = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    figure = Figure(figsize=(7, 6), layout="constrained")
+    ax = figure.subplots()
+    seaborn.heatmap(
+        values,
+        annot=True,
+        fmt=".2f" if normalize else ".0f",
+        cmap="Blues",
+        cbar=False,
+        square=True,
+        annot_kws={"fontsize": 8},
+        ax=ax,
+    )
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""))
+    return figure
+
+
+def confident_errors(images: np.ndarray, errors: Sequence[ConfidentError]) -> Figure:
+    """The given mistakes as a grid of test images titled with true and predicted labels.
+
+    ``images`` is the whole test set, uint8 (N, 28, 28); each error indexes into it.
+    """
+    count = max(1, len(errors))
+    columns = min(5, count)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(2.1 * columns, 2.4 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for ax in axes:
+        _hide_axes(ax)
+        ax.axis("off")
+    for ax, error in zip(axes, errors):
+        ax.axis("on")
+        ax.imshow(images[error.index], **_IMAGE_STYLE)
+        ax.set_title(
+            f"true {error.true_label}, pred {error.predicted_label}\n"
+            f"p={error.confidence:.3f} (#{error.index})",
+            fontsize=9,
+        )
+    if not errors:
+        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    return figure
+
+
+def sample_prediction(
+    image: np.ndarray, true_label: int, predicted_label: int, confidence: float
+) -> Figure:
+    """One test image with the model's prediction and the true label."""
+    figure = Figure(figsize=(2.8, 3.1), layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(image, **_IMAGE_STYLE)
+    _hide_axes(ax)
+    verdict = "correct" if predicted_label == true_label else "wrong"
+    ax.set_title(
+        f"predicted {predicted_label} (p={confidence:.3f})\ntrue {true_label}: {verdict}",
+        fontsize=10,
+    )
+    return figure

@@ -1,0 +1,109 @@
+"""The run directory: its layout, and the only code that writes or reads it.
+
+    runs/<YYYYmmdd-HHMMSS>-<model>/
+        config.json  model.keras  history.json  metrics.json  *.png  report.html
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mnistlab.config import Config
+from mnistlab.errors import ConfigError, RunError
+from mnistlab.fileio import atomic_path, atomic_write_bytes
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+FIGURE_FILES = {
+    "samples": "samples.png",
+    "training_curves": "training_curves.png",
+    "confusion_matrix": "confusion_matrix.png",
+    "confident_errors": "confident_errors.png",
+    "sample_prediction": "sample_prediction.png",
+}
+
+
+def new_run_dir(root: Path, model_name: str) -> Path:
+    """A fresh ``root/<timestamp>-<model>`` path that does not exist yet."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = Path(root) / f"{stamp}-{model_name}"
+    suffix = 2
+    while candidate.exists():
+        candidate = Path(root) / f"{stamp}-{model_name}-{suffix}"
+        suffix += 1
+    return candidate
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create ``path`` for a new run; refuse to mix a new run into a non-empty directory."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"output directory {path} already exists and is not empty; choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, content: Any) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(content, indent=2) + "\n").encode())
+
+
+def write_text(path: Path, content: str) -> None:
+    atomic_write_bytes(Path(path), content.encode())
+
+
+def figure_png(figure, dpi: int = 100) -> bytes:
+    """A matplotlib Figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def write_png(path: Path, png: bytes) -> None:
+    atomic_write_bytes(Path(path), png)
+
+
+def save_model(model, run_dir: Path) -> Path:
+    path = Path(run_dir) / MODEL_FILE
+    with atomic_path(path) as temp:  # Keras wants the .keras suffix, which atomic_path keeps.
+        model.save(temp)
+    return path
+
+
+def read_json(run_dir: Path, name: str) -> Any:
+    path = Path(run_dir) / name
+    if not Path(run_dir).is_dir():
+        raise RunError(f"run directory {run_dir} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; is {run_dir} a mnistlab run directory?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{path} is not readable JSON ({error})") from None
+
+
+def read_config(run_dir: Path) -> Config:
+    try:
+        return Config.from_dict(read_json(run_dir, CONFIG_FILE))
+    except ConfigError as error:
+        raise RunError(f"{Path(run_dir) / CONFIG_FILE}: {error}") from None
+
+
+def load_model(run_dir: Path):
+    """The run's trained Keras model (plain Keras: no custom objects needed)."""
+    import keras
+
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise RunError(f"{path} is missing; the run did not finish training")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a damaged archive.
+        raise RunError(f"{path} cannot be loaded by Keras ({type(error).__name__}: {error})") from None
