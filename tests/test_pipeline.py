@@ -1,0 +1,76 @@
+"""End-to-end runs on a small subset of real MNIST."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mnistlab import pipeline, runs
+from mnistlab.config import Config
+
+pytestmark = pytest.mark.mnist
+
+SMALL = Config(epochs=2, train_limit=3000, test_limit=500, top_errors=4)
+
+
+def weights(run_dir):
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+def test_same_seed_gives_identical_weights_and_accuracy(tmp_path, mnist_dir):
+    first = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "a")
+    second = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "b")
+    for left, right in zip(weights(first), weights(second), strict=True):
+        assert np.array_equal(left, right)
+    metrics = [runs.read_json(d, "metrics.json")["test"] for d in (first, second)]
+    assert metrics[0]["accuracy"] == metrics[1]["accuracy"]
+    assert metrics[0]["loss"] == metrics[1]["loss"]
+
+    other_seed = pipeline.train_run(SMALL.replace(seed=1), data_dir=mnist_dir, out_dir=tmp_path / "c")
+    assert not np.array_equal(weights(first)[0], weights(other_seed)[0])
+
+
+def test_run_directory_holds_everything_and_evaluate_rebuilds_it(tmp_path, mnist_dir):
+    run_dir = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "run")
+    expected = {"config.json", "model.keras", "history.json", "metrics.json", *runs.FIGURE_FILES.values()}
+    assert expected <= {p.name for p in run_dir.iterdir()}
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["num_examples"] == 500
+    assert len(metrics["test"]["top_errors"]) == 4
+    assert np.array(metrics["test"]["confusion_matrix"]).sum() == 500
+    assert set(metrics["data"]["sha256"]) == {
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+    }
+    assert {"data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"} <= set(metrics["timings"])
+    assert metrics["versions"]["keras"] == keras.__version__
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["val_accuracy"]) == SMALL.epochs
+
+    for name in runs.FIGURE_FILES.values():
+        (run_dir / name).unlink()
+    (run_dir / "metrics.json").unlink()
+    rebuilt = pipeline.evaluate_run(run_dir, data_dir=mnist_dir)
+    assert json.loads(json.dumps(rebuilt["test"])) == metrics["test"]
+    assert all((run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in runs.FIGURE_FILES.values())
+
+
+def test_interrupted_training_leaves_no_run_directory(tmp_path, mnist_dir, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_seed_model_reaches_the_notebooks_accuracy(tmp_path, mnist_dir):
+    """The full seed configuration: 10 epochs on all 60k images."""
+    run_dir = pipeline.train_run(Config(), data_dir=mnist_dir, out_dir=tmp_path / "seed")
+    accuracy = runs.read_json(run_dir, "metrics.json")["test"]["accuracy"]
+    assert accuracy >= 0.97
