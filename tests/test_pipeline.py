@@ -62,7 +62,9 @@ def test_interrupted_training_leaves_no_run_directory(tmp_path, mnist_dir, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "fit", interrupted)
+    import mnistlab.train
+
+    monkeypatch.setattr(mnistlab.train, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -90,7 +90,7 @@ def _import_keras() -> None:
 
 def _hooks(epochs: int):
     from mnistlab.pipeline import Hooks
-    from mnistlab.progress import DownloadBars, EpochBar
+    from mnistlab.progress import DownloadBars, epoch_bar
 
     quiet = not console.is_terminal
     downloads = DownloadBars(error_console)
@@ -98,7 +98,7 @@ def _hooks(epochs: int):
         Hooks(
             on_phase=lambda message: error_console.print(f"[dim]{message}…[/dim]"),
             on_download=downloads,
-            fit_callbacks=() if quiet else (EpochBar(error_console, epochs),),
+            fit_callbacks=() if quiet else (epoch_bar(error_console, epochs),),
         ),
         downloads,
     )
@@ -118,6 +118,7 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
             table.add_row(name.replace("_seconds", " (s)").replace("_", " "), f"{timings[name]:.2f}")
     table.add_row("run directory", str(run_dir))
     console.print(table)
+    console.print(f"report: {Path(run_dir) / 'report.html'}", highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -198,6 +199,36 @@ def evaluate(
     _print_summary(run_dir, metrics)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistlab train`.")],
+) -> None:
+    """Write the run's self-contained report.html (opens offline in any browser)."""
+    from mnistlab import pipeline
+
+    console.print(str(pipeline.write_report(run_dir)), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the table as an HTML page here.", show_default=False)] = None,
+) -> None:
+    """Show several runs side by side: model, config differences, test accuracy and loss, fit time."""
+    from mnistlab import pipeline, report as report_module, runs
+
+    headers, rows = pipeline.compare_runs(run_dirs)
+    table = Table(title="runs")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("run", "model") else "right")
+    for row in rows:
+        table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    if html is not None:
+        runs.write_text(html, report_module.render_comparison(headers, rows))
+        console.print(f"written: {html}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("fetch")
 def data_fetch(
     dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice("dataset", DATASETS))] = "mnist",
@@ -213,7 +244,7 @@ def data_fetch(
     finally:
         downloads.close()
     for filename, source in loaded.sources.items():
-        console.print(f"[green]ok[/green] {filename}  {source}")
+        console.print(f"[green]ok[/green] {filename}  {source}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("info")

@@ -22,6 +22,17 @@ class ConfidentError:
 
 
 @dataclass(frozen=True)
+class CalibrationBin:
+    """Predictions whose top probability fell in [lower, upper)."""
+
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float  # 0 when the bin is empty
+    accuracy: float  # 0 when the bin is empty
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Everything the seed notebook reports about a model on a labelled set."""
 
@@ -31,6 +42,9 @@ class Evaluation:
     confusion_matrix: list[list[int]]  # rows: true label, columns: predicted label
     per_class: list[dict]  # label, precision, recall, f1, support
     top_errors: list[ConfidentError]
+    most_confused: list[dict]  # true_label, predicted_label, count; largest first
+    expected_calibration_error: float
+    calibration_bins: list[CalibrationBin]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +76,60 @@ def most_confident_errors(
     return errors
 
 
+def most_confused_pairs(confusion: np.ndarray, count: int = 5) -> list[dict]:
+    """The off-diagonal cells of a confusion matrix with the most examples, largest first.
+
+    Ties are broken by (true, predicted) label so the list is deterministic; empty cells are left out.
+    """
+    confusion = np.asarray(confusion)
+    off_diagonal = [
+        (int(confusion[true, predicted]), true, predicted)
+        for true in range(confusion.shape[0])
+        for predicted in range(confusion.shape[1])
+        if true != predicted and confusion[true, predicted] > 0
+    ]
+    off_diagonal.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+    return [
+        {"true_label": true, "predicted_label": predicted, "count": cell_count}
+        for cell_count, true, predicted in off_diagonal[:count]
+    ]
+
+
+def calibration_bins(
+    probabilities: np.ndarray, labels: np.ndarray, num_bins: int = 10
+) -> list[CalibrationBin]:
+    """Group predictions by their top probability into equal-width bins over [0, 1].
+
+    A confidence of exactly 1.0 falls in the last bin.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=False), 0, num_bins - 1)
+    bins = []
+    for index in range(num_bins):
+        members = which == index
+        count = int(members.sum())
+        bins.append(
+            CalibrationBin(
+                lower=float(edges[index]),
+                upper=float(edges[index + 1]),
+                count=count,
+                mean_confidence=float(confidence[members].mean()) if count else 0.0,
+                accuracy=float(correct[members].mean()) if count else 0.0,
+            )
+        )
+    return bins
+
+
+def expected_calibration_error(bins: list[CalibrationBin]) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over the bins."""
+    total = sum(b.count for b in bins)
+    if total == 0:
+        return 0.0
+    return float(sum(b.count * abs(b.accuracy - b.mean_confidence) for b in bins) / total)
+
+
 def evaluate_probabilities(
     probabilities: np.ndarray, labels: np.ndarray, top_errors: int = 10
 ) -> Evaluation:
@@ -77,6 +145,8 @@ def evaluate_probabilities(
         )
     classes = list(range(NUM_CLASSES))
     predicted = probabilities.argmax(axis=1)
+    confusion = metrics.confusion_matrix(labels, predicted, labels=classes)
+    bins = calibration_bins(probabilities, labels)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0
     )
@@ -84,7 +154,7 @@ def evaluate_probabilities(
         num_examples=int(len(labels)),
         loss=float(metrics.log_loss(labels, probabilities, labels=classes)),
         accuracy=float(metrics.accuracy_score(labels, predicted)),
-        confusion_matrix=metrics.confusion_matrix(labels, predicted, labels=classes).tolist(),
+        confusion_matrix=confusion.tolist(),
         per_class=[
             {
                 "label": label,
@@ -96,4 +166,7 @@ def evaluate_probabilities(
             for label in classes
         ],
         top_errors=most_confident_errors(probabilities, labels, top_errors),
+        most_confused=most_confused_pairs(confusion),
+        expected_calibration_error=expected_calibration_error(bins),
+        calibration_bins=bins,
     )

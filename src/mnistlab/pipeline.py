@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from mnistlab import plots, runs
+from mnistlab import plots, report, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.evaluate import Evaluation, evaluate_probabilities
-from mnistlab.models import build_model
-from mnistlab.train import fit, predict_probabilities, set_seed
+
+# Keras (and TensorFlow behind it) takes seconds to import; the functions that train or load a
+# model import it themselves, so writing a report or comparing runs stays fast.
 
 # Index of the test image shown as "a sample prediction", as in the seed notebook.
 SAMPLE_INDEX = 0
@@ -30,10 +30,12 @@ class Hooks:
 
     on_phase: Callable[[str], None] = lambda message: None
     on_download: DownloadProgress | None = None
-    fit_callbacks: Sequence[keras.callbacks.Callback] = ()
+    fit_callbacks: Sequence = ()  # keras.callbacks.Callback instances
 
 
 def library_versions() -> dict[str, str]:
+    import keras
+
     versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
     packages = ["mnistlab", "keras", keras.backend.backend(), "numpy", "scikit-learn"]
     packages += ["matplotlib", "seaborn", "pillow"]
@@ -45,9 +47,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def load_for_config(config: Config, data_dir, hooks: Hooks) -> Dataset:
+def load_for_config(
+    config: Config, data_dir: str | Path | None = None, hooks: Hooks | None = None
+) -> Dataset:
     """The dataset the config names, cut to its train/test limits."""
-    dataset = load_dataset(config.dataset, data_dir, progress=hooks.on_download)
+    progress = hooks.on_download if hooks else None
+    dataset = load_dataset(config.dataset, data_dir, progress=progress)
     return Dataset(
         name=dataset.name,
         train_images=dataset.train_images[: config.train_limit],
@@ -72,6 +77,9 @@ def train_run(
     removed; after that, whatever was written stays, and ``evaluate_run`` can finish it.
     Returns the run directory.
     """
+    from mnistlab.models import build_model
+    from mnistlab.train import fit, set_seed
+
     hooks = hooks or Hooks()
     started = time.perf_counter()
     run_dir = runs.prepare_run_dir(
@@ -134,7 +142,7 @@ def evaluate_run(
 
 def _evaluate_and_write(
     run_dir: Path,
-    model: keras.Model,
+    model,
     config: Config,
     dataset: Dataset,
     history: dict,
@@ -142,6 +150,8 @@ def _evaluate_and_write(
     hooks: Hooks,
     started: float,
 ) -> dict:
+    from mnistlab.train import predict_probabilities
+
     hooks.on_phase("evaluating on the test set")
     evaluate_started = time.perf_counter()
     probabilities = predict_probabilities(model, dataset.test_images)
@@ -171,7 +181,31 @@ def _evaluate_and_write(
         "data": {"sha256": dataset.sha256},
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    write_report(run_dir)
     return metrics
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """(Re)write ``report.html`` from the run directory's files alone; return its path."""
+    run_dir = Path(run_dir)
+    html = report.render_report(
+        config=runs.read_json(run_dir, runs.CONFIG_FILE),
+        metrics=runs.read_json(run_dir, runs.METRICS_FILE),
+        history=runs.read_json(run_dir, runs.HISTORY_FILE),
+        figures=runs.read_figures(run_dir),
+    )
+    path = run_dir / runs.REPORT_FILE
+    runs.write_text(path, html)
+    return path
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list]]:
+    """Headers and rows of a side-by-side table of runs (see report.comparison_table)."""
+    named = [
+        (str(d), runs.read_json(d, runs.CONFIG_FILE), runs.read_json(d, runs.METRICS_FILE))
+        for d in map(Path, run_dirs)
+    ]
+    return report.comparison_table(named)
 
 
 def render_figures(
@@ -183,12 +217,18 @@ def render_figures(
         "samples": plots.samples_per_digit(dataset.train_images, dataset.train_labels),
         "training_curves": plots.training_curves(history),
         "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix),
+        "confusion_matrix_normalized": plots.confusion_matrix(
+            evaluation.confusion_matrix, normalize=True
+        ),
         "confident_errors": plots.confident_errors(dataset.test_images, evaluation.top_errors),
         "sample_prediction": plots.sample_prediction(
             dataset.test_images[sample],
             int(dataset.test_labels[sample]),
             int(probabilities[sample].argmax()),
             float(probabilities[sample].max()),
+        ),
+        "reliability": plots.reliability_diagram(
+            evaluation.calibration_bins, evaluation.expected_calibration_error
         ),
     }
     return {name: runs.figure_png(figure) for name, figure in figures.items()}

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from mnistlab.evaluate import ConfidentError
+from mnistlab.evaluate import CalibrationBin, ConfidentError
 
 _IMAGE_STYLE = {"cmap": "gray_r", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
 
@@ -45,6 +46,7 @@ def training_curves(history: dict[str, Sequence[float]]) -> Figure:
                 ax.plot(epochs, values, marker="o", label=label)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return figure
@@ -118,4 +120,34 @@ def sample_prediction(
         f"predicted {predicted_label} (p={confidence:.3f})\ntrue {true_label}: {verdict}",
         fontsize=10,
     )
+    return figure
+
+
+def reliability_diagram(bins: Sequence[CalibrationBin], expected_calibration_error: float) -> Figure:
+    """Accuracy against confidence per bin; a calibrated model's bars meet the diagonal."""
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = figure.subplots()
+    filled = [b for b in bins if b.count]
+    ax.bar(
+        [(b.lower + b.upper) / 2 for b in filled],
+        [b.accuracy for b in filled],
+        width=[b.upper - b.lower for b in filled],
+        edgecolor="black",
+        alpha=0.7,
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.scatter(
+        [b.mean_confidence for b in filled],
+        [b.accuracy for b in filled],
+        color="crimson",
+        zorder=3,
+        label="mean confidence",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability diagram (ECE {expected_calibration_error:.4f})")
+    ax.legend(loc="upper left")
     return figure

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keras
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,50 +42,57 @@ class DownloadBars:
             self.progress.stop()
 
 
-class EpochBar(keras.callbacks.Callback):
-    """A Keras callback drawing one bar over all training steps, with the last epoch's metrics."""
+def epoch_bar(console: Console, epochs: int):
+    """A Keras callback drawing one bar over all training steps, with the last epoch's metrics.
 
-    def __init__(self, console: Console, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.task = None
-        self.steps_per_epoch = 0
-        self.epoch = 0
+    Built on demand: Keras takes seconds to import and only training needs it.
+    """
+    import keras
 
-    def on_train_begin(self, logs=None):
-        self.steps_per_epoch = int(self.params.get("steps") or 0)
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "fit",
-            total=self.steps_per_epoch * self.epochs or None,
-            epoch=1,
-            epochs=self.epochs,
-            metrics="",
-        )
+    class EpochBar(keras.callbacks.Callback):
+        def __init__(self, console: Console, epochs: int):
+            super().__init__()
+            self.epochs = epochs
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[metrics]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self.task = None
+            self.steps_per_epoch = 0
+            self.epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.progress.update(self.task, epoch=epoch + 1)
+        def on_train_begin(self, logs=None):
+            self.steps_per_epoch = int(self.params.get("steps") or 0)
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "fit",
+                total=self.steps_per_epoch * self.epochs or None,
+                epoch=1,
+                epochs=self.epochs,
+                metrics="",
+            )
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.progress.update(self.task, completed=self.epoch * self.steps_per_epoch + batch + 1)
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.progress.update(self.task, epoch=epoch + 1)
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        shown = ("loss", "accuracy", "val_loss", "val_accuracy")
-        text = "  ".join(f"{name} {logs[name]:.4f}" for name in shown if name in logs)
-        self.progress.update(
-            self.task, completed=(epoch + 1) * self.steps_per_epoch, metrics=text
-        )
+        def on_train_batch_end(self, batch, logs=None):
+            self.progress.update(self.task, completed=self.epoch * self.steps_per_epoch + batch + 1)
 
-    def on_train_end(self, logs=None):
-        self.progress.stop()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+            text = "  ".join(f"{name} {logs[name]:.4f}" for name in shown if name in logs)
+            self.progress.update(
+                self.task, completed=(epoch + 1) * self.steps_per_epoch, metrics=text
+            )
+
+        def on_train_end(self, logs=None):
+            self.progress.stop()
+
+    return EpochBar(console, epochs)

@@ -26,9 +26,12 @@ FIGURE_FILES = {
     "samples": "samples.png",
     "training_curves": "training_curves.png",
     "confusion_matrix": "confusion_matrix.png",
+    "confusion_matrix_normalized": "confusion_matrix_normalized.png",
     "confident_errors": "confident_errors.png",
     "sample_prediction": "sample_prediction.png",
+    "reliability": "reliability.png",
 }
+REPORT_FILE = "report.html"
 
 
 def new_run_dir(root: Path, model_name: str) -> Path:
@@ -68,6 +71,18 @@ def figure_png(figure, dpi: int = 100) -> bytes:
 
 def write_png(path: Path, png: bytes) -> None:
     atomic_write_bytes(Path(path), png)
+
+
+def read_figures(run_dir: Path) -> dict[str, bytes]:
+    """The run's PNG figures keyed like FIGURE_FILES; a missing one is a RunError."""
+    figures = {}
+    for name, filename in FIGURE_FILES.items():
+        path = Path(run_dir) / filename
+        try:
+            figures[name] = path.read_bytes()
+        except OSError:
+            raise RunError(f"{path} is missing; run `mnistlab evaluate {run_dir}` to redraw it") from None
+    return figures
 
 
 def save_model(model, run_dir: Path) -> Path:
