@@ -6,7 +6,6 @@ them, so ``mnistlab --help`` and ``mnistlab data info`` answer at once.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
@@ -18,7 +17,7 @@ from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
-from mnistlab.config import DATASETS, MODEL_NAMES, Config
+from mnistlab.config import DATASETS, LR_SCHEDULES, MODEL_NAMES, Config
 from mnistlab.errors import MnistlabError
 
 # TensorFlow's C++ start-up chatter is noise for a CLI user; --debug shows it again.
@@ -48,7 +47,9 @@ DataDirOption = Annotated[
 ]
 
 
-def _choice(name: str, allowed: tuple[str, ...]):
+def _choice(allowed: tuple[str, ...]):
+    """A Typer callback that accepts only ``allowed`` values (or None: not given)."""
+
     def check(value: Optional[str]) -> Optional[str]:
         if value is not None and value not in allowed:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
@@ -57,16 +58,16 @@ def _choice(name: str, allowed: tuple[str, ...]):
     return check
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence C++ log lines printed to fd 2 while TensorFlow or JAX load."""
-    if os.environ.get("MNISTLAB_DEBUG"):
-        yield
-        return
+def _import_keras() -> None:
+    """Import Keras and its backend with fd 2 silenced: TensorFlow and JAX print C++ log lines
+    while they load, which are noise to a CLI user (--debug lets them through)."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
-        yield  # Not a real file (e.g. a test runner's capture): nothing to silence.
+        fd = None  # Not a real file (e.g. a test runner's capture): nothing to silence.
+    if fd is None or os.environ.get("MNISTLAB_DEBUG"):
+        import keras  # noqa: F401
+
         return
     sys.stderr.flush()
     saved = os.dup(fd)
@@ -74,31 +75,22 @@ def _quiet_native_stderr():
     os.dup2(devnull, fd)
     try:
         import keras  # noqa: F401
-
-        keras.backend.backend()
-        yield
     finally:
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
 
 
-def _import_keras() -> None:
-    with _quiet_native_stderr():
-        import keras  # noqa: F401
-
-
 def _hooks(epochs: int):
     from mnistlab.pipeline import Hooks
-    from mnistlab.progress import DownloadBars, epoch_bar
+    from mnistlab.progress import DownloadBars, training_progress
 
-    quiet = not console.is_terminal
     downloads = DownloadBars(error_console)
     return (
         Hooks(
             on_phase=lambda message: error_console.print(f"[dim]{message}…[/dim]"),
             on_download=downloads,
-            fit_callbacks=() if quiet else (epoch_bar(error_console, epochs),),
+            fit_callbacks=(training_progress(error_console, epochs),),
         ),
         downloads,
     )
@@ -135,16 +127,18 @@ def train(
     model: Annotated[
         Optional[str],
         typer.Option(help=f"Model: {', '.join(MODEL_NAMES)}. [default: seed-mlp]",
-                     callback=_choice("model", MODEL_NAMES), show_default=False),
+                     callback=_choice(MODEL_NAMES), show_default=False),
     ] = None,
     dataset: Annotated[
         Optional[str],
         typer.Option(help=f"Dataset: {', '.join(DATASETS)}. [default: mnist]",
-                     callback=_choice("dataset", DATASETS), show_default=False),
+                     callback=_choice(DATASETS), show_default=False),
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs. [default: 10]", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512]", show_default=False)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001]", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs. [default: 10; cnn 15, cnn-best 40]", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512; cnn, cnn-best 128]", show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001; the model's own for cnn, cnn-best]", show_default=False)] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule: {', '.join(LR_SCHEDULES)}.", callback=_choice(LR_SCHEDULES), show_default=False)] = None,
+    mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best]", show_default=False)] = None,
     validation_split: Annotated[Optional[float], typer.Option(help="Fraction of the training set held out for validation. [default: 0.1]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed. [default: 0]", show_default=False)] = None,
     top_errors: Annotated[Optional[int], typer.Option(min=0, help="How many confident mistakes to show. [default: 10]", show_default=False)] = None,
@@ -154,10 +148,16 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run directory to write. [default: runs/<timestamp>-<model>]", show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Train a model, evaluate it on the test set and write a run directory."""
-    base = Config.from_json_file(config_file) if config_file else Config()
+    """Train a model, evaluate it on the test set and write a run directory.
+
+    Without --config, settings start from the model's own defaults: the seed notebook's for
+    seed-mlp, tuned ones for cnn and cnn-best. Flags override either.
+    """
+    base = Config.from_json_file(config_file) if config_file else Config.for_model(model or "seed-mlp")
     config = base.replace(
         model=model,
+        lr_schedule=lr_schedule,
+        mixed_precision=mixed_precision,
         dataset=dataset,
         epochs=epochs,
         batch_size=batch_size,
@@ -229,9 +229,61 @@ def compare(
         console.print(f"written: {html}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistlab train`.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.", callback=_choice(("onnx",)))] = "onnx",
+) -> None:
+    """Export a run's model for deployment (RUN_DIR/model.onnx); predict then uses it."""
+    from mnistlab import runs
+
+    runs.read_config(run_dir)  # Fail fast on a wrong directory, before the slow imports.
+    _import_keras()
+    from mnistlab import pipeline
+
+    console.print(str(pipeline.export_onnx(run_dir)), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, BMP, TIFF, WebP, GIF).")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="Run directory to use. [default: the model shipped with mnistlab]", show_default=False)] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image: file, label, confidence, probabilities, rejected.")] = False,
+    save_preview: Annotated[Optional[Path], typer.Option("--save-preview", help="Write the 28x28 image the model saw, per file, into this folder.", show_default=False)] = None,
+    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Reject predictions less sure than this.")] = 0.5,
+) -> None:
+    """Read handwritten digits from your own images.
+
+    Each image is normalised the way MNIST was (grayscale, ink polarity, background removed,
+    cropped, longest side 20 px, centred by mass in 28x28) before the model sees it.
+    Exits 1 if any file could not be read; the others are still processed.
+    """
+    import json
+
+    from mnistlab import predict as predicting
+
+    predictor = predicting.Predictor.from_run(model)
+    failures = 0
+    for index, item in enumerate(predicting.predict_files(paths, predictor, min_confidence)):
+        if isinstance(item, predicting.FileError):
+            failures += 1
+            _print_error(f"{item.file}: {item.message}")
+            continue
+        if save_preview is not None:
+            predicting.save_preview(item, save_preview, index)
+        if json_lines:
+            console.print(json.dumps(item.to_dict()), markup=False, highlight=False, soft_wrap=True)
+        elif item.rejected:
+            console.print(f"{item.file}: rejected ({item.rejected})", markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(f"{item.file}: {item.label} (p={item.confidence:.3f})", markup=False, highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
 @data_app.command("fetch")
 def data_fetch(
-    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice("dataset", DATASETS))] = "mnist",
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice(DATASETS))] = "mnist",
     data_dir: DataDirOption = None,
 ) -> None:
     """Make sure the dataset's four files are present and verified (download if needed)."""
@@ -249,7 +301,7 @@ def data_fetch(
 
 @data_app.command("info")
 def data_info(
-    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice("dataset", DATASETS))] = "mnist",
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice(DATASETS))] = "mnist",
     data_dir: DataDirOption = None,
 ) -> None:
     """Show where each file is read from, its checksum, shapes and class balance."""
@@ -276,7 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="mnistlab", standalone_mode=False)
+        # Without standalone mode, an Exit raised by a command comes back as its exit code.
+        result = command.main(args=args, prog_name="mnistlab", standalone_mode=False)
+        if isinstance(result, int) and result:
+            sys.exit(result)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -12,7 +12,29 @@ from mnistlab.errors import ConfigError
 
 DATASETS = ("mnist", "fashion-mnist")
 # The models mnistlab can build; models.py holds one builder for each name.
-MODEL_NAMES = ("seed-mlp",)
+MODEL_NAMES = ("seed-mlp", "cnn", "cnn-best")
+LR_SCHEDULES = ("constant", "cosine")
+
+# Each model's own best-practice settings, applied by Config.for_model; flags override them.
+# The convolutional models train in bfloat16 (float32 weights): measured on this 2-core CPU
+# (AVX512-BF16), an epoch of cnn-best takes ~50 s instead of ~105 s in float32.
+MODEL_DEFAULTS: dict[str, dict] = {
+    "seed-mlp": {},
+    "cnn": {
+        "epochs": 15,
+        "batch_size": 128,
+        "learning_rate": 0.002,
+        "lr_schedule": "cosine",
+        "mixed_precision": True,
+    },
+    "cnn-best": {
+        "epochs": 40,
+        "batch_size": 128,
+        "learning_rate": 0.002,
+        "lr_schedule": "cosine",
+        "mixed_precision": True,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,10 @@ class Config:
     epochs: int = 10
     batch_size: int = 512
     learning_rate: float = 0.001
+    # "cosine" decays the rate to 1% of its start over all training steps.
+    lr_schedule: str = "constant"
+    # Train in bfloat16 with float32 weights; the saved model is float32 either way.
+    mixed_precision: bool = False
     # Fraction of the training set held out (chosen by the seed) and scored every epoch.
     validation_split: float = 0.1
     seed: int = 0
@@ -45,6 +71,12 @@ class Config:
             raise ConfigError(
                 f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}"
+            )
+        if not isinstance(self.mixed_precision, bool):
+            raise ConfigError(f"mixed_precision must be true or false; received: {self.mixed_precision!r}")
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("seed", self.seed, minimum=0)
@@ -63,6 +95,13 @@ class Config:
             raise ConfigError(
                 f"validation_split must be a number in (0, 1); received: {self.validation_split!r}"
             )
+
+    @classmethod
+    def for_model(cls, model: str = "seed-mlp", **changes: Any) -> Config:
+        """The config a model trains best with by default (the seed's for seed-mlp)."""
+        if model not in MODEL_DEFAULTS:
+            raise ConfigError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
+        return cls(model=model, **MODEL_DEFAULTS[model]).replace(**changes)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed; None values mean 'keep'."""

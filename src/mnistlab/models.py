@@ -6,6 +6,7 @@ Only built-in Keras layers are used, so a saved ``model.keras`` loads in plain K
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import keras
@@ -17,22 +18,89 @@ NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
 
-def build_seed_mlp(dropout_rate: float = 0.25, hidden_units: int = 128) -> keras.Model:
+def build_seed_mlp(dtype: str | None = None) -> keras.Model:
     """The seed notebook's model, exactly: 118,282 parameters."""
     return keras.Sequential(
         [
             keras.Input(shape=(NUM_PIXELS,)),
-            layers.Dense(hidden_units, activation="relu"),
-            layers.Dense(hidden_units, activation="relu"),
-            layers.Dropout(dropout_rate),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(128, activation="relu", dtype=dtype),
+            layers.Dense(128, activation="relu", dtype=dtype),
+            layers.Dropout(0.25, dtype=dtype),
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype=dtype),
         ],
         name="seed_mlp",
     )
 
 
-BUILDERS: dict[str, Callable[[], keras.Model]] = {
+def build_cnn(dtype: str | None = None) -> keras.Model:
+    """A small LeNet-style network: two 5x5 convolutions with pooling, then a dense layer.
+
+    Fast on a CPU (~12 s per MNIST epoch on 2 cores in bfloat16), ~99.3% in 15 epochs.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=(NUM_PIXELS,)),
+            layers.Reshape((28, 28, 1), dtype=dtype),
+            layers.Conv2D(32, 5, activation="relu", dtype=dtype),
+            layers.MaxPooling2D(dtype=dtype),
+            layers.Conv2D(64, 5, activation="relu", dtype=dtype),
+            layers.MaxPooling2D(dtype=dtype),
+            layers.Flatten(dtype=dtype),
+            layers.Dropout(0.3, dtype=dtype),
+            layers.Dense(128, activation="relu", dtype=dtype),
+            layers.Dropout(0.3, dtype=dtype),
+            # Softmax in float32 even when training in bfloat16, for a stable loss.
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        ],
+        name="cnn",
+    )
+
+
+def build_cnn_best(dtype: str | None = None) -> keras.Model:
+    """A deeper network with batch norm, strided 5x5 convolutions in place of pooling and
+    random shifts, rotations and zooms during training (inactive at inference).
+
+    After the Kaggle "25 million images" MNIST experiments by Chris Deotte
+    (https://www.kaggle.com/code/cdeotte/how-to-choose-cnn-architecture-mnist).
+    """
+
+    def conv_block(filters: int, kernel: int, strides: int = 1) -> list[layers.Layer]:
+        padding = "same" if strides > 1 else "valid"
+        return [
+            layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.Activation("relu", dtype=dtype),
+        ]
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=(NUM_PIXELS,)),
+            layers.Reshape((28, 28, 1), dtype=dtype),
+            # Augmentation: up to ±10° (0.03 of a turn), ±10% shift, ±10% zoom.
+            layers.RandomRotation(0.03, fill_mode="constant", dtype=dtype),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="constant", dtype=dtype),
+            layers.RandomZoom(0.1, fill_mode="constant", dtype=dtype),
+            *conv_block(32, 3),
+            *conv_block(32, 3),
+            *conv_block(32, 5, strides=2),
+            layers.Dropout(0.4, dtype=dtype),
+            *conv_block(64, 3),
+            *conv_block(64, 3),
+            *conv_block(64, 5, strides=2),
+            layers.Dropout(0.4, dtype=dtype),
+            *conv_block(128, 4),
+            layers.Flatten(dtype=dtype),
+            layers.Dropout(0.4, dtype=dtype),
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        ],
+        name="cnn_best",
+    )
+
+
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "seed-mlp": build_seed_mlp,
+    "cnn": build_cnn,
+    "cnn-best": build_cnn_best,
 }
 assert tuple(BUILDERS) == MODEL_NAMES, "config.MODEL_NAMES and models.BUILDERS must agree"
 
@@ -42,13 +110,40 @@ assert tuple(BUILDERS) == MODEL_NAMES, "config.MODEL_NAMES and models.BUILDERS m
 STEPS_PER_EXECUTION = 32
 
 
-def build_model(config: Config) -> keras.Model:
-    """A compiled model for ``config``: Adam, categorical cross-entropy, accuracy."""
-    model = BUILDERS[config.model]()
+def _compile(model: keras.Model, learning_rate) -> keras.Model:
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
+
+
+def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Model:
+    """A compiled model for ``config``: Adam, categorical cross-entropy, accuracy.
+
+    ``steps_per_epoch`` sizes the cosine learning-rate schedule; it is needed only then.
+    """
+    dtype = "mixed_bfloat16" if config.mixed_precision else None
+    model = BUILDERS[config.model](dtype=dtype)
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError("a cosine schedule needs steps_per_epoch")
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    return _compile(model, learning_rate)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return math.ceil(num_examples / batch_size)
+
+
+def float32_copy(model: keras.Model, config: Config) -> keras.Model:
+    """The same network with float32 compute and the trained weights: what a run saves, so
+    inference and ONNX export never depend on bfloat16 kernels."""
+    copy = BUILDERS[config.model](dtype="float32")
+    copy.set_weights(model.get_weights())
+    return _compile(copy, config.learning_rate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -77,7 +78,7 @@ def train_run(
     removed; after that, whatever was written stays, and ``evaluate_run`` can finish it.
     Returns the run directory.
     """
-    from mnistlab.models import build_model
+    from mnistlab.models import build_model, float32_copy, steps_per_epoch
     from mnistlab.train import fit, set_seed
 
     hooks = hooks or Hooks()
@@ -95,7 +96,7 @@ def train_run(
             dataset.train_images, dataset.train_labels, config.validation_split, config.seed
         )
         set_seed(config.seed)
-        model = build_model(config)
+        model = build_model(config, steps_per_epoch(len(train_images), config.batch_size))
         hooks.on_phase(f"training {config.model}")
         fit_started = time.perf_counter()
         history = fit(
@@ -108,6 +109,8 @@ def train_run(
             hooks.fit_callbacks,
         )
         fit_seconds = time.perf_counter() - fit_started
+        if config.mixed_precision:
+            model = float32_copy(model, config)
         runs.save_model(model, run_dir)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -196,6 +199,30 @@ def write_report(run_dir: str | Path) -> Path:
     )
     path = run_dir / runs.REPORT_FILE
     runs.write_text(path, html)
+    return path
+
+
+def export_onnx(run_dir: str | Path) -> Path:
+    """Write ``model.onnx`` beside the run's ``model.keras`` (Keras 3's ONNX export) and check
+    that ONNX Runtime reproduces the Keras probabilities; return its path."""
+    import onnxruntime
+
+    from mnistlab.errors import RunError
+    from mnistlab.fileio import atomic_path
+
+    run_dir = Path(run_dir)
+    model = runs.load_model(run_dir)
+    probe = np.random.default_rng(0).random((64, 28 * 28), dtype=np.float32)
+    expected = np.asarray(model.predict(probe, verbose=0))  # Keras exports only a called model.
+    path = run_dir / runs.ONNX_FILE
+    with atomic_path(path) as temp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
+        model.export(str(temp), format="onnx", verbose=False)
+        session = onnxruntime.InferenceSession(str(temp), providers=["CPUExecutionProvider"])
+        actual = session.run(None, {session.get_inputs()[0].name: probe})[0]
+        difference = float(np.abs(actual - expected).max())
+        if difference > 1e-4:
+            raise RunError(f"ONNX export of {run_dir} disagrees with Keras by {difference:.2e}")
     return path
 
 

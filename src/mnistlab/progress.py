@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -42,12 +44,25 @@ class DownloadBars:
             self.progress.stop()
 
 
-def epoch_bar(console: Console, epochs: int):
-    """A Keras callback drawing one bar over all training steps, with the last epoch's metrics.
+def training_progress(console: Console, epochs: int):
+    """A Keras callback showing training progress: a live bar on a terminal, else one plain
+    line per epoch (for logs and CI).
 
     Built on demand: Keras takes seconds to import and only training needs it.
     """
     import keras
+
+    def describe(logs) -> str:
+        shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+        return "  ".join(f"{name} {logs[name]:.4f}" for name in shown if name in (logs or {}))
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            console.print(f"epoch {epoch + 1}/{epochs}  {describe(logs)}  ({seconds:.1f} s)", highlight=False, soft_wrap=True)
 
     class EpochBar(keras.callbacks.Callback):
         def __init__(self, console: Console, epochs: int):
@@ -85,14 +100,11 @@ def epoch_bar(console: Console, epochs: int):
             self.progress.update(self.task, completed=self.epoch * self.steps_per_epoch + batch + 1)
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            shown = ("loss", "accuracy", "val_loss", "val_accuracy")
-            text = "  ".join(f"{name} {logs[name]:.4f}" for name in shown if name in logs)
             self.progress.update(
-                self.task, completed=(epoch + 1) * self.steps_per_epoch, metrics=text
+                self.task, completed=(epoch + 1) * self.steps_per_epoch, metrics=describe(logs)
             )
 
         def on_train_end(self, logs=None):
             self.progress.stop()
 
-    return EpochBar(console, epochs)
+    return EpochBar(console, epochs) if console.is_terminal else EpochLines()

@@ -20,6 +20,7 @@ from mnistlab.fileio import atomic_path, atomic_write_bytes
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 FIGURE_FILES = {

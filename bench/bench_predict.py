@@ -1,0 +1,130 @@
+"""How fast and how well `mnistlab predict` reads people's images.
+
+Prints, for a run (default: the model shipped with mnistlab):
+
+1. Cold start: whole-process seconds of `mnistlab predict RUN one.png`, several times, with ONNX
+   Runtime (the run's model.onnx) and, as the baseline measured in the same run, with Keras
+   (a copy of the run without model.onnx). Target: ONNX median <= 1.0 s.
+2. Throughput in images/s: end to end on a folder (decode + normalise + classify) and
+   model-only on the 10,000 MNIST test digits.
+3. Accuracy on MNIST test digits rendered as phone photos, mouse drawings and scans (see
+   make_user_digits.py) against the same model's accuracy on those very digits as MNIST gives
+   them, and on digits typed in system fonts. Target: within 1.5 points of MNIST accuracy.
+
+    .venv/bin/python bench/bench_predict.py --data-dir /work/shared/data [--model RUN] [--count 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data import load_dataset
+from mnistlab.predict import Predictor, predict_files, pretrained_dir
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("make_user_digits", HERE / "make_user_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cold_seconds(run_dir: Path, image: Path, repeats: int) -> list[float]:
+    command = [sys.executable, "-c", "from mnistlab.cli import main; main()",
+               "predict", "--model", str(run_dir), str(image)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - started)
+        if result.returncode != 0:
+            raise SystemExit(f"predict failed: {result.stderr.strip()}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
+    parser.add_argument("--model", type=Path, default=None, help="Run directory (default: shipped).")
+    parser.add_argument("--count", type=int, default=300, help="Images of each kind (default 300).")
+    parser.add_argument("--repeats", type=int, default=5, help="Cold-start runs each (default 5).")
+    args = parser.parse_args()
+    run_dir = args.model or pretrained_dir()
+    dataset = load_dataset("mnist", args.data_dir)
+    print(f"model: {run_dir}  cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}")
+
+    with tempfile.TemporaryDirectory(prefix="mnistlab-bench-predict-") as work:
+        work = Path(work)
+        rows = load_generator().generate(
+            dataset.test_images, dataset.test_labels, work / "images", args.count, 0,
+            ["photo", "mouse", "scan", "font"],
+        )
+        one_image = work / "images" / rows[0]["path"]
+
+        # 1. Cold start, ONNX Runtime against Keras on the same model.
+        keras_copy = work / "keras-only"
+        shutil.copytree(run_dir, keras_copy, ignore=shutil.ignore_patterns("model.onnx"))
+        onnx_times = cold_seconds(run_dir, one_image, args.repeats)
+        keras_times = cold_seconds(keras_copy, one_image, args.repeats)
+        onnx_median, keras_median = statistics.median(onnx_times), statistics.median(keras_times)
+        print("\ncold start, one image (whole process, seconds)")
+        print(f"  onnxruntime  median {onnx_median:.3f}  min {min(onnx_times):.3f}  runs {len(onnx_times)}")
+        print(f"  keras        median {keras_median:.3f}  min {min(keras_times):.3f}  (baseline)")
+        print(f"  ratio onnx/keras {onnx_median / keras_median:.2f}x   target onnx <= 1.0 s: "
+              f"{'PASS' if onnx_median <= 1.0 else 'MISS'}")
+
+        # 2. Throughput.
+        predictor = Predictor.from_run(run_dir)
+        started = time.perf_counter()
+        results = list(predict_files([work / "images"], predictor))
+        end_to_end = len(results) / (time.perf_counter() - started)
+        predictor.probabilities(dataset.test_images[:256])  # warm up
+        started = time.perf_counter()
+        probabilities = predictor.probabilities(dataset.test_images)
+        model_only = len(dataset.test_images) / (time.perf_counter() - started)
+        print("\nthroughput (images/s)")
+        print(f"  end to end (decode, normalise, classify), {len(results)} files: {end_to_end:,.0f}")
+        print(f"  model only, 10,000 MNIST test digits ({predictor.engine}): {model_only:,.0f}")
+
+        # 3. Accuracy by kind, against the same digits straight from MNIST.
+        mnist_correct = probabilities.argmax(axis=1) == dataset.test_labels
+        by_file = {Path(r.file).relative_to(work / "images").as_posix(): r for r in results}
+        with open(work / "images" / "labels.csv") as file:
+            labelled = list(csv.DictReader(file))
+        print("\naccuracy on people-style images")
+        print(f"  {'kind':8} {'images':>6} {'accuracy':>9} {'MNIST, same digits':>19} {'gap (points)':>13} {'rejected':>9}")
+        for kind in ("photo", "mouse", "scan", "font"):
+            mine = [row for row in labelled if row["kind"] == kind]
+            predictions = [by_file[row["path"]] for row in mine]
+            correct = [p.label == int(row["label"]) for p, row in zip(predictions, mine)]
+            rejected = sum(p.rejected is not None for p in predictions)
+            accuracy = float(np.mean(correct))
+            if kind == "font":
+                print(f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {'n/a':>19} {'n/a':>13} {rejected:9d}")
+                continue
+            indices = [int(row["source"].rsplit("-", 1)[1]) for row in mine]
+            reference = float(mnist_correct[indices].mean())
+            gap = 100 * (reference - accuracy)
+            verdict = "PASS" if gap <= 1.5 else "MISS"
+            print(f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {reference:19.4f} {gap:13.2f} {rejected:9d}  {verdict}")
+        print(f"  MNIST test accuracy, all 10,000: {mnist_correct.mean():.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""A person's image of a digit -> a 28x28 uint8 array that looks like an MNIST digit.
+
+MNIST digits are white ink (255) on black (0); the ink's bounding box was scaled to fit 20x20
+keeping its aspect ratio (the grey levels come from that anti-aliasing) and the box was placed
+in a 28x28 field so that the centre of mass of the ink falls on pixel (14, 14)
+(https://yann.lecun.com/exdb/mnist/; on the real test set the mean centre of mass is
+(13.99, 14.01) in row/column index coordinates). ``normalize_digit`` reproduces those steps for
+photos, scans and canvas drawings:
+
+1. Grayscale on a [0, 1] scale; transparent pixels are composited on a background that contrasts
+   with the opaque pixels, so black strokes and white strokes on a transparent canvas both work.
+2. Polarity: the median pixel is taken to be paper. Ink is whichever extreme (darkest or
+   brightest 0.1% of pixels) lies further from it, so dark-on-light and light-on-dark both work.
+3. Background: a smooth quadratic surface fitted to the pixels that are not ink is subtracted,
+   which removes uneven lighting; a 3x3 box blur and a threshold set above the measured noise
+   level suppress paper texture, sensor noise and salt-and-pepper noise.
+4. Specks: ink blobs far smaller than the largest one, or small and away from it, are dropped,
+   and so is a blob running along much of the image's edge (the table beyond the paper). If the
+   ink is one solid block, it is a sheet of paper on a dark table, and the digit is sought on it.
+5. The ink's bounding box is resized so its longest side is 20 px, then pasted into a 28x28
+   canvas at the integer offset that puts its centre of mass nearest to (14, 14).
+
+The result is never scaled to floats here: model input comes from ``data.to_model_input`` only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from mnistlab.data import IMAGE_SIDE
+from mnistlab.errors import ImageError
+
+DIGIT_BOX_SIDE = 20  # MNIST fits each digit's bounding box into 20x20 ...
+CENTRE_OF_MASS = (14.0, 14.0)  # ... and puts its centre of mass here (row, column).
+# Enough for a 48-megapixel phone photo; decoding a bigger one would take gigabytes.
+MAX_PIXELS = 64_000_000
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+WORKING_SIDE = 512  # Larger images are box-reduced first: a digit needs far fewer pixels.
+MIN_INK_CONTRAST = 0.10  # Ink must differ from the paper by 10% of the full brightness range ...
+MIN_SIGNAL_TO_NOISE = 6.0  # ... and by six times the noise (texture, grain) of the paper.
+SPECK_FRACTION = 0.02  # Blobs under 2% of the largest blob's area are specks ...
+NEAR_FRACTION = 0.25  # ... and so are blobs under 25% of it that lie away from it.
+SOLID_FILL = 0.75  # Ink filling 75% of a squarish bounding box is a sheet of paper, not strokes.
+SURROUND_FRACTION = 0.35  # A blob along 35% of the image's edge is a table or margin, not ink.
+
+
+def load_image(source: bytes | str | os.PathLike) -> Image.Image:
+    """Decode one image from bytes or a file path.
+
+    PNG, JPEG, BMP, TIFF, WebP and GIF are accepted. Animated and multi-page files give their
+    first frame, and a JPEG's EXIF orientation is applied so the image is upright.
+
+    Returns:
+        A fully loaded ``PIL.Image.Image`` in its stored mode (``L``, ``RGB``, ``RGBA``, ``P``,
+        ``I;16``, ...), every one of which ``normalize_digit`` accepts.
+    Raises:
+        ImageError: the file cannot be read, is empty, is not a supported image, is damaged or
+        truncated, or has more than ``MAX_PIXELS`` pixels.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = "image data"
+        data = bytes(source)
+        if not data:
+            raise ImageError("empty image: received 0 bytes")
+        return _decode(io.BytesIO(data), label)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ImageError(
+            f"expected image bytes or a file path; received: {type(source).__name__}"
+        )
+    label = os.fspath(source)
+    try:
+        file = open(source, "rb")  # Closed below, once Pillow has decoded it.
+    except OSError as error:
+        raise ImageError(f"{label}: cannot be read ({error.strerror or error})") from None
+    with file:
+        try:
+            empty = os.fstat(file.fileno()).st_size == 0
+        except OSError:
+            empty = False
+        if empty:
+            raise ImageError(f"{label}: empty file (0 bytes)")
+        return _decode(file, label)
+
+
+def _decode(file, label: str) -> Image.Image:
+    """Open, check the size, load the first frame and apply EXIF orientation."""
+    expected = ", ".join(SUPPORTED_FORMATS[:-1]) + f" or {SUPPORTED_FORMATS[-1]}"
+    with warnings.catch_warnings():
+        # Pillow warns about corrupt metadata, which costs nothing but the EXIF orientation
+        # here, and warns about huge images before it refuses them: that means "too big".
+        # The filters only spare callers stray warnings: MAX_PIXELS is below Pillow's limit,
+        # so the size check below refuses such an image even if another thread resets them.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(file, formats=SUPPORTED_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(
+                f"{label}: image is larger than the limit of {MAX_PIXELS:,} pixels"
+                " (a possible decompression bomb); scale it down first"
+            ) from None
+        except Image.UnidentifiedImageError:
+            raise ImageError(f"{label}: not a supported image (expected {expected})") from None
+        except Exception as error:  # Pillow's parsers raise many types on malformed headers.
+            raise ImageError(f"{label}: damaged or truncated image ({_reason(error)})") from None
+        with image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{label}: image is {width} x {height} pixels, more than the limit of"
+                    f" {MAX_PIXELS:,}; scale it down first"
+                )
+            if width == 0 or height == 0:
+                raise ImageError(f"{label}: image is {width} x {height} pixels, it has no pixels")
+            try:
+                image.seek(0)
+                image.load()
+                frame = image.copy()
+            except Exception as error:  # Truncated data: OSError, SyntaxError, EOFError, ...
+                raise ImageError(
+                    f"{label}: damaged or truncated {image.format} image ({_reason(error)})"
+                ) from None
+        try:
+            return ImageOps.exif_transpose(frame)
+        except Exception:  # A malformed EXIF block only loses the orientation, not the image.
+            return frame
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Turn an image of one handwritten digit into an MNIST-style digit.
+
+    Args:
+        image: a PIL image in any mode, or an array of shape (H, W) or (H, W, C) with C = 1
+            (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA); integer arrays span 0..255 for
+            uint8 and up to 65535 for wider types, float arrays 0..1 (or 0..255).
+    Returns:
+        uint8 array of shape (28, 28): white ink (up to 255) on black (0), the ink's longest
+        side 20 px, its centre of mass within half a pixel of (14, 14) unless that would push
+        ink off the canvas.
+    Raises:
+        ImageError: the image is uniform or holds no ink that stands out from the background.
+    """
+    gray = _grayscale(image)
+    strokes = _find_strokes(gray)
+    sheet = _solid_box(strokes)
+    if sheet is not None:
+        # The "ink" is one solid block: a sheet of paper on a darker table that fills less
+        # than half the photo. Look for the digit on the sheet instead.
+        top, bottom, left, right = sheet
+        try:
+            on_sheet = _find_strokes(gray[top:bottom, left:right])
+        except ImageError:
+            on_sheet = None
+        if on_sheet is not None and _solid_box(on_sheet) is None:
+            strokes = np.zeros_like(strokes)
+            strokes[top:bottom, left:right] = on_sheet
+    rows, columns = np.nonzero(strokes)
+    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+    return _center(_fit_box(strokes[top:bottom, left:right]))
+
+
+def _find_strokes(gray: np.ndarray) -> np.ndarray:
+    """Decide the polarity, then find the ink; returns (H, W) floats in [0, 1]."""
+    smooth = _box_blur(gray)
+    # The median pixel is paper; ink is the extreme that lies further from it.
+    paper = float(np.median(smooth))
+    darkest, brightest = np.quantile(smooth, [0.001, 0.999])
+    sign = -1.0 if paper - darkest >= brightest - paper else 1.0
+    return _strokes(gray, smooth, sign)
+
+
+def _strokes(gray: np.ndarray, smooth: np.ndarray, sign: float) -> np.ndarray:
+    """Ink of the given polarity (-1: darker than the paper) as (H, W) floats in [0, 1]."""
+    background = _fit_background(smooth, sign)
+    ink = sign * (smooth - background)
+    peak = float(np.quantile(ink, 0.999))
+    noise = _noise_level(ink, peak)
+    if peak < MIN_INK_CONTRAST:
+        if float(gray.max() - gray.min()) < 1e-6:
+            raise ImageError("no digit-like ink found: the image is uniform (one flat colour)")
+        raise ImageError(
+            f"no digit-like ink found: the strongest marks differ from the background by"
+            f" {peak:.0%} of full brightness, at least {MIN_INK_CONTRAST:.0%} is needed"
+        )
+    if peak < MIN_SIGNAL_TO_NOISE * noise:
+        raise ImageError(
+            f"no digit-like ink found: the strongest marks ({peak:.0%} contrast) do not stand"
+            f" out from the background's noise or texture ({noise:.1%})"
+        )
+    threshold = max(0.4 * peak, 3.0 * noise)
+    mask = ink > threshold
+    if not mask.any():  # The quantile guarantees ink above threshold; kept as a safeguard.
+        raise ImageError("no digit-like ink found: nothing darker or lighter than the paper")
+    keep = _drop_specks(mask)
+
+    # Blurring helps only when the digit is shrunk a lot; a small digit keeps its raw pixels.
+    rows, columns = np.nonzero(keep)
+    if max(np.ptp(rows), np.ptp(columns)) + 1 < 3 * DIGIT_BOX_SIDE:
+        ink = sign * (gray - background)
+    low = 0.5 * threshold
+    high = max(float(np.median(ink[keep])), low + 1e-6)  # A typical stroke's core is full ink.
+    strokes = np.clip((ink - low) / (high - low), 0.0, 1.0) * _dilate(keep)
+    if not strokes.any():  # Smoothed ink that the raw pixels do not confirm, e.g. dense noise.
+        raise ImageError("no digit-like ink found: the marks are noise, not strokes")
+    return strokes
+
+
+def _solid_box(strokes: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The inside of the ink's bounding box if the ink is one compact block, else None.
+
+    Handwritten digits fill at most about half of their bounding box; a '1' can fill all of
+    it, but its box is narrow. A sheet of paper fills its box and is roughly square.
+    """
+    rows, columns = np.nonzero(strokes >= 0.5)
+    if rows.size == 0:
+        return None
+    height, width = np.ptp(rows) + 1, np.ptp(columns) + 1
+    if rows.size <= SOLID_FILL * height * width or min(height, width) <= 0.3 * max(height, width):
+        return None
+    margin_y, margin_x = 2 + height // 20, 2 + width // 20  # Stay clear of the sheet's edge.
+    top, bottom = rows.min() + margin_y, rows.max() + 1 - margin_y
+    left, right = columns.min() + margin_x, columns.max() + 1 - margin_x
+    return (top, bottom, left, right) if bottom > top and right > left else None
+
+
+def to_mnist_batch(
+    images: Iterable[Image.Image | np.ndarray | bytes | str | os.PathLike],
+) -> np.ndarray:
+    """Normalize many images; bytes and paths are loaded with ``load_image`` first.
+
+    Returns:
+        uint8 array of shape (N, 28, 28), ready for ``data.to_model_input``.
+    Raises:
+        ImageError: for the first image that cannot be read or holds no digit.
+    """
+    digits = []
+    for image in images:
+        if isinstance(image, (bytes, bytearray, memoryview, str, os.PathLike)):
+            image = load_image(image)
+        digits.append(normalize_digit(image))
+    if not digits:
+        return np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    return np.stack(digits)
+
+
+def ink_fraction(digit: np.ndarray) -> float:
+    """Fraction of a normalized digit's pixels that are at least half-bright ink.
+
+    MNIST test digits range from about 0.05 to 0.26 (median 0.13); values far outside that
+    range suggest the image did not hold a single handwritten digit.
+    """
+    return float(np.mean(np.asarray(digit) >= 128))
+
+
+# --- Grayscale ----------------------------------------------------------------------------------
+
+
+def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A float64 (H, W) array in [0, 1], at most WORKING_SIDE pixels on its longest side."""
+    if isinstance(image, Image.Image):
+        array = _pil_to_array(image)
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise ImageError(
+            f"expected a PIL image or a numpy array; received: {type(image).__name__}"
+        )
+    if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):
+        channels = array.shape[2]
+    elif array.ndim == 2:
+        channels = 0
+    else:
+        raise ImageError(
+            f"expected an image array of shape (H, W) or (H, W, 1..4); received: {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"image has no pixels (shape {array.shape})")
+    if array.dtype.kind not in "biuf":
+        raise ImageError(f"expected numeric pixel values; received dtype {array.dtype}")
+    values = _unit_range(array)
+    if channels == 0:
+        gray = values
+    else:
+        color = values[..., : 3 if channels >= 3 else 1]
+        luminance = color @ np.array([0.299, 0.587, 0.114]) if channels >= 3 else color[..., 0]
+        if channels in (2, 4):
+            gray = _composite(luminance, values[..., -1])
+        else:
+            gray = luminance
+    return _reduce(gray)
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """Pixels of a PIL image as an array, box-reduced first when the image is large."""
+    try:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+            image = image.convert("I")
+        elif image.mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode == "La":  # Premultiplied alpha.
+            image = image.convert("LA")
+        elif image.mode in ("PA", "RGBa"):
+            image = image.convert("RGBA")
+        elif image.mode == "1":
+            image = image.convert("L")
+        elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+            image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+        factor = max(image.size) // WORKING_SIDE
+        if factor >= 2:
+            image = image.reduce(factor)
+        return np.asarray(image)
+    except (OSError, ValueError) as error:
+        raise ImageError(f"cannot read the image's pixels ({_reason(error)})") from None
+
+
+def _unit_range(array: np.ndarray) -> np.ndarray:
+    """Scale pixel values to [0, 1]: by the dtype's range for bytes, by the data otherwise."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float64) / 255.0
+    if array.dtype == np.bool_:
+        return array.astype(np.float64)
+    values = array.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ImageError("image has NaN or infinite pixel values")
+    magnitude = float(np.abs(values).max())
+    if magnitude > 65535:  # Not pixel levels of any common format: keep only the proportions.
+        values = values / magnitude
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        values, high = values - low, high - low
+    # A 16-bit image may hold 12-bit data; float images usually span 0..1 or 0..255.
+    candidates = (255.0, 4095.0, 65535.0)
+    if array.dtype.kind == "f":
+        candidates = (1.0, *candidates)
+    white = next((level for level in candidates if high <= level), high)
+    return values / white
+
+
+def _composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten a transparent image onto white or black, whichever contrasts with its content.
+
+    A canvas drawing exported with a transparent background may have black or white strokes;
+    putting them on the opposite colour keeps them visible either way.
+    """
+    if alpha.min() >= 1.0:
+        return luminance
+    weight = float(alpha.sum())
+    content = float((alpha * luminance).sum() / weight) if weight > 0 else 0.0
+    paper = 1.0 if content < 0.5 else 0.0
+    return alpha * luminance + (1.0 - alpha) * paper
+
+
+def _reduce(gray: np.ndarray) -> np.ndarray:
+    height, width = gray.shape
+    if max(height, width) <= WORKING_SIDE:
+        return gray
+    scale = WORKING_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX)
+    return np.asarray(reduced, dtype=np.float64)
+
+
+# --- Ink --------------------------------------------------------------------------------------
+
+
+def _neighbourhood(array: np.ndarray, reduce) -> np.ndarray:
+    """Apply ``reduce`` (np.add or np.maximum) over each pixel's 3x3 neighbourhood."""
+    height, width = array.shape
+    padded = np.pad(array, 1, mode="edge")
+    result = padded[0:height, 0:width].copy()
+    for dy in range(3):
+        for dx in range(3):
+            if dy or dx:
+                reduce(result, padded[dy : dy + height, dx : dx + width], out=result)
+    return result
+
+
+def _box_blur(gray: np.ndarray) -> np.ndarray:
+    """3x3 mean: an isolated noisy pixel keeps 1/9 of its contrast, a stroke keeps most."""
+    return _neighbourhood(gray, np.add) / 9.0
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    return _neighbourhood(mask, np.logical_or)
+
+
+def _fit_background(smooth: np.ndarray, sign: float) -> np.ndarray:
+    """Fit a quadratic surface to the paper, leaving out ink, to remove uneven lighting."""
+    height, width = smooth.shape
+    background = np.full_like(smooth, float(np.median(smooth)))
+    if min(height, width) < 8:
+        return background
+    rows, columns = np.mgrid[0:height, 0:width]
+    y = rows / (height - 1) * 2 - 1
+    x = columns / (width - 1) * 2 - 1
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    stride = max(1, int(math.sqrt(smooth.size / 20_000)))  # About 20,000 pixels suffice.
+    for _ in range(2):  # The second pass leaves out ink that the first surface revealed.
+        ink = sign * (smooth - background)
+        peak = float(np.quantile(ink, 0.999))
+        paper = ~_dilate(ink > 0.2 * peak) if peak > 0 else np.ones(smooth.shape, dtype=bool)
+        if paper.mean() < 0.4:  # Mostly ink: no reliable view of the paper, keep what we have.
+            return background
+        sample = paper[::stride, ::stride]
+        coefficients, *_ = np.linalg.lstsq(
+            terms[::stride, ::stride][sample], smooth[::stride, ::stride][sample], rcond=None
+        )
+        background = terms @ coefficients
+    return background
+
+
+def _noise_level(ink: np.ndarray, peak: float) -> float:
+    """Robust standard deviation (1.4826 x median absolute deviation) of the paper."""
+    paper = ink[ink < 0.2 * peak] if peak > 0 else ink.ravel()
+    if paper.size == 0:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(paper - np.median(paper))))
+
+
+def _label(mask: np.ndarray) -> np.ndarray:
+    """Label 8-connected blobs: each pixel gets the smallest flat index in its blob.
+
+    Labels spread to the neighbourhood minimum and then jump along the labels they point to,
+    which converges in a few dozen rounds even for long strokes.
+    """
+    height, width = mask.shape
+    outside = height * width
+    labels = np.where(mask, np.arange(outside).reshape(height, width), outside)
+    while True:
+        spread = _neighbourhood_min(labels, outside)
+        flat = np.append(spread.ravel(), outside)
+        jumped = np.where(mask, flat[spread], outside)
+        if np.array_equal(jumped, labels):
+            return labels
+        labels = jumped
+
+
+def _neighbourhood_min(labels: np.ndarray, outside: int) -> np.ndarray:
+    height, width = labels.shape
+    padded = np.pad(labels, 1, constant_values=outside)
+    result = labels.copy()
+    for dy in range(3):
+        for dx in range(3):
+            np.minimum(result, padded[dy : dy + height, dx : dx + width], out=result)
+    return np.where(labels < outside, result, outside)
+
+
+def _drop_specks(mask: np.ndarray) -> np.ndarray:
+    """Keep the largest blob and the blobs that plausibly belong to the same digit.
+
+    A blob that runs along much of the image's edge is the table around the paper or a
+    shadowed margin, not a stroke; it is dropped whenever some other blob remains.
+    """
+    labels = _label(mask)
+    outside = mask.size
+    found, areas = np.unique(labels[mask], return_counts=True)
+    edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    along_edge = np.bincount(edge, minlength=outside + 1)[found]
+    surround = along_edge > SURROUND_FRACTION * edge.size
+    if not surround.all():
+        found, areas = found[~surround], areas[~surround]
+    largest = found[np.argmax(areas)]
+    main_rows, main_columns = np.nonzero(labels == largest)
+    margin_y = 0.5 * (main_rows.max() - main_rows.min() + 1)
+    margin_x = 0.5 * (main_columns.max() - main_columns.min() + 1)
+    keep = np.zeros(outside + 1, dtype=bool)
+    for label, area in zip(found, areas):
+        if area < SPECK_FRACTION * areas.max():
+            continue
+        rows, columns = np.nonzero(labels == label)
+        near = (
+            rows.max() >= main_rows.min() - margin_y
+            and rows.min() <= main_rows.max() + margin_y
+            and columns.max() >= main_columns.min() - margin_x
+            and columns.min() <= main_columns.max() + margin_x
+        )
+        if near or area >= NEAR_FRACTION * areas.max():
+            keep[label] = True
+    return keep[labels]
+
+
+# --- Size and position ------------------------------------------------------------------------
+
+
+def _fit_box(crop: np.ndarray) -> np.ndarray:
+    """Resize so the longest side is 20 px, keeping the aspect ratio; peak ink becomes 1."""
+    height, width = crop.shape
+    scale = DIGIT_BOX_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height):
+        box = crop
+    else:
+        # Area averaging when shrinking is the anti-aliasing MNIST describes; neither filter
+        # has negative lobes, so no ringing halo appears around the strokes.
+        shrinking = scale < 1
+        resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        resized = Image.fromarray(crop.astype(np.float32)).resize(size, resample)
+        box = np.clip(np.asarray(resized, dtype=np.float64), 0.0, 1.0)
+    peak = box.max()
+    if peak <= 0:  # Cannot happen for a crop around kept ink, but never divide by zero.
+        raise ImageError("no digit-like ink found: the ink vanished when scaled to 20 px")
+    return box / peak
+
+
+def _center(box: np.ndarray) -> np.ndarray:
+    """Paste into 28x28 so the centre of mass lands on (14, 14), keeping all ink inside."""
+    height, width = box.shape
+    rows, columns = np.mgrid[0:height, 0:width]
+    mass = box.sum()
+    centre_row = float((box * rows).sum() / mass)
+    centre_column = float((box * columns).sum() / mass)
+    top = int(np.clip(round(CENTRE_OF_MASS[0] - centre_row), 0, IMAGE_SIDE - height))
+    left = int(np.clip(round(CENTRE_OF_MASS[1] - centre_column), 0, IMAGE_SIDE - width))
+    canvas = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float64)
+    canvas[top : top + height, left : left + width] = box
+    return np.round(canvas * 255).astype(np.uint8)

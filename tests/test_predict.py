@@ -1,0 +1,144 @@
+"""Prediction on people's images, the shipped model, and ONNX export."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import runs
+from mnistlab.config import Config
+from mnistlab.data import to_model_input
+from mnistlab.images import normalize_digit
+from mnistlab.predict import Predictor, predict_files, pretrained_dir
+from tests.test_cli import run_cli
+
+
+def paper_photo(digit: np.ndarray, path, offset=(60, 140), side=120):
+    """An MNIST digit as dark ink on light grey paper, off-centre on a 400x300 JPEG."""
+    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (400, 300), 215)
+    canvas.paste(Image.new("L", ink.size, 30), offset, mask=ink)
+    canvas.convert("RGB").save(path, quality=85)
+
+
+def mouse_drawing(digit: np.ndarray, path):
+    """White strokes on a black 280x280 canvas, as a drawing app exports it."""
+    Image.fromarray(digit).resize((280, 280), Image.Resampling.BILINEAR).point(
+        lambda v: 255 if v > 60 else 0
+    ).save(path)
+
+
+def test_shipped_model_is_documented_and_strong():
+    shipped = pretrained_dir()
+    config = runs.read_config(shipped)
+    metrics = runs.read_json(shipped, runs.METRICS_FILE)
+    assert config.model in ("cnn", "cnn-best")
+    assert metrics["test"]["accuracy"] >= 0.993
+    provenance = (shipped / "README.md").read_text()
+    assert "mnistlab train" in provenance and f"{metrics['test']['accuracy']:.4f}" in provenance
+    size = sum(p.stat().st_size for p in shipped.iterdir())
+    assert size < 5_000_000
+    assert Predictor.from_run().engine == "onnxruntime"
+
+
+@pytest.mark.mnist
+def test_shipped_model_reads_real_mnist(mnist):
+    predictor = Predictor.from_run()
+    probabilities = predictor.probabilities(mnist.test_images[:2000])
+    accuracy = (probabilities.argmax(axis=1) == mnist.test_labels[:2000]).mean()
+    assert accuracy >= 0.99
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.mnist
+def test_shipped_model_reads_photos_and_drawings(mnist, tmp_path):
+    for index in range(40):
+        paper_photo(mnist.test_images[index], tmp_path / f"{index:03d}-photo.jpg")
+        mouse_drawing(mnist.test_images[index], tmp_path / f"{index:03d}-mouse.png")
+    results = list(predict_files([tmp_path], Predictor.from_run()))
+    labels = [int(mnist.test_labels[int(r.file.split("/")[-1][:3])]) for r in results]
+    correct = sum(r.label == label for r, label in zip(results, labels))
+    assert len(results) == 80
+    assert correct / len(results) >= 0.9
+
+
+def write_folder(tmp_path, digit):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paper_photo(digit, folder / "a-digit.jpg")
+    Image.new("L", (100, 100), 255).save(folder / "b-blank.png")
+    (folder / "c-broken.png").write_bytes(b"this is not a PNG")
+    return folder
+
+
+@pytest.mark.mnist
+def test_cli_predict_lines_errors_and_exit_code(tmp_path, capsys, mnist):
+    seven = mnist.test_images[0]  # a 7
+    folder = write_folder(tmp_path, seven)
+    code, out, err = run_cli(capsys, "predict", folder)
+    assert code == 1  # one file could not be read; the others were still processed
+    lines = out.strip().splitlines()
+    assert lines[0].endswith("a-digit.jpg: 7 (p=1.000)") or "a-digit.jpg: 7 (p=" in lines[0]
+    assert "b-blank.png: rejected (no digit-like ink" in lines[1]
+    assert len(lines) == 2
+    errors = err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "c-broken.png" in errors[0]
+
+
+@pytest.mark.mnist
+def test_cli_predict_json_and_preview(tmp_path, capsys, mnist):
+    folder = write_folder(tmp_path, mnist.test_images[0])
+    (folder / "c-broken.png").unlink()
+    code, out, _ = run_cli(capsys, "predict", folder, "--json", "--save-preview", tmp_path / "seen")
+    assert code == 0
+    objects = [json.loads(line) for line in out.strip().splitlines()]
+    assert [o["file"].rsplit("/", 1)[1] for o in objects] == ["a-digit.jpg", "b-blank.png"]
+    digit, blank = objects
+    assert digit["label"] == 7 and digit["rejected"] is None
+    assert len(digit["probabilities"]) == 10 and abs(sum(digit["probabilities"]) - 1) < 1e-4
+    assert digit["confidence"] == max(digit["probabilities"])
+    assert blank["label"] is None and "no digit-like ink" in blank["rejected"]
+    previews = sorted((tmp_path / "seen").iterdir())
+    assert len(previews) == 1  # the blank image gave the model nothing to see
+    seen = np.asarray(Image.open(previews[0]))
+    from mnistlab.images import load_image
+
+    assert np.array_equal(seen, normalize_digit(load_image(folder / "a-digit.jpg")))
+
+
+def test_cli_predict_missing_path_and_bad_run(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", tmp_path / "nope.png")
+    assert code == 1 and "nope.png" in err and err.startswith("error: ")
+    code, _, err = run_cli(capsys, "predict", "--model", tmp_path / "no-run", tmp_path)
+    assert code == 1 and "does not exist" in err
+
+
+def test_low_confidence_is_rejected(tmp_path, mnist_dir):
+    Image.new("L", (60, 60), 0).save(tmp_path / "dot.png")
+    image = Image.new("L", (60, 60), 0)
+    image.paste(255, (20, 20, 40, 40))  # a square: ink, but no digit
+    image.save(tmp_path / "square.png")
+    results = list(predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=1.01))
+    assert results[0].label is not None and "below 1.01" in results[0].rejected
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_onnx_export_matches_keras(tmp_path, mnist_dir, mnist, capsys):
+    from mnistlab import pipeline
+
+    config = Config(epochs=1, train_limit=3000, test_limit=1000)
+    run_dir = pipeline.train_run(config, data_dir=mnist_dir, out_dir=tmp_path / "run")
+    keras_predictor = Predictor.from_run(run_dir)
+    assert keras_predictor.engine == "keras"
+    code, out, _ = run_cli(capsys, "export", run_dir, "--format", "onnx")
+    assert code == 0 and (run_dir / "model.onnx").is_file()
+    onnx_predictor = Predictor.from_run(run_dir)
+    assert onnx_predictor.engine == "onnxruntime"
+    images = mnist.test_images[:1000]
+    difference = np.abs(onnx_predictor.probabilities(images) - keras_predictor.probabilities(images))
+    assert difference.max() <= 1e-5
+    code, _, err = run_cli(capsys, "export", run_dir, "--format", "tflite")
+    assert code == 2 and "tflite" in err
