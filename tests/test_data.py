@@ -931,3 +931,30 @@ def test_cli_data_info_on_real_mnist(mnist_dir, capsys):
     assert "train: (60000, 28, 28) images, test: (10000, 28, 28) images" in captured.out
     assert "0:5923" in captured.out
     assert "Traceback" not in captured.out + captured.err
+
+
+# --- A system copy (Debian's dataset-fashion-mnist) ---------------------------------------------
+
+
+def test_system_copy_is_used_after_the_data_dir_and_before_the_cache(tiny, tmp_path, monkeypatch):
+    system = tiny.write(tmp_path / "usr-share" / "tiny")
+    spec = dataclasses.replace(tiny.spec, system_dirs=(str(system),))
+    loaded = load_dataset(spec)
+    tiny.assert_loaded(loaded)
+    assert all(source.startswith(str(system)) for source in loaded.sources.values())
+    user = tiny.write(tmp_path / "user" / "tiny")
+    assert all(s.startswith(str(user)) for s in load_dataset(spec, tmp_path / "user").sources.values())
+
+
+def test_fashion_mnist_is_looked_up_where_debian_installs_it():
+    assert "/usr/share/datasets/fashion-mnist" in data.SPECS["fashion-mnist"].system_dirs
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_real_fashion_mnist_from_debian():
+    loaded = load_dataset("fashion-mnist")
+    assert loaded.train_images.shape == (60000, 28, 28)
+    assert np.bincount(loaded.test_labels).tolist() == [1000] * 10

@@ -113,9 +113,18 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
     console.print(f"report: {Path(run_dir) / 'report.html'}", highlight=False, soft_wrap=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from mnistlab import __version__
+
+        console.print(f"mnistlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True)] = False,
 ) -> None:
     """Train, evaluate and explain handwritten-digit classifiers."""
     if debug:

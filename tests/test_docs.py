@@ -1,0 +1,30 @@
+"""The README stays true: its set-up commands are what CI runs, and every command it documents exists."""
+
+import re
+from pathlib import Path
+
+from tests.test_cli import run_cli
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def setup_commands():
+    return re.findall(r"```bash\n(.+?)\n```", README, flags=re.S)[:2]
+
+
+def test_readme_opens_with_two_setup_commands_and_ci_runs_the_second():
+    main_job, tests = setup_commands()
+    assert "\n" not in main_job and "\n" not in tests
+    assert main_job.endswith("mnistlab train") and tests.endswith("pytest")
+    assert README.index(main_job) < README.index("## ")  # before any other section
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in ci_lines
+
+
+def test_every_documented_command_exists(capsys):
+    documented = set(re.findall(r"^mnistlab (\w+)", README, flags=re.M)) - {"--debug"}
+    assert {"train", "evaluate", "report", "compare", "predict", "export", "data"} <= documented
+    for command in documented:
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and "Usage" in out, command
