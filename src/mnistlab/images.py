@@ -33,6 +33,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image, ImageOps
+from scipy import ndimage
 
 from mnistlab.data import IMAGE_SIDE
 from mnistlab.errors import ImageError
@@ -49,6 +50,8 @@ SPECK_FRACTION = 0.02  # Blobs under 2% of the largest blob's area are specks ..
 NEAR_FRACTION = 0.25  # ... and so are blobs under 25% of it that lie away from it.
 SOLID_FILL = 0.75  # Ink filling 75% of a squarish bounding box is a sheet of paper, not strokes.
 SURROUND_FRACTION = 0.35  # A blob along 35% of the image's edge is a table or margin, not ink.
+BACKGROUND_SAMPLES = 5_000  # A grid of this many pixels pins down the six-term lighting surface.
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # A pixel's neighbours include its diagonals.
 
 
 def load_image(source: bytes | str | os.PathLike) -> Image.Image:
@@ -175,15 +178,22 @@ def _find_strokes(gray: np.ndarray) -> np.ndarray:
     """Decide the polarity, then find the ink; returns (H, W) floats in [0, 1]."""
     smooth = _box_blur(gray)
     # The median pixel is paper; ink is the extreme that lies further from it.
-    paper = float(np.median(smooth))
-    darkest, brightest = np.quantile(smooth, [0.001, 0.999])
+    darkest, paper, brightest = (float(q) for q in np.quantile(smooth, [0.001, 0.5, 0.999]))
     sign = -1.0 if paper - darkest >= brightest - paper else 1.0
-    return _strokes(gray, smooth, sign)
+    # The same quantiles give the strongest ink measured from flat paper (the first background).
+    flat_peak = paper - darkest if sign < 0 else brightest - paper
+    return _strokes(gray, smooth, sign, paper, flat_peak)
 
 
-def _strokes(gray: np.ndarray, smooth: np.ndarray, sign: float) -> np.ndarray:
-    """Ink of the given polarity (-1: darker than the paper) as (H, W) floats in [0, 1]."""
-    background = _fit_background(smooth, sign)
+def _strokes(
+    gray: np.ndarray, smooth: np.ndarray, sign: float, paper: float, flat_peak: float
+) -> np.ndarray:
+    """Ink of the given polarity (-1: darker than the paper) as (H, W) floats in [0, 1].
+
+    ``paper`` is the median of ``smooth``; ``flat_peak`` is the 99.9th percentile of the ink
+    measured from it. Both are already known from choosing the polarity.
+    """
+    background = _fit_background(smooth, sign, paper, flat_peak)
     ink = sign * (smooth - background)
     peak = float(np.quantile(ink, 0.999))
     noise = _noise_level(ink, peak)
@@ -375,49 +385,75 @@ def _reduce(gray: np.ndarray) -> np.ndarray:
 # --- Ink --------------------------------------------------------------------------------------
 
 
-def _neighbourhood(array: np.ndarray, reduce) -> np.ndarray:
-    """Apply ``reduce`` (np.add or np.maximum) over each pixel's 3x3 neighbourhood."""
-    height, width = array.shape
-    padded = np.pad(array, 1, mode="edge")
-    result = padded[0:height, 0:width].copy()
-    for dy in range(3):
-        for dx in range(3):
-            if dy or dx:
-                reduce(result, padded[dy : dy + height, dx : dx + width], out=result)
-    return result
-
-
 def _box_blur(gray: np.ndarray) -> np.ndarray:
-    """3x3 mean: an isolated noisy pixel keeps 1/9 of its contrast, a stroke keeps most."""
-    return _neighbourhood(gray, np.add) / 9.0
+    """3x3 mean: an isolated noisy pixel keeps 1/9 of its contrast, a stroke keeps most.
+
+    Pixels beyond the border repeat the edge pixel (``mode="nearest"``).
+    """
+    return ndimage.uniform_filter(gray, size=3, mode="nearest")
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
-    return _neighbourhood(mask, np.logical_or)
+    """Grow a mask by one pixel in all eight directions (3x3 binary dilation).
+
+    Equal to ``ndimage.binary_dilation(mask, structure=EIGHT_CONNECTED)``, done as two
+    shifted ORs because on boolean images that is over ten times faster (0.07 ms instead of
+    about 1 ms on 400x300), and a digit needs three dilations.
+    """
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    rows = grown.copy()
+    grown[:, 1:] |= rows[:, :-1]
+    grown[:, :-1] |= rows[:, 1:]
+    return grown
 
 
-def _fit_background(smooth: np.ndarray, sign: float) -> np.ndarray:
-    """Fit a quadratic surface to the paper, leaving out ink, to remove uneven lighting."""
+def _fit_background(
+    smooth: np.ndarray, sign: float, paper: float, flat_peak: float
+) -> np.ndarray:
+    """Fit a quadratic surface to the paper, leaving out ink, to remove uneven lighting.
+
+    The surface starts flat at ``paper`` (the median of ``smooth``), where the ink's 99.9th
+    percentile is ``flat_peak``. Six coefficients need few pixels, so the fit uses a strided
+    grid of about ``BACKGROUND_SAMPLES`` of them; the ink to leave out is still found at full
+    resolution.
+    """
     height, width = smooth.shape
-    background = np.full_like(smooth, float(np.median(smooth)))
+    background = np.full_like(smooth, paper)
     if min(height, width) < 8:
         return background
-    rows, columns = np.mgrid[0:height, 0:width]
-    y = rows / (height - 1) * 2 - 1
-    x = columns / (width - 1) * 2 - 1
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
-    stride = max(1, int(math.sqrt(smooth.size / 20_000)))  # About 20,000 pixels suffice.
-    for _ in range(2):  # The second pass leaves out ink that the first surface revealed.
+    y = np.arange(height) / (height - 1) * 2 - 1
+    x = np.arange(width) / (width - 1) * 2 - 1
+    stride = max(1, math.ceil(math.sqrt(smooth.size / BACKGROUND_SAMPLES)))
+    grid_y, grid_x = np.meshgrid(y[::stride], x[::stride], indexing="ij")
+    terms = np.stack(
+        [np.ones_like(grid_x), grid_x, grid_y, grid_x * grid_x, grid_x * grid_y, grid_y * grid_y],
+        axis=-1,
+    )
+    values = smooth[::stride, ::stride]
+    peak = flat_peak
+    for round_ in range(2):  # The second pass leaves out ink that the first surface revealed.
         ink = sign * (smooth - background)
-        peak = float(np.quantile(ink, 0.999))
-        paper = ~_dilate(ink > 0.2 * peak) if peak > 0 else np.ones(smooth.shape, dtype=bool)
-        if paper.mean() < 0.4:  # Mostly ink: no reliable view of the paper, keep what we have.
+        if round_:
+            peak = float(np.quantile(ink, 0.999))
+        clear = ~_dilate(ink > 0.2 * peak) if peak > 0 else np.ones(smooth.shape, dtype=bool)
+        if clear.mean() < 0.4:  # Mostly ink: no reliable view of the paper, keep what we have.
             return background
-        sample = paper[::stride, ::stride]
-        coefficients, *_ = np.linalg.lstsq(
-            terms[::stride, ::stride][sample], smooth[::stride, ::stride][sample], rcond=None
+        sample = clear[::stride, ::stride]
+        if np.count_nonzero(sample) < terms.shape[-1]:  # Too few to fit: keep what we have.
+            return background
+        # Least squares via the 6x6 normal equations: the same fit (the terms are well
+        # conditioned on [-1, 1]) without a multithreaded LAPACK solve on thousands of rows,
+        # which costs milliseconds when another process keeps the cores busy.
+        design = terms[sample]
+        c, *_ = np.linalg.lstsq(design.T @ design, design.T @ values[sample], rcond=None)
+        # c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2, evaluated row by column.
+        background = (
+            (c[0] + c[2] * y + c[5] * y * y)[:, None]
+            + (c[1] + c[4] * y)[:, None] * x
+            + (c[3] * x * x)[None, :]
         )
-        background = terms @ coefficients
     return background
 
 
@@ -429,65 +465,40 @@ def _noise_level(ink: np.ndarray, peak: float) -> float:
     return 1.4826 * float(np.median(np.abs(paper - np.median(paper))))
 
 
-def _label(mask: np.ndarray) -> np.ndarray:
-    """Label 8-connected blobs: each pixel gets the smallest flat index in its blob.
-
-    Labels spread to the neighbourhood minimum and then jump along the labels they point to,
-    which converges in a few dozen rounds even for long strokes.
-    """
-    height, width = mask.shape
-    outside = height * width
-    labels = np.where(mask, np.arange(outside).reshape(height, width), outside)
-    while True:
-        spread = _neighbourhood_min(labels, outside)
-        flat = np.append(spread.ravel(), outside)
-        jumped = np.where(mask, flat[spread], outside)
-        if np.array_equal(jumped, labels):
-            return labels
-        labels = jumped
-
-
-def _neighbourhood_min(labels: np.ndarray, outside: int) -> np.ndarray:
-    height, width = labels.shape
-    padded = np.pad(labels, 1, constant_values=outside)
-    result = labels.copy()
-    for dy in range(3):
-        for dx in range(3):
-            np.minimum(result, padded[dy : dy + height, dx : dx + width], out=result)
-    return np.where(labels < outside, result, outside)
-
-
 def _drop_specks(mask: np.ndarray) -> np.ndarray:
     """Keep the largest blob and the blobs that plausibly belong to the same digit.
 
     A blob that runs along much of the image's edge is the table around the paper or a
     shadowed margin, not a stroke; it is dropped whenever some other blob remains.
     """
-    labels = _label(mask)
-    outside = mask.size
-    found, areas = np.unique(labels[mask], return_counts=True)
+    # Blobs are 8-connected and numbered 1..count in the order a row-by-row scan meets them
+    # (0 is the background), so among equally large blobs the first one met is the largest.
+    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    found = np.arange(1, count + 1)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    along_edge = np.bincount(edge, minlength=outside + 1)[found]
+    along_edge = np.bincount(edge, minlength=count + 1)[1:]
     surround = along_edge > SURROUND_FRACTION * edge.size
     if not surround.all():
         found, areas = found[~surround], areas[~surround]
-    largest = found[np.argmax(areas)]
-    main_rows, main_columns = np.nonzero(labels == largest)
-    margin_y = 0.5 * (main_rows.max() - main_rows.min() + 1)
-    margin_x = 0.5 * (main_columns.max() - main_columns.min() + 1)
-    keep = np.zeros(outside + 1, dtype=bool)
-    for label, area in zip(found, areas):
-        if area < SPECK_FRACTION * areas.max():
-            continue
-        rows, columns = np.nonzero(labels == label)
-        near = (
-            rows.max() >= main_rows.min() - margin_y
-            and rows.min() <= main_rows.max() + margin_y
-            and columns.max() >= main_columns.min() - margin_x
-            and columns.min() <= main_columns.max() + margin_x
-        )
-        if near or area >= NEAR_FRACTION * areas.max():
-            keep[label] = True
+    # Bounding boxes, inclusive: top, bottom, left, right of blob ``label`` at ``label - 1``.
+    boxes = np.array(
+        [(rows.start, rows.stop - 1, columns.start, columns.stop - 1)
+         for rows, columns in ndimage.find_objects(labels)]
+    )
+    top, bottom, left, right = boxes[found - 1].T
+    main_top, main_bottom, main_left, main_right = boxes[found[np.argmax(areas)] - 1]
+    margin_y = 0.5 * (main_bottom - main_top + 1)
+    margin_x = 0.5 * (main_right - main_left + 1)
+    near = (
+        (bottom >= main_top - margin_y)
+        & (top <= main_bottom + margin_y)
+        & (right >= main_left - margin_x)
+        & (left <= main_right + margin_x)
+    )
+    big_enough = areas >= SPECK_FRACTION * areas.max()
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[found[big_enough & (near | (areas >= NEAR_FRACTION * areas.max()))]] = True
     return keep[labels]
 
 
