@@ -111,11 +111,11 @@ def train_run(
         fit_seconds = time.perf_counter() - fit_started
         if config.mixed_precision:
             model = float32_copy(model, config)
+        runs.write_json(run_dir / runs.HISTORY_FILE, history)
         runs.save_model(model, run_dir)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    runs.write_json(run_dir / runs.HISTORY_FILE, history)
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
     _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
     return run_dir
