@@ -24,3 +24,36 @@ def test_outputs_are_probabilities():
     probabilities = np.asarray(model.predict(np.random.rand(5, 784).astype("float32"), verbose=0))
     assert probabilities.shape == (5, 10)
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_each_model_has_its_own_defaults_and_flags_override_them():
+    assert Config.for_model("seed-mlp") == Config()
+    cnn = Config.for_model("cnn", epochs=3)
+    assert (cnn.model, cnn.epochs, cnn.batch_size, cnn.lr_schedule, cnn.mixed_precision) == (
+        "cnn", 3, 128, "cosine", True,
+    )
+    assert Config.for_model("cnn-best").epochs == 40
+
+
+def test_convolutional_models_take_the_same_input_and_train_in_bfloat16():
+    from mnistlab.models import float32_copy
+
+    for name in ("cnn", "cnn-best"):
+        config = Config.for_model(name)
+        model = build_model(config, steps_per_epoch=10)
+        assert model.input_shape == (None, 784) and model.output_shape == (None, 10)
+        assert model.layers[1].dtype_policy.name == "mixed_bfloat16"
+        assert model.layers[-1].dtype_policy.name == "float32"  # softmax stays float32
+        copy = float32_copy(model, config)
+        assert all(layer.dtype_policy.name == "float32" for layer in copy.layers)
+        for left, right in zip(model.get_weights(), copy.get_weights(), strict=True):
+            assert np.array_equal(left, right)
+
+
+def test_cosine_schedule_decays_to_one_percent():
+    config = Config.for_model("cnn", epochs=2)
+    model = build_model(config, steps_per_epoch=5)
+    schedule = model.optimizer.learning_rate  # evaluated at the current step, 0
+    assert np.isclose(float(schedule), config.learning_rate)
+    decay = model.optimizer._learning_rate
+    assert np.isclose(float(decay(10)), config.learning_rate * 0.01)

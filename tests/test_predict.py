@@ -142,3 +142,25 @@ def test_onnx_export_matches_keras(tmp_path, mnist_dir, mnist, capsys):
     assert difference.max() <= 1e-5
     code, _, err = run_cli(capsys, "export", run_dir, "--format", "tflite")
     assert code == 2 and "tflite" in err
+
+
+@pytest.mark.slow
+def test_export_of_an_augmented_model_drops_the_augmentation(tmp_path):
+    """cnn-best's random augmentation layers cannot go to ONNX; inference never uses them."""
+    from mnistlab import pipeline
+    from mnistlab.models import build_model, float32_copy, without_augmentation
+
+    config = Config.for_model("cnn-best")
+    model = float32_copy(build_model(config, steps_per_epoch=10), config)  # as a run saves it
+    inference = without_augmentation(model)
+    assert len(model.layers) - len(inference.layers) == 3
+    probe = np.random.default_rng(1).random((8, 784), dtype=np.float32)
+    assert np.allclose(model.predict(probe, verbose=0), inference.predict(probe, verbose=0), atol=1e-6)
+
+    runs.write_json(tmp_path / "config.json", config.to_dict())
+    runs.save_model(model, tmp_path)
+    pipeline.export_onnx(tmp_path)
+    onnx = Predictor.from_run(tmp_path)
+    digits = (probe.reshape(8, 28, 28) * 255).astype(np.uint8)
+    expected = model.predict(to_model_input(digits), verbose=0)
+    assert np.abs(onnx.probabilities(digits) - expected).max() <= 1e-5

@@ -141,6 +141,20 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
+# Random augmentation layers: identity at inference, but their (unused) random ops would still
+# be traced into an exported graph, and ONNX has no kernels for them.
+AUGMENTATION_LAYERS = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
+
+
+def without_augmentation(model: keras.Model) -> keras.Model:
+    """The same trained layers (shared, not copied) minus the augmentation layers: the model
+    as it computes at inference, ready for export."""
+    kept = [layer for layer in model.layers if not isinstance(layer, AUGMENTATION_LAYERS)]
+    if len(kept) == len(model.layers):
+        return model
+    return keras.Sequential([keras.Input(shape=(NUM_PIXELS,)), *kept], name=f"{model.name}_inference")
+
+
 def float32_copy(model: keras.Model, config: Config) -> keras.Model:
     """The same network with float32 compute and the trained weights: what a run saves, so
     inference and ONNX export never depend on bfloat16 kernels."""

@@ -209,17 +209,22 @@ def export_onnx(run_dir: str | Path) -> Path:
 
     from mnistlab.errors import RunError
     from mnistlab.fileio import atomic_path
+    from mnistlab.models import without_augmentation
 
     run_dir = Path(run_dir)
-    model = runs.load_model(run_dir)
+    model = without_augmentation(runs.load_model(run_dir))
     probe = np.random.default_rng(0).random((64, 28 * 28), dtype=np.float32)
     expected = np.asarray(model.predict(probe, verbose=0))  # Keras exports only a called model.
     path = run_dir / runs.ONNX_FILE
     with atomic_path(path) as temp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
-        model.export(str(temp), format="onnx", verbose=False)
-        session = onnxruntime.InferenceSession(str(temp), providers=["CPUExecutionProvider"])
-        actual = session.run(None, {session.get_inputs()[0].name: probe})[0]
+        try:
+            model.export(str(temp), format="onnx", verbose=False)
+            session = onnxruntime.InferenceSession(str(temp), providers=["CPUExecutionProvider"])
+            actual = session.run(None, {session.get_inputs()[0].name: probe})[0]
+        except Exception as error:  # tf2onnx and ONNX Runtime raise many kinds
+            message = str(error).splitlines()[0][:300]
+            raise RunError(f"ONNX export of {run_dir} failed: {message}") from None
         difference = float(np.abs(actual - expected).max())
         if difference > 1e-4:
             raise RunError(f"ONNX export of {run_dir} disagrees with Keras by {difference:.2e}")

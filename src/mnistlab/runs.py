@@ -120,6 +120,6 @@ def load_model(run_dir: Path):
     if not path.is_file():
         raise RunError(f"{path} is missing; the run did not finish training")
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=False)  # inference only: no optimizer state
     except Exception as error:  # Keras raises many kinds for a damaged archive.
         raise RunError(f"{path} cannot be loaded by Keras ({type(error).__name__}: {error})") from None
