@@ -143,3 +143,16 @@ def test_jax_backend_trains_and_evaluates(tmp_path, mnist_dir):
     mnistlab_subprocess("evaluate", run_dir, "--data-dir", mnist_dir, env=env)
     second = json.loads((run_dir / "metrics.json").read_text())
     assert second["test"]["accuracy"] == first["test"]["accuracy"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    import mnistlab.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mnistlab.pipeline, "train_run", interrupted)
+    code, _, err = run_cli(capsys, "train", "--epochs", "1")
+    assert code == 130
+    assert_one_line_error(err)
+    assert "interrupted" in err

@@ -76,3 +76,34 @@ def test_seed_model_reaches_the_notebooks_accuracy(tmp_path, mnist_dir):
     run_dir = pipeline.train_run(Config(), data_dir=mnist_dir, out_dir=tmp_path / "seed")
     accuracy = runs.read_json(run_dir, "metrics.json")["test"]["accuracy"]
     assert accuracy >= 0.97
+
+
+def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_dir, capsys):
+    """With checkpoints, Ctrl-C after two of four epochs keeps the run; --resume finishes it."""
+    from mnistlab.pipeline import Hooks
+    from tests.test_cli import run_cli
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    config = SMALL.replace(epochs=4, checkpoint=True)
+    run_dir = tmp_path / "run"
+    messages = []
+    hooks = Hooks(on_phase=messages.append, fit_callbacks=[StopAfterSecondEpoch()])
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_run(config, data_dir=mnist_dir, out_dir=run_dir, hooks=hooks)
+    assert runs.checkpointed_epochs(run_dir) == 2
+    assert "resume with `mnistlab train --resume" in messages[-1]
+    assert len(runs.read_epoch_log(run_dir)["loss"]) == 2
+
+    code, out, _ = run_cli(capsys, "train", "--resume", run_dir, "--data-dir", mnist_dir)
+    assert code == 0
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_accuracy"]) == 4
+    assert not (run_dir / runs.CHECKPOINT_DIR).exists() and not (run_dir / runs.EPOCH_LOG).exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["num_examples"] == 500
+
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert code == 1 and "no checkpoint" in err

@@ -88,7 +88,7 @@ def _hooks(epochs: int):
     downloads = DownloadBars(error_console)
     return (
         Hooks(
-            on_phase=lambda message: error_console.print(f"[dim]{message}…[/dim]"),
+            on_phase=lambda message: error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True),
             on_download=downloads,
             fit_callbacks=(training_progress(error_console, epochs),),
         ),
@@ -154,6 +154,8 @@ def train(
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.", show_default=False)] = None,
     test_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N test images.", show_default=False)] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON config file (e.g. a run's config.json); flags override it.", show_default=False)] = None,
+    checkpoint: Annotated[Optional[bool], typer.Option("--checkpoint/--no-checkpoint", help="Save a checkpoint every epoch so an interrupted run can resume. [default: on for cnn, cnn-best]", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Carry on an interrupted run from its last checkpoint, with the run's own config.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory to write. [default: runs/<timestamp>-<model>]", show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -162,9 +164,17 @@ def train(
     Without --config, settings start from the model's own defaults: the seed notebook's for
     seed-mlp, tuned ones for cnn and cnn-best. Flags override either.
     """
+    if resume is not None:
+        from mnistlab import runs
+
+        config = runs.read_config(resume)
+        _import_keras()
+        _train(config, data_dir, resume, resume=True)
+        return
     base = Config.from_json_file(config_file) if config_file else Config.for_model(model or "seed-mlp")
     config = base.replace(
         model=model,
+        checkpoint=checkpoint,
         lr_schedule=lr_schedule,
         mixed_precision=mixed_precision,
         dataset=dataset,
@@ -178,11 +188,15 @@ def train(
         test_limit=test_limit,
     )
     _import_keras()
+    _train(config, data_dir, out)
+
+
+def _train(config: Config, data_dir: Optional[Path], out: Optional[Path], resume: bool = False) -> None:
     from mnistlab import pipeline, runs
 
     hooks, downloads = _hooks(config.epochs)
     try:
-        run_dir = pipeline.train_run(config, data_dir=data_dir, out_dir=out, hooks=hooks)
+        run_dir = pipeline.train_run(config, data_dir=data_dir, out_dir=out, hooks=hooks, resume=resume)
     finally:
         downloads.close()
     _print_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
@@ -340,11 +354,13 @@ def main(argv: list[str] | None = None) -> None:
         # Without standalone mode, an Exit raised by a command comes back as its exit code.
         result = command.main(args=args, prog_name="mnistlab", standalone_mode=False)
         if isinstance(result, int) and result:
+            if result == 130:  # Typer turns Ctrl-C into exit code 130.
+                _print_error("interrupted")
             sys.exit(result)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        error_console.print("error: interrupted", markup=False)
+        _print_error("interrupted")
         sys.exit(130)
     except MnistlabError as error:
         if debug:

@@ -26,6 +26,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "learning_rate": 0.002,
         "lr_schedule": "cosine",
         "mixed_precision": True,
+        "checkpoint": True,
     },
     "cnn-best": {
         "epochs": 40,
@@ -33,6 +34,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "learning_rate": 0.002,
         "lr_schedule": "cosine",
         "mixed_precision": True,
+        "checkpoint": True,
     },
 }
 
@@ -55,6 +57,8 @@ class Config:
     lr_schedule: str = "constant"
     # Train in bfloat16 with float32 weights; the saved model is float32 either way.
     mixed_precision: bool = False
+    # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
+    checkpoint: bool = False
     # Fraction of the training set held out (chosen by the seed) and scored every epoch.
     validation_split: float = 0.1
     seed: int = 0
@@ -75,8 +79,9 @@ class Config:
             raise ConfigError(
                 f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}"
             )
-        if not isinstance(self.mixed_precision, bool):
-            raise ConfigError(f"mixed_precision must be true or false; received: {self.mixed_precision!r}")
+        for name in ("mixed_precision", "checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false; received: {getattr(self, name)!r}")
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("seed", self.seed, minimum=0)

@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistlab import plots, report, runs
 from mnistlab.config import Config
+from mnistlab.errors import RunError
 from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.evaluate import Evaluation, evaluate_probabilities
 
@@ -71,23 +72,42 @@ def train_run(
     out_dir: str | Path | None = None,
     runs_root: str | Path = "runs",
     hooks: Hooks | None = None,
+    resume: bool = False,
 ) -> Path:
     """Train ``config``'s model, evaluate it on the test set and write a run directory.
 
     If training fails or is interrupted before the model is saved, the run directory is
-    removed; after that, whatever was written stays, and ``evaluate_run`` can finish it.
+    removed, unless ``config.checkpoint`` saved at least one epoch: then it stays, and
+    ``resume=True`` with the same ``out_dir`` carries on from the last finished epoch.
+    After the model is saved, whatever was written stays, and ``evaluate_run`` can finish it.
     Returns the run directory.
     """
+    import keras
+
     from mnistlab.models import build_model, float32_copy, steps_per_epoch
     from mnistlab.train import fit, set_seed
 
     hooks = hooks or Hooks()
     started = time.perf_counter()
-    run_dir = runs.prepare_run_dir(
-        Path(out_dir) if out_dir else runs.new_run_dir(Path(runs_root), config.model)
-    )
+    if resume:
+        run_dir = Path(out_dir)
+        if runs.checkpointed_epochs(run_dir) == 0:
+            raise RunError(f"{run_dir} holds no checkpoint to resume from")
+    else:
+        run_dir = runs.prepare_run_dir(
+            Path(out_dir) if out_dir else runs.new_run_dir(Path(runs_root), config.model)
+        )
+    callbacks = list(hooks.fit_callbacks)
+    if config.checkpoint:
+        # The epoch log is written before the checkpoint: a crash between the two repeats an
+        # epoch on resume (read_epoch_log keeps the last row) rather than losing its row.
+        callbacks += [
+            keras.callbacks.CSVLogger(str(run_dir / runs.EPOCH_LOG), append=True),
+            keras.callbacks.BackupAndRestore(str(run_dir / runs.CHECKPOINT_DIR), double_checkpoint=True),
+        ]
     try:
-        runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+        if not resume:
+            runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
         hooks.on_phase(f"loading {config.dataset}")
         dataset = load_for_config(config, data_dir, hooks)
         data_seconds = time.perf_counter() - started
@@ -106,16 +126,26 @@ def train_run(
             validation_images,
             validation_labels,
             config,
-            hooks.fit_callbacks,
+            callbacks,
         )
         fit_seconds = time.perf_counter() - fit_started
+        if config.checkpoint:
+            history = runs.read_epoch_log(run_dir)
         if config.mixed_precision:
             model = float32_copy(model, config)
         runs.write_json(run_dir / runs.HISTORY_FILE, history)
         runs.save_model(model, run_dir)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        finished = runs.checkpointed_epochs(run_dir) if config.checkpoint else 0
+        if finished:
+            hooks.on_phase(
+                f"stopped after {finished} of {config.epochs} epochs; the checkpoint is kept:"
+                f" resume with `mnistlab train --resume {run_dir}`"
+            )
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    (run_dir / runs.EPOCH_LOG).unlink(missing_ok=True)
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
     _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
     return run_dir
@@ -207,7 +237,6 @@ def export_onnx(run_dir: str | Path) -> Path:
     that ONNX Runtime reproduces the Keras probabilities; return its path."""
     import onnxruntime
 
-    from mnistlab.errors import RunError
     from mnistlab.fileio import atomic_path
     from mnistlab.models import without_augmentation
 

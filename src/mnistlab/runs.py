@@ -8,6 +8,7 @@ Every file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -33,6 +34,10 @@ FIGURE_FILES = {
     "reliability": "reliability.png",
 }
 REPORT_FILE = "report.html"
+# Present only while a checkpointed run is unfinished: Keras's BackupAndRestore files and one
+# CSV row per finished epoch (history across resumes).
+CHECKPOINT_DIR = "checkpoint"
+EPOCH_LOG = "epochs.csv"
 
 
 def new_run_dir(root: Path, model_name: str) -> Path:
@@ -72,6 +77,28 @@ def figure_png(figure, dpi: int = 100) -> bytes:
 
 def write_png(path: Path, png: bytes) -> None:
     atomic_write_bytes(Path(path), png)
+
+
+def checkpointed_epochs(run_dir: Path) -> int:
+    """How many epochs an unfinished run's checkpoint holds (0: none)."""
+    metadata = Path(run_dir) / CHECKPOINT_DIR / "training_metadata.json"
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])  # Keras stores epochs finished
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def read_epoch_log(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch history from EPOCH_LOG; a repeated epoch (re-run after a resume) counts once."""
+    path = Path(run_dir) / EPOCH_LOG
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except OSError as error:
+        raise RunError(f"{path} cannot be read ({error})") from None
+    by_epoch = {int(row.pop("epoch")): row for row in rows}
+    ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
+    names = list(ordered[0]) if ordered else []
+    return {name: [float(row[name]) for row in ordered] for name in names}
 
 
 def read_figures(run_dir: Path) -> dict[str, bytes]:
