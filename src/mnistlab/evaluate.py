@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn import metrics
 
-NUM_CLASSES = 10
+from mnistlab.data import NUM_CLASSES
 
 
 @dataclass(frozen=True)

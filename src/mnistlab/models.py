@@ -13,9 +13,9 @@ import keras
 from keras import layers
 
 from mnistlab.config import MODEL_NAMES, Config
+from mnistlab.data import IMAGE_SIDE, NUM_CLASSES
 
-NUM_PIXELS = 28 * 28
-NUM_CLASSES = 10
+NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
 
 def build_seed_mlp(dtype: str | None = None) -> keras.Model:

@@ -16,7 +16,7 @@ import numpy as np
 from mnistlab import plots, report, runs
 from mnistlab.config import Config
 from mnistlab.errors import RunError
-from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
+from mnistlab.data import IMAGE_SIDE, Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.evaluate import Evaluation, evaluate_probabilities
 
 # Keras (and TensorFlow behind it) takes seconds to import; the functions that train or load a
@@ -192,7 +192,8 @@ def _evaluate_and_write(
     timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
 
     hooks.on_phase("drawing figures")
-    for name, png in render_figures(dataset, history, evaluation, probabilities).items():
+    figures = render_figures(dataset, history, evaluation, probabilities)
+    for name, png in figures.items():
         runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
 
     timings["total_seconds"] = time.perf_counter() - started
@@ -214,7 +215,9 @@ def _evaluate_and_write(
         "data": {"sha256": dataset.sha256},
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-    write_report(run_dir)
+    # From what was just computed: no need to read the files back.
+    html = report.render_report(config.to_dict(), metrics, history, figures)
+    runs.write_text(run_dir / runs.REPORT_FILE, html)
     return metrics
 
 
@@ -242,7 +245,7 @@ def export_onnx(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     model = without_augmentation(runs.load_model(run_dir))
-    probe = np.random.default_rng(0).random((64, 28 * 28), dtype=np.float32)
+    probe = np.random.default_rng(0).random((64, IMAGE_SIDE * IMAGE_SIDE), dtype=np.float32)
     expected = np.asarray(model.predict(probe, verbose=0))  # Keras exports only a called model.
     path = run_dir / runs.ONNX_FILE
     with atomic_path(path) as temp, warnings.catch_warnings():

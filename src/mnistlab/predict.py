@@ -60,11 +60,12 @@ class Predictor:
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """float32 (N, 10) for uint8 digits (N, 28, 28), through data.to_model_input."""
-        model_input = to_model_input(digits)
         if self._session is not None:
             name = self._session.get_inputs()[0].name
-            return np.asarray(self._session.run(None, {name: model_input})[0])
-        return np.asarray(self._model.predict(model_input, batch_size=2048, verbose=0))
+            return np.asarray(self._session.run(None, {name: to_model_input(digits)})[0])
+        from mnistlab.train import predict_probabilities  # Keras is loaded already on this path.
+
+        return predict_probabilities(self._model, digits)
 
 
 @dataclass
