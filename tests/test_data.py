@@ -542,10 +542,15 @@ def test_corrupt_cached_file_is_discarded_and_fetched_again(
     tiny.write(cache_root / "tiny", compress=compress, bad=("train_images",))
     server.serve(tiny)
     monkeypatch.setenv("MNISTLAB_MIRRORS", server.mirrors("good"))
-    loaded = load_dataset(tiny.spec)
+    notices = []
+    loaded = load_dataset(tiny.spec, notify=notices.append)
     tiny.assert_loaded(loaded)
     name = tiny.filename("train_images")
     assert server.requests == [f"/good/{name}.gz"]
+    # The user is told which cached file was damaged and why a download happened.
+    damaged = cache_root / "tiny" / (f"{name}.gz" if compress else name)
+    assert len(notices) == 1 and notices[0].startswith(f"discarded damaged cached file {damaged} (")
+    assert "SHA-256" in notices[0] and "fetching it again" in notices[0]
     assert loaded.sources[name] == str(cache_root / "tiny" / f"{name}.gz")
     if not compress:
         assert not (cache_root / "tiny" / name).exists()
@@ -870,6 +875,21 @@ def test_cli_data_fetch_failure_is_one_line_error(
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("error: could not fetch mnist train-images-idx3-ubyte")
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_cli_data_fetch_says_which_cached_file_was_damaged(
+    fake_mnist, cache_root, server, stub_progress, capsys, monkeypatch
+):
+    fake_mnist.write(cache_root / "mnist")
+    labels = cache_root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(b"\x00\x00\x08")  # A few bytes, as a crash mid-write might leave.
+    server.serve(fake_mnist)
+    monkeypatch.setenv("MNISTLAB_MIRRORS", server.mirrors("good"))
+    assert run_cli(["data", "fetch"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"discarded damaged cached file {labels} (" in err
+    assert "too short for an IDX header" in err and "fetching it again" in err
+    assert server.requests == ["/good/t10k-labels-idx1-ubyte.gz"]
 
 
 def test_cli_subprocess_corrupt_file_is_one_line_error(tmp_path):

@@ -81,6 +81,11 @@ def _import_keras() -> None:
         os.close(devnull)
 
 
+def _notice(message: str) -> None:
+    """A progress note on stderr, never wrapped (paths stay whole) and never read as markup."""
+    error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
 def _hooks(epochs: int):
     from mnistlab.pipeline import Hooks
     from mnistlab.progress import DownloadBars, training_progress
@@ -88,7 +93,7 @@ def _hooks(epochs: int):
     downloads = DownloadBars(error_console)
     return (
         Hooks(
-            on_phase=lambda message: error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True),
+            on_phase=_notice,
             on_download=downloads,
             fit_callbacks=(training_progress(error_console, epochs),),
         ),
@@ -315,7 +320,7 @@ def data_fetch(
 
     downloads = DownloadBars(error_console)
     try:
-        loaded = load_dataset(dataset, data_dir, downloads, notify=error_console.print)
+        loaded = load_dataset(dataset, data_dir, downloads, notify=_notice)
     finally:
         downloads.close()
     for filename, source in loaded.sources.items():
@@ -332,7 +337,7 @@ def data_info(
 
     from mnistlab.data import load_dataset
 
-    loaded = load_dataset(dataset, data_dir)
+    loaded = load_dataset(dataset, data_dir, notify=_notice)
     table = Table(title=f"{loaded.name}")
     table.add_column("file")
     table.add_column("source")

@@ -221,18 +221,29 @@ def _read_verified(path: Path, spec: DatasetSpec, filename: str, shape: tuple[in
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as error:
-            raise DataError(
-                f"{path}: truncated or damaged gzip file ({error}); delete it and fetch it again"
-            ) from None
-    array = parse_idx(raw, shape, str(path))
+            raise _damaged(path, f"truncated or damaged gzip file ({error})")
+    try:
+        array = parse_idx(raw, shape, str(path))
+    except DataError as error:
+        error.reason = str(error).removeprefix(f"{path}: ").split(";")[0]
+        raise
     digest = hashlib.sha256(raw).hexdigest()
     expected = spec.sha256[filename]
     if digest != expected:
-        raise DataError(
-            f"{path}: SHA-256 of the decompressed content is {digest}, expected {expected};"
-            f" the file is corrupt or not {spec.name}'s {filename}: delete it and fetch it again"
+        raise _damaged(
+            path,
+            f"SHA-256 of the decompressed content is {digest}, expected {expected};"
+            f" the file is corrupt or not {spec.name}'s {filename}",
         )
     return array, digest
+
+
+def _damaged(path: Path, reason: str) -> DataError:
+    """A DataError for a damaged file; ``reason`` (without the path or advice) stays on it, so a
+    damaged cache file can be reported briefly before it is replaced."""
+    error = DataError(f"{path}: {reason}: delete it and fetch it again")
+    error.reason = reason
+    return error
 
 
 def _shape(spec: DatasetSpec, role: str) -> tuple[int, ...]:
@@ -392,8 +403,12 @@ def load_dataset(
                     try:
                         array, digest = _read_verified(path, spec, filename, shape)
                         break
-                    except DataError:
+                    except DataError as error:
                         path.unlink(missing_ok=True)  # A bad cached copy is ours to replace.
+                        fetcher.notify(
+                            f"discarded damaged cached file {path}"
+                            f" ({getattr(error, 'reason', error)}); fetching it again"
+                        )
                 if array is None:
                     array, digest, path = fetcher.fetch(role)
             arrays[role], checksums[filename], sources[filename] = array, digest, str(path)
