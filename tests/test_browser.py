@@ -49,6 +49,11 @@ def server_url():
     stop_server(process)
 
 
+def settle(page):
+    """Wait until the answer for the latest drawing or upload is shown."""
+    page.wait_for_selector('#result-panel[aria-busy="false"]')
+
+
 def draw(page, strokes):
     """Press, move in small steps and release the mouse along each stroke."""
     box = page.locator("#canvas").bounding_box()
@@ -63,6 +68,7 @@ def draw(page, strokes):
             for step in range(1, 13):
                 page.mouse.move(*at(x0 + (x1 - x0) * step / 12, y0 + (y1 - y0) * step / 12))
         page.mouse.up()
+    settle(page)
 
 
 @pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
@@ -85,6 +91,11 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     values = page.locator(".bar-value").all_inner_texts()
     assert len(values) == 10 and all(value.endswith("%") for value in values)
     assert page.locator(".bar.top .bar-label").inner_text() == "7"
+    filled = page.evaluate(
+        "document.querySelector('.bar.top .bar-fill').offsetWidth"
+        " / document.querySelector('.bar.top .bar-track').clientWidth"
+    )
+    assert filled > 0.5  # the bar is drawn as long as its probability
     screenshot_dir = os.environ.get("MNISTLAB_SCREENSHOT_DIR")
     if screenshot_dir and width == 1280:
         page.screenshot(path=str(Path(screenshot_dir) / "serve.png"))
@@ -106,6 +117,7 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     expect(digit).to_have_text("7")
     expect(page.locator("#upload")).to_be_visible()
     expect(page.locator("#upload-name")).to_have_text("seven.png")
+    expect(page.locator("#upload-image")).to_be_visible()
 
     page.locator("#file").set_input_files(files=[{"name": "blank.png", "mimeType": "image/png", "buffer": BLANK}])
     expect(page.locator("#confidence")).to_have_text("No digit found")

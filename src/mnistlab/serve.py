@@ -301,7 +301,9 @@ def create_app(
 
     @app.exception_handler(ImageError)
     async def bad_image(request: Request, error: ImageError) -> JSONResponse:
-        message = f"{error}; send a PNG, JPEG, BMP, TIFF, WebP or GIF image"
+        message = str(error)
+        if "expected" not in message:
+            message += "; send a PNG, JPEG, BMP, TIFF, WebP or GIF image"
         return JSONResponse({"error": message}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

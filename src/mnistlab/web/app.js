@@ -21,6 +21,7 @@ const barList = document.getElementById("bars");
 const preview = document.getElementById("preview");
 const previewEmpty = document.getElementById("preview-empty");
 const modelInfo = document.getElementById("model-info");
+const resultPanel = document.getElementById("result-panel");
 
 const strokes = []; // Each stroke: {width, points: [[x, y], ...]} in canvas pixels.
 let activeStroke = null;
@@ -153,6 +154,7 @@ document.addEventListener("keydown", (event) => {
 function showUpload(file) {
   if (uploadUrl) URL.revokeObjectURL(uploadUrl);
   uploadUrl = URL.createObjectURL(file);
+  uploadImage.hidden = false;
   uploadImage.src = uploadUrl;
   uploadName.textContent = file.name || "pasted image";
   upload.hidden = false;
@@ -173,6 +175,12 @@ function predictFile(file) {
   showUpload(file);
   send(file, file.type || "application/octet-stream");
 }
+
+uploadImage.addEventListener("error", () => {
+  if (!uploadImage.getAttribute("src")) return;
+  uploadImage.hidden = true; // Not an image the browser can show either: name it instead.
+  uploadName.textContent += " (cannot be shown)";
+});
 
 fileInput.addEventListener("change", () => {
   predictFile(fileInput.files[0]);
@@ -203,15 +211,23 @@ document.addEventListener("paste", (event) => {
 
 // --- Asking the server ----------------------------------------------------------------------
 
+function setBusy(busy) {
+  // aria-busy tells assistive technology (and the browser test) that an answer is coming.
+  resultPanel.setAttribute("aria-busy", String(busy));
+}
+
 function predictCanvas() {
   if (strokes.length === 0) return;
+  setBusy(true);
   if (inFlight) { sendAgain = true; return; } // One request at a time; the latest drawing wins.
+  inFlight = true;
   canvas.toBlob((blob) => send(blob, "image/png"), "image/png");
 }
 
 async function send(body, contentType) {
   const number = ++requestNumber;
   inFlight = true;
+  setBusy(true);
   try {
     const response = await fetch("/api/predict", {
       method: "POST",
@@ -226,7 +242,7 @@ async function send(body, contentType) {
     if (number >= shownNumber) showError("the server cannot be reached; is `mnistlab serve` still running?");
   } finally {
     inFlight = false;
-    if (sendAgain) { sendAgain = false; predictCanvas(); }
+    if (sendAgain) { sendAgain = false; predictCanvas(); } else setBusy(false);
   }
 }
 
@@ -290,6 +306,8 @@ function showError(message) {
 
 function showEmpty() {
   shownNumber = ++requestNumber; // Answers still on their way are for a drawing that is gone.
+  sendAgain = false;
+  if (!inFlight) setBusy(false);
   digitOutput.textContent = "";
   digitOutput.classList.remove("rejected");
   confidenceText.textContent = "";
