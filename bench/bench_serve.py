@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,39 @@ def start(command: list[str]) -> tuple[subprocess.Popen, str]:
     if url is None:
         process.kill()
         raise SystemExit(f"server did not start: {command} printed {line!r}")
-    return process, url
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "openapi.json", timeout=5):
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"server at {url} did not answer within 120 s")
 
 
 def rss_mb(process: subprocess.Popen) -> float:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server: the process and its worker processes, in MB."""
+    pids = [process.pid]
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    if children.exists():
+        pids += [int(pid) for pid in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def hey(url: str, body: Path, content_type: str, requests: int, concurrency: int) -> dict:
-    """One `hey` run; latency percentiles from its per-request CSV, throughput from its span."""
+    """One `hey` run; latency percentiles from its per-request CSV, throughput from its span.
+
+    hey gives each of its ``concurrency`` workers ``requests // concurrency`` requests, so
+    ``requests`` should be a multiple of ``concurrency``; a request without an answer is an error.
+    """
+    if requests % concurrency:
+        raise ValueError(f"requests ({requests}) must be a multiple of concurrency ({concurrency})")
     command = ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T", content_type,
                "-D", str(body), "-t", "60", "-o", "csv", url + "api/predict"]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -116,14 +138,15 @@ def load() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20_000, help="requests at concurrency 32 (canvas)")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests at concurrency 32 (canvas); a multiple of 32")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="mnistlab serve --workers (default: one per CPU)")
     parser.add_argument("--model", help="run directory (default: the shipped model)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive Keras server")
     args = parser.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: apt-get install -y hey")
     model = ["--model", args.model] if args.model else []
-    print(f"load average before: {load()}  ({os.cpu_count()} CPUs)", flush=True)
+    print(f"load average before: {load()}  ({os.cpu_count()} CPUs); mnistlab serve --workers {args.workers}", flush=True)
 
     with tempfile.TemporaryDirectory() as folder:
         canvas, photo = Path(folder) / "canvas.png", Path(folder) / "photo.jpg"
@@ -131,14 +154,14 @@ def main() -> int:
         photo.write_bytes(phone_photo())
         print(f"canvas PNG {canvas.stat().st_size:,} bytes; photo JPEG 4000x3000 {photo.stat().st_size:,} bytes")
 
-        serve, url = start([sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0", *model])
+        serve, url = start([sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0", "--workers", str(args.workers), *model])
         try:
-            hey(url, canvas, "image/png", 200, 1)  # warm-up
+            hey(url, canvas, "image/png", 256, 32)  # warm-up: every worker has answered
             single = hey(url, canvas, "image/png", 1000, 1)
             show("mnistlab", "canvas", single)
-            first = hey(url, canvas, "image/png", 1000, 32)
+            first = hey(url, canvas, "image/png", 1024, 32)
             rss_first = rss_mb(serve)
-            rest = hey(url, canvas, "image/png", args.requests - 1000, 32)
+            rest = hey(url, canvas, "image/png", args.requests - 1024, 32)
             rss_end = rss_mb(serve)
             loaded = {
                 "requests": args.requests,
@@ -150,9 +173,9 @@ def main() -> int:
             show("mnistlab", "canvas", loaded)
             photo_single = hey(url, photo, "image/jpeg", 20, 1)
             show("mnistlab", "photo", photo_single)
-            photo_loaded = hey(url, photo, "image/jpeg", 200, 32)
+            photo_loaded = hey(url, photo, "image/jpeg", 192, 32)
             show("mnistlab", "photo", photo_loaded)
-            print(f"mnistlab RSS: {rss_first:.0f} MB after the first 1,000 requests at c=32, {rss_end:.0f} MB at the end")
+            print(f"mnistlab RSS: {rss_first:.0f} MB after the first 1,024 requests at c=32, {rss_end:.0f} MB at the end")
         finally:
             serve.terminate()
             serve.wait(timeout=30)
@@ -163,10 +186,10 @@ def main() -> int:
                 hey(naive_url, canvas, "image/png", 50, 1)  # warm-up
                 naive_single = hey(naive_url, canvas, "image/png", 300, 1)
                 show("naive", "canvas", naive_single)
-                naive_loaded = hey(naive_url, canvas, "image/png", 2000, 32)
+                naive_loaded = hey(naive_url, canvas, "image/png", 2016, 32)
                 show("naive", "canvas", naive_loaded)
                 show("naive", "photo", hey(naive_url, photo, "image/jpeg", 20, 1))
-                show("naive", "photo", hey(naive_url, photo, "image/jpeg", 100, 32))
+                show("naive", "photo", hey(naive_url, photo, "image/jpeg", 96, 32))
             finally:
                 naive.terminate()
                 naive.wait(timeout=30)

@@ -311,15 +311,15 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
         process.kill()
         raise AssertionError(f"no URL printed: {line!r} {process.stderr.read()}")
     url = line.split()[2]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), timeout=1):
+            with urllib.request.urlopen(url + "api/ready", timeout=5):
                 return process, url
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.2)
     process.kill()
-    raise AssertionError("the server did not start listening")
+    raise AssertionError("the server did not become ready")
 
 
 def stop_server(process: subprocess.Popen) -> tuple[int, str, str]:
@@ -371,6 +371,18 @@ def assert_stream_refused_early(port: int, limit: int) -> None:
             pass
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert sent < 10 * limit
+
+
+def test_serve_command_with_worker_processes():
+    process, url = start_server("--workers", "2")
+    try:
+        request = urllib.request.Request(url + "api/predict", data=drawing("1"), headers={"Content-Type": "image/png"})
+        for _ in range(4):
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert json.load(answer)["label"] == 1
+    finally:
+        code, out, err = stop_server(process)
+    assert code == 0 and "stopped" in out and "Traceback" not in err, err
 
 
 def test_serve_command_busy_port_is_one_line(capsys):

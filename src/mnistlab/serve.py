@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ ACCEPTED = "a multipart/form-data upload (field 'file') or a raw body with Conte
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
 
 logger = logging.getLogger("mnistlab.serve")
+# `mnistlab serve --workers N` hands its options to each worker process through this variable.
+OPTIONS_VARIABLE = "MNISTLAB_SERVE_OPTIONS"
 
 
 def web_dir() -> Path:
@@ -395,6 +399,13 @@ def create_app(
         return JSONResponse({"results": results})
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process, built from the options `mnistlab serve` set."""
+    options = json.loads(os.environ[OPTIONS_VARIABLE])
+    predictor = Predictor.from_run(options["model"], threads=1)
+    return create_app(predictor, options["max_upload_mb"], tuple(options["cors"]), options["min_confidence"])
 
 
 def _batch(files: list[tuple[str, str | None, bytes]], predictor: Predictor, min_confidence: float) -> list[dict]:
