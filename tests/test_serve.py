@@ -404,3 +404,19 @@ def test_predict_error_names_the_file_once(capsys, tmp_path):
         code, out, err = run_cli(capsys, "predict", "--json", tmp_path / name)
         assert code == 1 and out == ""
         assert err.count(str(tmp_path / name)) == 1 and err.startswith(f"error: {tmp_path / name}: {reason}")
+
+
+def test_readme_documents_the_json_fields_the_cli_and_api_give(client, capsys, tmp_path):
+    """Issue 12: the README's table of `--json` fields is what both the CLI and the API print."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("`--json` prints one object per image", 1)[1].split("\n\n", 2)[1]
+    documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.M)
+    (tmp_path / "seven.png").write_bytes(drawing("7"))
+    code, out, _ = run_cli(capsys, "predict", "--json", tmp_path / "seven.png")
+    assert code == 0 and list(json.loads(out)) == documented
+    answer = client.post("/api/predict", files={"file": ("seven.png", drawing("7"))}).json()
+    assert list(answer) == documented + ["preview_png_base64"]
+    assert '"rejected": "...", "label": null' in readme and "`preview_png_base64`" in readme
