@@ -183,13 +183,14 @@ def main() -> int:
         if not args.no_baseline:
             naive, naive_url = start([sys.executable, str(HERE / "naive_serve.py"), "--port", "0", *model])
             try:
-                hey(naive_url, canvas, "image/png", 50, 1)  # warm-up
-                naive_single = hey(naive_url, canvas, "image/png", 300, 1)
+                # Fewer requests: the baseline answers one at a time, tens of times slower.
+                hey(naive_url, canvas, "image/png", 20, 1)  # warm-up
+                naive_single = hey(naive_url, canvas, "image/png", 200, 1)
                 show("naive", "canvas", naive_single)
-                naive_loaded = hey(naive_url, canvas, "image/png", 2016, 32)
+                naive_loaded = hey(naive_url, canvas, "image/png", 640, 32)
                 show("naive", "canvas", naive_loaded)
                 show("naive", "photo", hey(naive_url, photo, "image/jpeg", 20, 1))
-                show("naive", "photo", hey(naive_url, photo, "image/jpeg", 96, 32))
+                show("naive", "photo", hey(naive_url, photo, "image/jpeg", 64, 32))
             finally:
                 naive.terminate()
                 naive.wait(timeout=30)

@@ -420,3 +420,15 @@ def test_readme_documents_the_json_fields_the_cli_and_api_give(client, capsys, t
     answer = client.post("/api/predict", files={"file": ("seven.png", drawing("7"))}).json()
     assert list(answer) == documented + ["preview_png_base64"]
     assert '"rejected": "...", "label": null' in readme and "`preview_png_base64`" in readme
+
+
+@pytest.mark.slow
+def test_a_run_without_onnx_is_served_with_keras(tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(pretrained_dir(), run_dir, ignore=shutil.ignore_patterns("model.onnx"))
+    with TestClient(create_app(Predictor.from_run(run_dir))) as keras_client:
+        assert keras_client.get("/api/model").json()["engine"] == "keras"
+        answer = keras_client.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"})
+        assert answer.json()["label"] == 7

@@ -5,6 +5,7 @@ ONNX file (fast to start: no training framework is imported), else through Keras
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +33,9 @@ class Predictor:
 
     def __init__(self, run_dir: Path, session=None, model=None):
         self.run_dir, self._session, self._model = Path(run_dir), session, model
+        # ONNX Runtime sessions may run from many threads at once (a server's); Keras models
+        # are not documented to, so their calls take turns.
+        self._keras_lock = threading.Lock()
 
     @property
     def engine(self) -> str:
@@ -73,7 +77,8 @@ class Predictor:
             return np.asarray(self._session.run(None, {name: to_model_input(digits)})[0])
         from mnistlab.train import predict_probabilities  # Keras is loaded already on this path.
 
-        return predict_probabilities(self._model, digits)
+        with self._keras_lock:
+            return predict_probabilities(self._model, digits)
 
 
 @dataclass
