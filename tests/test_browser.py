@@ -5,6 +5,7 @@ installs Chromium (.ci/run) and this test must run there.
 Set MNISTLAB_SCREENSHOT_DIR=docs to refresh the README's screenshot (docs/serve.png).
 """
 
+import base64
 import os
 from pathlib import Path
 
@@ -71,10 +72,27 @@ def draw(page, strokes):
     settle(page)
 
 
+def send_file_event(page, kind, name, data):
+    """Drop a file on the drawing square, or paste it, as the browser does for a user."""
+    page.evaluate(
+        """([kind, name, encoded]) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            const event = kind === "drop"
+                ? new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true})
+                : new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true});
+            (kind === "drop" ? document.getElementById("drop-zone") : document).dispatchEvent(event);
+        }""",
+        [kind, name, base64.b64encode(data).decode()],
+    )
+
+
 @pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
 def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path):
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=20_000)  # a shared, busy CI machine answers slowly
     page = browser.new_page(viewport={"width": width, "height": height})
     problems = []
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
@@ -118,6 +136,12 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     expect(page.locator("#upload")).to_be_visible()
     expect(page.locator("#upload-name")).to_have_text("seven.png")
     expect(page.locator("#upload-image")).to_be_visible()
+
+    for event in ("drop", "paste"):  # a file dropped on the square, then one pasted
+        digit_png = drawing("1" if event == "drop" else "0", offset=(-30, 10))
+        send_file_event(page, event, f"{event}.png", digit_png)
+        expect(digit).to_have_text("1" if event == "drop" else "0")
+        expect(page.locator("#upload-name")).to_have_text(f"{event}.png")
 
     page.locator("#file").set_input_files(files=[{"name": "blank.png", "mimeType": "image/png", "buffer": BLANK}])
     expect(page.locator("#confidence")).to_have_text("No digit found")
