@@ -121,7 +121,9 @@ def test_low_confidence_is_rejected(tmp_path, mnist_dir):
     image.paste(255, (20, 20, 40, 40))  # a square: ink, but no digit
     image.save(tmp_path / "square.png")
     results = list(predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=1.01))
-    assert results[0].label is not None and "below 1.01" in results[0].rejected
+    # A rejection never names a digit; the best guess stays in confidence and probabilities.
+    assert results[0].label is None and "below 1.01" in results[0].rejected
+    assert results[0].confidence == max(results[0].probabilities)
 
 
 @pytest.mark.mnist

@@ -309,6 +309,63 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    model: Annotated[Optional[Path], typer.Option("--model", help="Run directory to use. [default: the model shipped with mnistlab]", show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens the server to your network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest request body accepted, in MiB.")] = 10.0,
+    cors: Annotated[Optional[list[str]], typer.Option("--cors", help="Allow this web origin (e.g. https://example.org) to call the API; repeatable.", show_default=False)] = None,
+    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Reject predictions less sure than this.")] = 0.5,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own copy of the model; one per CPU core gives the most requests per second.")] = 1,
+) -> None:
+    """Serve the draw-a-digit page at / and the JSON API under /api (docs at /docs).
+
+    The model is loaded once per worker, on ONNX Runtime when the run has model.onnx.
+    Ctrl-C stops it.
+    """
+    import json
+    import socket
+
+    from mnistlab import predict as predicting
+
+    # One thread per call: many small requests in parallel beat one request on all cores.
+    predictor = predicting.Predictor.from_run(model, threads=1)
+    try:
+        # Bound here, not by uvicorn, so a busy port is one clear line and --port 0 works.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as error:
+        raise MnistlabError(f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host") from None
+    import uvicorn
+
+    from mnistlab import serve as serving
+
+    settings = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+    url = f"http://{shown_host}:{listener.getsockname()[1]}/"
+    console.print(f"mnistlab serve: {url}  ({predictor.engine}, model {predictor.run_dir}, {workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it", markup=False, highlight=False, soft_wrap=True)
+    try:
+        if workers == 1:
+            application = serving.create_app(predictor, max_upload_mb, tuple(cors or ()), min_confidence)
+            uvicorn.Server(uvicorn.Config(application, **settings)).run(sockets=[listener])
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            os.environ[serving.OPTIONS_VARIABLE] = json.dumps({
+                "model": str(predictor.run_dir), "max_upload_mb": max_upload_mb,
+                "cors": list(cors or ()), "min_confidence": min_confidence,
+            })
+            del predictor  # Each worker loads its own.
+            config = uvicorn.Config("mnistlab.serve:app_from_environment", factory=True, workers=workers, **settings)
+            Multiprocess(config, sockets=[listener]).run()
+    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
+        pass
+    console.print("stopped", markup=False, highlight=False)
+
+
 @data_app.command("fetch")
 def data_fetch(
     dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice(DATASETS))] = "mnist",

@@ -5,6 +5,7 @@ ONNX file (fast to start: no training framework is imported), else through Keras
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,14 +33,22 @@ class Predictor:
 
     def __init__(self, run_dir: Path, session=None, model=None):
         self.run_dir, self._session, self._model = Path(run_dir), session, model
+        # ONNX Runtime sessions may run from many threads at once (a server's); Keras models
+        # are not documented to, so their calls take turns.
+        self._keras_lock = threading.Lock()
 
     @property
     def engine(self) -> str:
         return "onnxruntime" if self._session is not None else "keras"
 
     @classmethod
-    def from_run(cls, run_dir: str | Path | None = None) -> Predictor:
-        """Load a run's model: ``model.onnx`` with ONNX Runtime if present, else ``model.keras``."""
+    def from_run(cls, run_dir: str | Path | None = None, threads: int | None = None) -> Predictor:
+        """Load a run's model: ``model.onnx`` with ONNX Runtime if present, else ``model.keras``.
+
+        ``threads`` caps ONNX Runtime's threads per call (default: one per core). A server
+        answering many one-image requests at once does better with 1: the requests themselves
+        run in parallel, and one image is too little work to split.
+        """
         run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
         if not run_dir.is_dir():
             raise RunError(f"run directory {run_dir} does not exist")
@@ -49,6 +58,9 @@ class Predictor:
 
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            if threads is not None:
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = threads
             try:
                 session = onnxruntime.InferenceSession(
                     str(onnx_path), options, providers=["CPUExecutionProvider"]
@@ -65,14 +77,19 @@ class Predictor:
             return np.asarray(self._session.run(None, {name: to_model_input(digits)})[0])
         from mnistlab.train import predict_probabilities  # Keras is loaded already on this path.
 
-        return predict_probabilities(self._model, digits)
+        with self._keras_lock:
+            return predict_probabilities(self._model, digits)
 
 
 @dataclass
 class Prediction:
-    """The model's reading of one file. ``rejected`` says why no digit is reported."""
+    """The model's reading of one image.
 
-    file: str
+    ``rejected`` says why no digit is reported; then ``label`` is None, while ``confidence``
+    and ``probabilities`` still give the model's best guess when it saw a digit-like image.
+    """
+
+    file: str | None
     label: int | None = None
     confidence: float | None = None
     probabilities: list[float] = field(default_factory=list)
@@ -80,6 +97,7 @@ class Prediction:
     digit: np.ndarray | None = field(default=None, repr=False)  # what the model saw
 
     def to_dict(self) -> dict:
+        """The fields of ``mnistlab predict --json`` (the API adds ``preview_png_base64``)."""
         return {
             "file": self.file,
             "label": self.label,
@@ -88,12 +106,22 @@ class Prediction:
             "rejected": self.rejected,
         }
 
+    def preview_png(self) -> bytes | None:
+        """The 28x28 image the model saw, as PNG bytes; None when it saw none."""
+        if self.digit is None:
+            return None
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.digit, mode="L").save(buffer, format="PNG")
+        return buffer.getvalue()
+
 
 @dataclass
 class FileError:
-    """A file that could not be read as an image."""
+    """A file that could not be read as an image. ``message`` does not repeat the path."""
 
-    file: str
+    file: str | None
     message: str
 
 
@@ -111,6 +139,71 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | FileError]:
             yield FileError(str(path), "no such file or folder")
 
 
+def read_digit(source: bytes | Path, file: str | None = None) -> Prediction | FileError:
+    """Decode one image (bytes or a path) and normalise it the way MNIST was.
+
+    This is the one path from an image to what the model sees, shared by ``mnistlab predict``
+    and ``mnistlab serve``. Returns a FileError when the data is not a readable image, else a
+    Prediction holding the 28x28 ``digit``, or ``rejected`` when no digit-like ink was found.
+    """
+    try:
+        image = load_image(source)
+    except ImageError as error:
+        # load_image names its source ("image data" or the path); the caller says the file
+        # once, so the reason is kept without it.
+        label = "image data" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+        return FileError(file, str(error).removeprefix(f"{label}: "))
+    prediction = Prediction(file=file)
+    try:
+        prediction.digit = normalize_digit(image)
+    except ImageError as error:  # A readable image with no digit in it: a rejection.
+        prediction.rejected = str(error)
+    return prediction
+
+
+def classify(
+    predictions: list[Prediction],
+    predictor: Predictor,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> None:
+    """Fill in label, confidence and probabilities, in one model call for all of them.
+
+    A prediction less sure than ``min_confidence`` is rejected: its label stays None.
+    """
+    readable = [p for p in predictions if p.digit is not None]
+    if not readable:
+        return
+    probabilities = predictor.probabilities(np.stack([p.digit for p in readable]))
+    for prediction, row in zip(readable, probabilities):
+        best = int(row.argmax())
+        prediction.confidence = float(row[best])
+        prediction.probabilities = [float(value) for value in row]
+        if prediction.confidence < min_confidence:
+            prediction.rejected = (
+                f"not sure: confidence {prediction.confidence:.3f} is below {min_confidence}"
+            )
+        else:
+            prediction.label = best
+
+
+def predict_bytes(
+    data: bytes,
+    predictor: Predictor,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    file: str | None = None,
+) -> Prediction:
+    """Read, normalise and classify one image given as bytes (an upload, a canvas PNG).
+
+    Raises:
+        ImageError: the bytes are not a readable image (empty, not an image, truncated, too big).
+    """
+    prediction = read_digit(data, file)
+    if isinstance(prediction, FileError):
+        raise ImageError(prediction.message)
+    classify([prediction], predictor, min_confidence)
+    return prediction
+
+
 def predict_files(
     paths: Iterable[str | Path],
     predictor: Predictor,
@@ -122,37 +215,18 @@ def predict_files(
     pending: list[Prediction] = []
 
     def flush() -> Iterator[Prediction]:
-        readable = [p for p in pending if p.digit is not None]
-        if readable:
-            probabilities = predictor.probabilities(np.stack([p.digit for p in readable]))
-            for prediction, row in zip(readable, probabilities):
-                label = int(row.argmax())
-                prediction.label, prediction.confidence = label, float(row[label])
-                prediction.probabilities = [float(value) for value in row]
-                if prediction.confidence < min_confidence:
-                    prediction.rejected = (
-                        f"confidence {prediction.confidence:.3f} is below {min_confidence}"
-                    )
+        classify(pending, predictor, min_confidence)
         yield from pending
         pending.clear()
 
     for item in expand_paths(paths):
+        if isinstance(item, Path):
+            item = read_digit(item, str(item))
         if isinstance(item, FileError):
             yield from flush()
             yield item
             continue
-        try:
-            image = load_image(item)
-        except ImageError as error:
-            yield from flush()
-            yield FileError(str(item), str(error))
-            continue
-        prediction = Prediction(file=str(item))
-        try:
-            prediction.digit = normalize_digit(image)
-        except ImageError as error:  # A readable image with no digit in it: a rejection.
-            prediction.rejected = str(error)
-        pending.append(prediction)
+        pending.append(item)
         if len(pending) >= batch_size:
             yield from flush()
     yield from flush()
@@ -160,15 +234,12 @@ def predict_files(
 
 def save_preview(prediction: Prediction, folder: Path, index: int) -> Path | None:
     """Write the 28x28 image the model saw as a PNG; None when there was none."""
-    if prediction.digit is None:
+    png = prediction.preview_png()
+    if png is None:
         return None
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(prediction.digit, mode="L").save(buffer, format="PNG")
-    stem = Path(prediction.file).stem
+    stem = Path(prediction.file or "image").stem
     path = Path(folder) / f"{index:04d}-{stem}.png"
-    runs.write_png(path, buffer.getvalue())
+    runs.write_png(path, png)
     return path
 
 
@@ -177,8 +248,11 @@ __all__ = [
     "FileError",
     "Prediction",
     "Predictor",
+    "classify",
     "expand_paths",
+    "predict_bytes",
     "predict_files",
+    "read_digit",
     "pretrained_dir",
     "save_preview",
 ]
