@@ -47,12 +47,19 @@ DEFAULT_MAX_UPLOAD_MB = 10.0
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 # Raw bodies with these types are decoded directly; Pillow recognises the format itself.
 IMAGE_TYPES = (
-    "image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "image/gif",
+    "image/png",
+    "image/jpeg",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/gif",
     "application/octet-stream",
 )
 ACCEPTED = "a multipart/form-data upload (field 'file') or a raw body with Content-Type image/png, image/jpeg, image/bmp, image/tiff, image/webp or image/gif"
 # The page loads nothing from elsewhere; previews and uploads are shown from data: and blob: URLs.
-PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
+)
 
 logger = logging.getLogger("mnistlab.serve")
 # `mnistlab serve --workers N` hands its options to each worker process through this variable.
@@ -103,7 +110,9 @@ class BatchEntry(BaseModel):
     probabilities: list[float] = []
     rejected: str | None = None
     preview_png_base64: str | None = None
-    error: str | None = Field(None, description="Set, alone, when this file is not a readable image.")
+    error: str | None = Field(
+        None, description="Set, alone, when this file is not a readable image."
+    )
 
 
 class BatchResponse(BaseModel):
@@ -129,7 +138,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Unsupported Content-Type. " + ACCEPTED[0].upper() + ACCEPTED[1:] + ".",
         422: "Not a readable image: not an image, truncated, or too many pixels.",
     }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
 
 
 def _upload_body(batch: bool) -> dict[str, Any]:
@@ -157,7 +168,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise BadRequest(400, f"Content-Length must be a number of bytes; received {declared!r}")
+            raise BadRequest(
+                400, f"Content-Length must be a number of bytes; received {declared!r}"
+            )
         if int(declared) > limit:
             raise BadRequest(413, _too_large(limit, int(declared)))
     chunks, size = [], 0
@@ -209,7 +222,11 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
         name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = params.get(b"filename")
         parts.append(
-            (name, None if filename is None else filename.decode("utf-8", "replace"), b"".join(current["data"]))
+            (
+                name,
+                None if filename is None else filename.decode("utf-8", "replace"),
+                b"".join(current["data"]),
+            )
         )
 
     parser = python_multipart.MultipartParser(
@@ -285,7 +302,7 @@ def create_app(
         lifespan=lifespan,
         title="mnistlab",
         version=__version__,
-        description="Read handwritten digits. Every error is a 4xx with `{\"error\": \"...\"}`.",
+        description='Read handwritten digits. Every error is a 4xx with `{"error": "..."}`.',
     )
     app.state.ready = False
 
@@ -312,16 +329,26 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        message = "no such page; the API is under /api, its description at /docs" if error.status_code == 404 else str(error.detail)
-        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+        message = (
+            "no such page; the API is under /api, its description at /docs"
+            if error.status_code == 404
+            else str(error.detail)
+        )
+        return JSONResponse(
+            {"error": message}, status_code=error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": f"invalid request: {error.errors()[0].get('msg', '')}"}, status_code=400)
+        return JSONResponse(
+            {"error": f"invalid request: {error.errors()[0].get('msg', '')}"}, status_code=400
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+        return FileResponse(
+            web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY}
+        )
 
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")
 
@@ -329,7 +356,11 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/ready", summary="The model is loaded and has answered", responses={503: {"model": ErrorResponse}})
+    @app.get(
+        "/api/ready",
+        summary="The model is loaded and has answered",
+        responses={503: {"model": ErrorResponse}},
+    )
     def ready() -> JSONResponse:
         if not app.state.ready:
             return JSONResponse({"error": "the model is still loading"}, status_code=503)
@@ -363,9 +394,15 @@ def create_app(
         media_type = _media_type(request)
         if media_type == "multipart/form-data":
             body = await read_body(request, limit)
-            files = [part for part in parse_multipart(body, request.headers["content-type"]) if part[1] is not None or part[0] == "file"]
+            files = [
+                part
+                for part in parse_multipart(body, request.headers["content-type"])
+                if part[1] is not None or part[0] == "file"
+            ]
             if len(files) != 1:
-                raise BadRequest(400, f"expected one file in the multipart field 'file'; received {len(files)}")
+                raise BadRequest(
+                    400, f"expected one file in the multipart field 'file'; received {len(files)}"
+                )
             _, filename, data = files[0]
         elif media_type in IMAGE_TYPES:
             data, filename = await read_body(request, limit), None
@@ -373,7 +410,9 @@ def create_app(
             raise _unsupported(media_type, ACCEPTED)
         if not data:
             raise BadRequest(400, "empty file: the upload holds 0 bytes")
-        prediction = await run_in_threadpool(_safely, predict_bytes, data, predictor, min_confidence, filename)
+        prediction = await run_in_threadpool(
+            _safely, predict_bytes, data, predictor, min_confidence, filename
+        )
         return JSONResponse(to_response(prediction))
 
     @app.post(
@@ -381,20 +420,30 @@ def create_app(
         summary="Read the digits in several images",
         description=f"Send up to {MAX_BATCH_FILES} files as multipart/form-data (field 'files'). "
         "Each file gets its own entry, in order; a file that is not a readable image gets "
-        "`{\"file\": ..., \"error\": ...}` and does not fail the others.",
+        '`{"file": ..., "error": ...}` and does not fail the others.',
         responses={200: {"model": BatchResponse}, **_errors(400, 413, 415)},
         openapi_extra=_upload_body(batch=True),
     )
     async def predict_batch(request: Request) -> JSONResponse:
         media_type = _media_type(request)
         if media_type != "multipart/form-data":
-            raise _unsupported(media_type, "multipart/form-data with the images in the field 'files'")
+            raise _unsupported(
+                media_type, "multipart/form-data with the images in the field 'files'"
+            )
         body = await read_body(request, limit)
-        files = [part for part in parse_multipart(body, request.headers["content-type"]) if part[1] is not None]
+        files = [
+            part
+            for part in parse_multipart(body, request.headers["content-type"])
+            if part[1] is not None
+        ]
         if not files:
-            raise BadRequest(400, "no files: send the images as multipart file fields named 'files'")
+            raise BadRequest(
+                400, "no files: send the images as multipart file fields named 'files'"
+            )
         if len(files) > MAX_BATCH_FILES:
-            raise BadRequest(400, f"too many files: at most {MAX_BATCH_FILES} per request; received {len(files)}")
+            raise BadRequest(
+                400, f"too many files: at most {MAX_BATCH_FILES} per request; received {len(files)}"
+            )
         results = await run_in_threadpool(_batch, files, predictor, min_confidence)
         return JSONResponse({"results": results})
 
@@ -405,20 +454,30 @@ def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker process, built from the options `mnistlab serve` set."""
     options = json.loads(os.environ[OPTIONS_VARIABLE])
     predictor = Predictor.from_run(options["model"], threads=1)
-    return create_app(predictor, options["max_upload_mb"], tuple(options["cors"]), options["min_confidence"])
+    return create_app(
+        predictor, options["max_upload_mb"], tuple(options["cors"]), options["min_confidence"]
+    )
 
 
-def _batch(files: list[tuple[str, str | None, bytes]], predictor: Predictor, min_confidence: float) -> list[dict]:
+def _batch(
+    files: list[tuple[str, str | None, bytes]], predictor: Predictor, min_confidence: float
+) -> list[dict]:
     """Read every file, classify the readable ones in one model call, answer in order."""
     read: list[Prediction | FileError] = []
     for _, filename, data in files:
         try:
-            read.append(_safely(read_digit, data, filename) if data else FileError(filename, "empty file (0 bytes)"))
+            read.append(
+                _safely(read_digit, data, filename)
+                if data
+                else FileError(filename, "empty file (0 bytes)")
+            )
         except ImageError as error:
             read.append(FileError(filename, str(error)))
     classify([item for item in read if isinstance(item, Prediction)], predictor, min_confidence)
     return [
-        {"file": item.file, "error": item.message} if isinstance(item, FileError) else to_response(item)
+        {"file": item.file, "error": item.message}
+        if isinstance(item, FileError)
+        else to_response(item)
         for item in read
     ]
 
