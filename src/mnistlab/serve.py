@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistlab import __version__, runs
-from mnistlab.errors import ImageError, RunError
+from mnistlab.errors import ImageError, MnistlabError, RunError
 from mnistlab.predict import (
     DEFAULT_MIN_CONFIDENCE,
     FileError,
@@ -69,6 +70,10 @@ OPTIONS_VARIABLE = "MNISTLAB_SERVE_OPTIONS"
 def web_dir() -> Path:
     """The page's static files, shipped inside the package."""
     return Path(str(resources.files("mnistlab") / "web"))
+
+
+class ServeError(MnistlabError):
+    """The server cannot start, e.g. its port is taken."""
 
 
 class BadRequest(Exception):
@@ -448,6 +453,65 @@ def create_app(
         return JSONResponse({"results": results})
 
     return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: any free port), bound here rather than by uvicorn so
+    that a busy port is one clear error and the chosen port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host"
+        ) from None
+    return listener
+
+
+def url_of(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if listener.family == socket.AF_INET6 else f"http://{host}:{port}/"
+
+
+def run(
+    listener: socket.socket,
+    predictor: Predictor,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    cors_origins: tuple[str, ...] = (),
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    workers: int = 1,
+) -> None:
+    """Serve on ``listener`` with uvicorn until Ctrl-C (or SIGTERM); returns after a clean stop.
+
+    With several workers, each process loads its own copy of the predictor's run.
+    """
+    import uvicorn
+
+    settings = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    try:
+        if workers == 1:
+            app = create_app(predictor, max_upload_mb, cors_origins, min_confidence)
+            uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[listener])
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            os.environ[OPTIONS_VARIABLE] = json.dumps(
+                {
+                    "model": str(predictor.run_dir),
+                    "max_upload_mb": max_upload_mb,
+                    "cors": list(cors_origins),
+                    "min_confidence": min_confidence,
+                }
+            )
+            config = uvicorn.Config(
+                f"{__name__}:app_from_environment", factory=True, workers=workers, **settings
+            )
+            Multiprocess(config, sockets=[listener]).run()
+    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
+        pass
 
 
 def app_from_environment() -> FastAPI:
