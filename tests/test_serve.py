@@ -535,3 +535,12 @@ def test_a_run_without_onnx_is_served_with_keras(tmp_path):
             "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
         )
         assert answer.json()["label"] == 7
+
+
+def test_image_work_runs_on_a_small_thread_pool(client):
+    from anyio import to_thread
+
+    from mnistlab.serve import IMAGE_THREADS
+
+    limit = client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens)
+    assert limit == IMAGE_THREADS

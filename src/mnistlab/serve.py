@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import python_multipart
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -45,6 +46,10 @@ from mnistlab.predict import (
 )
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
+# Threads reading images at once, per process (Starlette's default is 40). Image work is
+# CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
+# contention, not speed; a few let a small drawing pass a big photo being decoded.
+IMAGE_THREADS = 4
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 # Raw bodies with these types are decoded directly; Pillow recognises the format itself.
 IMAGE_TYPES = (
@@ -298,6 +303,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        to_thread.current_default_thread_limiter().total_tokens = IMAGE_THREADS
         # One inference before the first request, so /api/ready means "answers quickly".
         await run_in_threadpool(predictor.probabilities, np.zeros((1, 28, 28), dtype=np.uint8))
         app.state.ready = True
