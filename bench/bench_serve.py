@@ -20,7 +20,6 @@ import csv
 import io
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,9 @@ def phone_photo() -> bytes:
 def start(command: list[str]) -> tuple[subprocess.Popen, str]:
     """Start a server that prints its URL as its first line; wait until it answers."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
     line = process.stdout.readline()
     url = next((word for word in line.split() if word.startswith("http://")), None)
     if url is None:
@@ -103,8 +104,24 @@ def hey(url: str, body: Path, content_type: str, requests: int, concurrency: int
     """
     if requests % concurrency:
         raise ValueError(f"requests ({requests}) must be a multiple of concurrency ({concurrency})")
-    command = ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T", content_type,
-               "-D", str(body), "-t", "60", "-o", "csv", url + "api/predict"]
+    command = [
+        "hey",
+        "-n",
+        str(requests),
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        content_type,
+        "-D",
+        str(body),
+        "-t",
+        "60",
+        "-o",
+        "csv",
+        url + "api/predict",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     if not rows:
@@ -137,24 +154,53 @@ def load() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20_000, help="requests at concurrency 32 (canvas); a multiple of 32")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="mnistlab serve --workers (default: one per CPU)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=20_000,
+        help="requests at concurrency 32 (canvas); a multiple of 32",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count(),
+        help="mnistlab serve --workers (default: one per CPU)",
+    )
     parser.add_argument("--model", help="run directory (default: the shipped model)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive Keras server")
     args = parser.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: apt-get install -y hey")
     model = ["--model", args.model] if args.model else []
-    print(f"load average before: {load()}  ({os.cpu_count()} CPUs); mnistlab serve --workers {args.workers}", flush=True)
+    print(
+        f"load average before: {load()}  ({os.cpu_count()} CPUs); mnistlab serve --workers {args.workers}",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         canvas, photo = Path(folder) / "canvas.png", Path(folder) / "photo.jpg"
         canvas.write_bytes(canvas_png())
         photo.write_bytes(phone_photo())
-        print(f"canvas PNG {canvas.stat().st_size:,} bytes; photo JPEG 4000x3000 {photo.stat().st_size:,} bytes")
+        print(
+            f"canvas PNG {canvas.stat().st_size:,} bytes; photo JPEG 4000x3000 {photo.stat().st_size:,} bytes"
+        )
 
-        serve, url = start([sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0", "--workers", str(args.workers), *model])
+        serve, url = start(
+            [
+                sys.executable,
+                "-c",
+                "from mnistlab.cli import main; main()",
+                "serve",
+                "--port",
+                "0",
+                "--workers",
+                str(args.workers),
+                *model,
+            ]
+        )
         try:
             hey(url, canvas, "image/png", 256, 32)  # warm-up: every worker has answered
             single = hey(url, canvas, "image/png", 1000, 1)
@@ -166,7 +212,9 @@ def main() -> int:
             loaded = {
                 "requests": args.requests,
                 "concurrency": 32,
-                "p50": rest["p50"], "p95": rest["p95"], "p99": rest["p99"],
+                "p50": rest["p50"],
+                "p95": rest["p95"],
+                "p99": rest["p99"],
                 "per_second": rest["per_second"],
                 "errors": first["errors"] + rest["errors"],
             }
@@ -175,13 +223,17 @@ def main() -> int:
             show("mnistlab", "photo", photo_single)
             photo_loaded = hey(url, photo, "image/jpeg", 192, 32)
             show("mnistlab", "photo", photo_loaded)
-            print(f"mnistlab RSS: {rss_first:.0f} MB after the first 1,024 requests at c=32, {rss_end:.0f} MB at the end")
+            print(
+                f"mnistlab RSS: {rss_first:.0f} MB after the first 1,024 requests at c=32, {rss_end:.0f} MB at the end"
+            )
         finally:
             serve.terminate()
             serve.wait(timeout=30)
 
         if not args.no_baseline:
-            naive, naive_url = start([sys.executable, str(HERE / "naive_serve.py"), "--port", "0", *model])
+            naive, naive_url = start(
+                [sys.executable, str(HERE / "naive_serve.py"), "--port", "0", *model]
+            )
             try:
                 # Fewer requests: the baseline answers one at a time, tens of times slower.
                 hey(naive_url, canvas, "image/png", 20, 1)  # warm-up
@@ -203,9 +255,15 @@ def main() -> int:
     growth = rss_end / rss_first - 1
     targets = [
         (single["p50"] <= 5.0, f"canvas p50 at c=1 <= 5 ms: {single['p50']:.2f} ms"),
-        (loaded["errors"] == 0, f"{args.requests:,} requests at c=32 with 0 errors: {loaded['errors']} errors"),
+        (
+            loaded["errors"] == 0,
+            f"{args.requests:,} requests at c=32 with 0 errors: {loaded['errors']} errors",
+        ),
         (loaded["per_second"] >= 250, f">= 250 req/s at c=32: {loaded['per_second']:.1f} req/s"),
-        (abs(growth) <= 0.10, f"RSS flat within 10%: {growth:+.1%} ({rss_first:.0f} -> {rss_end:.0f} MB)"),
+        (
+            abs(growth) <= 0.10,
+            f"RSS flat within 10%: {growth:+.1%} ({rss_first:.0f} -> {rss_end:.0f} MB)",
+        ),
     ]
     for passed, text in targets:
         print(f"{'PASS' if passed else 'MISS'} {text}")

@@ -42,7 +42,9 @@ def main() -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", args.port))
     print(f"naive serve: http://127.0.0.1:{listener.getsockname()[1]}/", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(
+        sockets=[listener]
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ from tests.test_serve import BLANK, drawing, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # A 7 and a 1 as mouse paths, in canvas units (the canvas is 280x280 whatever its CSS size).
 SEVEN = [[(70, 60), (200, 60), (130, 230)]]
@@ -130,7 +134,9 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     expect(digit).to_have_text("")
 
     page.locator("#file").set_input_files(
-        files=[{"name": "seven.png", "mimeType": "image/png", "buffer": drawing("7", offset=(40, 20))}]
+        files=[
+            {"name": "seven.png", "mimeType": "image/png", "buffer": drawing("7", offset=(40, 20))}
+        ]
     )
     expect(digit).to_have_text("7")
     expect(page.locator("#upload")).to_be_visible()
@@ -143,11 +149,15 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
         expect(digit).to_have_text("1" if event == "drop" else "0")
         expect(page.locator("#upload-name")).to_have_text(f"{event}.png")
 
-    page.locator("#file").set_input_files(files=[{"name": "blank.png", "mimeType": "image/png", "buffer": BLANK}])
+    page.locator("#file").set_input_files(
+        files=[{"name": "blank.png", "mimeType": "image/png", "buffer": BLANK}]
+    )
     expect(page.locator("#confidence")).to_have_text("No digit found")
     expect(digit).to_have_text("?")
 
-    page.locator("#file").set_input_files(files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"text"}])
+    page.locator("#file").set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"text"}]
+    )
     expect(page.locator("#message")).to_contain_text("not a supported image")
     page.screenshot(path=str(tmp_path / f"error-{width}.png"), full_page=True)
 

@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +33,19 @@ def drawing(digit: str, side: int = 280, offset=(0, 0)) -> bytes:
     shapes = {
         "1": [[(150, 50), (150, 230)]],
         "7": [[(80, 60), (200, 60), (120, 230)]],
-        "0": [[(140, 50), (190, 80), (205, 140), (190, 200), (140, 230), (90, 200), (75, 140), (90, 80), (140, 50)]],
+        "0": [
+            [
+                (140, 50),
+                (190, 80),
+                (205, 140),
+                (190, 200),
+                (140, 230),
+                (90, 200),
+                (75, 140),
+                (90, 80),
+                (140, 50),
+            ]
+        ],
     }
     for stroke in shapes[digit]:
         points = [((x + offset[0]) * scale, (y + offset[1]) * scale) for x, y in stroke]
@@ -57,11 +69,19 @@ BLANK = png(Image.new("L", (100, 100), 255))
 
 def bomb_png(width=100_000, height=100_000) -> bytes:
     """A valid PNG header claiming 10 gigapixels, with a tiny (invalid) body."""
+
     def chunk(kind, data):
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+        return (
+            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+        )
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +127,9 @@ def test_ready_waits_for_the_model(predictor):
 def test_the_page_and_its_files_are_served_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "<canvas" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        "<canvas" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
         assert asset in page.text
@@ -122,7 +144,9 @@ def test_openapi_documents_routes_and_errors(client):
         assert route in paths
     single = paths["/api/predict"]["post"]
     assert {"200", "400", "413", "415", "422"} <= set(single["responses"])
-    assert {"multipart/form-data", "image/png", "image/jpeg"} <= set(single["requestBody"]["content"])
+    assert {"multipart/form-data", "image/png", "image/jpeg"} <= set(
+        single["requestBody"]["content"]
+    )
     assert client.get("/docs").status_code == 200
 
 
@@ -136,7 +160,9 @@ def test_unknown_route_and_method_are_json(client):
 
 @pytest.mark.parametrize("digit", ["7", "1", "0"])
 def test_drawings_are_read(client, digit):
-    answer = client.post("/api/predict", files={"file": ("canvas.png", drawing(digit), "image/png")}).json()
+    answer = client.post(
+        "/api/predict", files={"file": ("canvas.png", drawing(digit), "image/png")}
+    ).json()
     assert answer["label"] == int(digit) and answer["rejected"] is None
     assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
     assert answer["confidence"] == max(answer["probabilities"]) and answer["file"] == "canvas.png"
@@ -171,13 +197,15 @@ def test_api_and_cli_give_the_same_numbers(client, capsys, tmp_path):
     assert len(from_cli) == 3
     for expected in from_cli:
         path = expected.pop("file")
-        answer = client.post("/api/predict", files={"file": (path, open(path, "rb").read())}).json()
+        answer = client.post("/api/predict", files={"file": (path, Path(path).read_bytes())}).json()
         assert answer.pop("file") == path
         assert answer.pop("preview_png_base64") is None or expected["rejected"] is None
         assert set(answer) == set(expected)
         assert answer["label"] == expected["label"] and answer["rejected"] == expected["rejected"]
         assert np.allclose(answer["probabilities"], expected["probabilities"], atol=1e-6)
-    assert from_cli[0]["label"] is None and "no digit-like ink" in from_cli[0]["rejected"]  # blank.png
+    assert (
+        from_cli[0]["label"] is None and "no digit-like ink" in from_cli[0]["rejected"]
+    )  # blank.png
 
 
 def test_rejection_contract_is_the_same_as_the_cli(client, capsys, tmp_path):
@@ -185,15 +213,21 @@ def test_rejection_contract_is_the_same_as_the_cli(client, capsys, tmp_path):
     answer = client.post("/api/predict", content=BLANK, headers={"Content-Type": "image/png"})
     assert answer.status_code == 200
     assert answer.json() == {
-        "file": None, "label": None, "confidence": None, "probabilities": [],
-        "rejected": answer.json()["rejected"], "preview_png_base64": None,
+        "file": None,
+        "label": None,
+        "confidence": None,
+        "probabilities": [],
+        "rejected": answer.json()["rejected"],
+        "preview_png_base64": None,
     }
     assert answer.json()["rejected"].startswith("no digit-like ink")
 
 
 def test_not_sure_is_a_rejection_with_the_best_guess(predictor):
     with TestClient(create_app(predictor, min_confidence=1.01)) as strict:
-        answer = strict.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}).json()
+        answer = strict.post(
+            "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
+        ).json()
     assert answer["label"] is None and answer["rejected"].startswith("not sure")
     assert answer["confidence"] == max(answer["probabilities"]) and answer["preview_png_base64"]
 
@@ -210,7 +244,12 @@ def test_not_sure_is_a_rejection_with_the_best_guess(predictor):
         (bomb_png(), "image/png", 422, "decompression bomb"),
         (b"hello", "text/plain", 415, "image/png"),
         (b"hello", "", 415, "no Content-Type"),
-        (b"--xyz\r\nContent-Disposition: form-data; name=\"file\"", "multipart/form-data; boundary=xyz", 400, "malformed multipart"),
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="file"',
+            "multipart/form-data; boundary=xyz",
+            400,
+            "malformed multipart",
+        ),
         (b"anything", "multipart/form-data", 400, "no boundary"),
     ],
 )
@@ -221,8 +260,14 @@ def test_bad_input_is_a_4xx_with_one_line(client, content, content_type, status,
 
 
 def test_empty_or_missing_upload_in_multipart(client):
-    assert_error(client.post("/api/predict", files={"file": ("a.png", b"", "image/png")}), 400, "0 bytes")
-    assert_error(client.post("/api/predict", data={"other": "x"}, files={"x": ("", b"")}), 400, "field 'file'")
+    assert_error(
+        client.post("/api/predict", files={"file": ("a.png", b"", "image/png")}), 400, "0 bytes"
+    )
+    assert_error(
+        client.post("/api/predict", data={"other": "x"}, files={"x": ("", b"")}),
+        400,
+        "field 'file'",
+    )
     two = [("file", ("a.png", drawing("1"))), ("file", ("b.png", drawing("7")))]
     assert_error(client.post("/api/predict", files=two), 400, "received 2")
 
@@ -230,12 +275,25 @@ def test_empty_or_missing_upload_in_multipart(client):
 def test_upload_limit_from_content_length_and_while_streaming(predictor):
     with TestClient(create_app(predictor, max_upload_mb=0.01)) as small:
         big = b"\0" * 20_000
-        assert_error(small.post("/api/predict", content=big, headers={"Content-Type": "image/png"}), 413, "limit is 10,485 bytes")
-        streamed = small.post("/api/predict", content=iter([big[:8000]] * 3), headers={"Content-Type": "image/png"})
+        assert_error(
+            small.post("/api/predict", content=big, headers={"Content-Type": "image/png"}),
+            413,
+            "limit is 10,485 bytes",
+        )
+        streamed = small.post(
+            "/api/predict", content=iter([big[:8000]] * 3), headers={"Content-Type": "image/png"}
+        )
         assert "content-length" not in streamed.request.headers
         assert_error(streamed, 413, "limit is 10,485 bytes")
-        assert_error(small.post("/api/predict", files={"file": ("a.png", big)}), 413, "--max-upload-mb")
-        assert small.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}).json()["label"] == 7
+        assert_error(
+            small.post("/api/predict", files={"file": ("a.png", big)}), 413, "--max-upload-mb"
+        )
+        assert (
+            small.post(
+                "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
+            ).json()["label"]
+            == 7
+        )
 
 
 def test_an_unexpected_failure_on_odd_input_is_a_4xx(client, monkeypatch):
@@ -245,7 +303,11 @@ def test_an_unexpected_failure_on_odd_input_is_a_4xx(client, monkeypatch):
         raise ValueError("some library choked")
 
     monkeypatch.setattr(mnistlab.predict, "normalize_digit", broken)
-    assert_error(client.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}), 422, "could not be processed")
+    assert_error(
+        client.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}),
+        422,
+        "could not be processed",
+    )
 
 
 def test_uploads_never_touch_the_disk(client, monkeypatch):
@@ -263,7 +325,10 @@ def test_uploads_never_touch_the_disk(client, monkeypatch):
 
 def test_cors_only_when_asked(predictor, client):
     preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
-    assert "access-control-allow-origin" not in client.options("/api/predict", headers=preflight).headers
+    assert (
+        "access-control-allow-origin"
+        not in client.options("/api/predict", headers=preflight).headers
+    )
     with TestClient(create_app(predictor, cors_origins=("https://example.org",))) as open_client:
         allowed = open_client.options("/api/predict", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://example.org"
@@ -281,7 +346,13 @@ def test_batch_answers_each_file_in_order(client):
         ("files", ("one.png", drawing("1"), "image/png")),
     ]
     results = client.post("/api/predict/batch", files=files).json()["results"]
-    assert [r["file"] for r in results] == ["seven.png", "broken.png", "blank.png", "empty.png", "one.png"]
+    assert [r["file"] for r in results] == [
+        "seven.png",
+        "broken.png",
+        "blank.png",
+        "empty.png",
+        "one.png",
+    ]
     assert results[0]["label"] == 7 and results[4]["label"] == 1
     assert set(results[1]) == {"file", "error"} and "not a supported image" in results[1]["error"]
     assert results[2]["label"] is None and results[2]["rejected"].startswith("no digit-like ink")
@@ -292,9 +363,17 @@ def test_batch_answers_each_file_in_order(client):
 
 def test_batch_limits(client):
     too_many = [("files", (f"{i}.png", BLANK)) for i in range(MAX_BATCH_FILES + 1)]
-    assert_error(client.post("/api/predict/batch", files=too_many), 400, f"at most {MAX_BATCH_FILES}")
-    assert_error(client.post("/api/predict/batch", data={"a": "b"}, files={"x": ("", b"")}), 400, "no files")
-    assert_error(client.post("/api/predict/batch", content=BLANK, headers={"Content-Type": "image/png"}), 415, "multipart")
+    assert_error(
+        client.post("/api/predict/batch", files=too_many), 400, f"at most {MAX_BATCH_FILES}"
+    )
+    assert_error(
+        client.post("/api/predict/batch", data={"a": "b"}, files={"x": ("", b"")}), 400, "no files"
+    )
+    assert_error(
+        client.post("/api/predict/batch", content=BLANK, headers={"Content-Type": "image/png"}),
+        415,
+        "multipart",
+    )
 
 
 # --- The command -------------------------------------------------------------------------------
@@ -303,8 +382,18 @@ def test_batch_limits(client):
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     """`mnistlab serve --port 0 ...` as a user starts it; returns the process and its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from mnistlab.cli import main; main()",
+            "serve",
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = process.stdout.readline()
     if "http://" not in line:
@@ -334,7 +423,9 @@ def test_serve_command_starts_answers_and_stops_on_ctrl_c():
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "api/health", timeout=10) as health:
             assert json.load(health) == {"status": "ok"}
-        request = urllib.request.Request(url + "api/predict", data=drawing("7"), headers={"Content-Type": "image/png"})
+        request = urllib.request.Request(
+            url + "api/predict", data=drawing("7"), headers={"Content-Type": "image/png"}
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert json.load(answer)["label"] == 7
         port = int(url.rsplit(":", 1)[1].strip("/"))
@@ -360,7 +451,7 @@ def assert_stream_refused_early(port: int, limit: int) -> None:
                 connection.sendall(chunk)
                 sent += 0x10000
                 reply = connection.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:  # the server closed the connection after answering
                 break
@@ -376,7 +467,9 @@ def assert_stream_refused_early(port: int, limit: int) -> None:
 def test_serve_command_with_worker_processes():
     process, url = start_server("--workers", "2")
     try:
-        request = urllib.request.Request(url + "api/predict", data=drawing("1"), headers={"Content-Type": "image/png"})
+        request = urllib.request.Request(
+            url + "api/predict", data=drawing("1"), headers={"Content-Type": "image/png"}
+        )
         for _ in range(4):
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert json.load(answer)["label"] == 1
@@ -390,7 +483,11 @@ def test_serve_command_busy_port_is_one_line(capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         code, _, err = run_cli(capsys, "serve", "--port", taken.getsockname()[1])
-    assert code == 1 and err.startswith("error: cannot listen on 127.0.0.1:") and len(err.splitlines()) == 1
+    assert (
+        code == 1
+        and err.startswith("error: cannot listen on 127.0.0.1:")
+        and len(err.splitlines()) == 1
+    )
 
 
 # --- Issue 12: `mnistlab predict` says a file's path once ---------------------------------------
@@ -400,16 +497,20 @@ def test_predict_error_names_the_file_once(capsys, tmp_path):
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     (tmp_path / "text.png").write_text("not an image")
-    for name, reason in (("empty.png", "empty file (0 bytes)"), ("text.png", "not a supported image")):
+    for name, reason in (
+        ("empty.png", "empty file (0 bytes)"),
+        ("text.png", "not a supported image"),
+    ):
         code, out, err = run_cli(capsys, "predict", "--json", tmp_path / name)
         assert code == 1 and out == ""
-        assert err.count(str(tmp_path / name)) == 1 and err.startswith(f"error: {tmp_path / name}: {reason}")
+        assert err.count(str(tmp_path / name)) == 1 and err.startswith(
+            f"error: {tmp_path / name}: {reason}"
+        )
 
 
 def test_readme_documents_the_json_fields_the_cli_and_api_give(client, capsys, tmp_path):
     """Issue 12: the README's table of `--json` fields is what both the CLI and the API print."""
     import re
-    from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     table = readme.split("`--json` prints one object per image", 1)[1].split("\n\n", 2)[1]
@@ -430,5 +531,16 @@ def test_a_run_without_onnx_is_served_with_keras(tmp_path):
     shutil.copytree(pretrained_dir(), run_dir, ignore=shutil.ignore_patterns("model.onnx"))
     with TestClient(create_app(Predictor.from_run(run_dir))) as keras_client:
         assert keras_client.get("/api/model").json()["engine"] == "keras"
-        answer = keras_client.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"})
+        answer = keras_client.post(
+            "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
+        )
         assert answer.json()["label"] == 7
+
+
+def test_image_work_runs_on_a_small_thread_pool(client):
+    from anyio import to_thread
+
+    from mnistlab.serve import IMAGE_THREADS
+
+    limit = client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens)
+    assert limit == IMAGE_THREADS

@@ -324,45 +324,18 @@ def serve(
     The model is loaded once per worker, on ONNX Runtime when the run has model.onnx.
     Ctrl-C stops it.
     """
-    import json
-    import socket
-
-    from mnistlab import predict as predicting
+    from mnistlab import predict as predicting, serve as serving
 
     # One thread per call: many small requests in parallel beat one request on all cores.
     predictor = predicting.Predictor.from_run(model, threads=1)
-    try:
-        # Bound here, not by uvicorn, so a busy port is one clear line and --port 0 works.
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-    except OSError as error:
-        raise MnistlabError(f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host") from None
-    import uvicorn
-
-    from mnistlab import serve as serving
-
-    settings = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=3)
-    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
-    url = f"http://{shown_host}:{listener.getsockname()[1]}/"
-    console.print(f"mnistlab serve: {url}  ({predictor.engine}, model {predictor.run_dir}, {workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it", markup=False, highlight=False, soft_wrap=True)
-    try:
-        if workers == 1:
-            application = serving.create_app(predictor, max_upload_mb, tuple(cors or ()), min_confidence)
-            uvicorn.Server(uvicorn.Config(application, **settings)).run(sockets=[listener])
-        else:
-            from uvicorn.supervisors import Multiprocess
-
-            os.environ[serving.OPTIONS_VARIABLE] = json.dumps({
-                "model": str(predictor.run_dir), "max_upload_mb": max_upload_mb,
-                "cors": list(cors or ()), "min_confidence": min_confidence,
-            })
-            del predictor  # Each worker loads its own.
-            config = uvicorn.Config("mnistlab.serve:app_from_environment", factory=True, workers=workers, **settings)
-            Multiprocess(config, sockets=[listener]).run()
-    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
-        pass
+    listener = serving.listen(host, port)
+    plural = "s" if workers > 1 else ""
+    console.print(
+        f"mnistlab serve: {serving.url_of(listener)}  ({predictor.engine}, model {predictor.run_dir},"
+        f" {workers} worker{plural}); Ctrl-C stops it",
+        markup=False, highlight=False, soft_wrap=True,
+    )
+    serving.run(listener, predictor, max_upload_mb, tuple(cors or ()), min_confidence, workers)
     console.print("stopped", markup=False, highlight=False)
 
 

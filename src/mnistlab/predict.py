@@ -252,7 +252,7 @@ __all__ = [
     "expand_paths",
     "predict_bytes",
     "predict_files",
-    "read_digit",
     "pretrained_dir",
+    "read_digit",
     "save_preview",
 ]

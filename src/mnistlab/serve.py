@@ -15,12 +15,14 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import python_multipart
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -32,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistlab import __version__, runs
-from mnistlab.errors import ImageError, RunError
+from mnistlab.errors import ImageError, MnistlabError, RunError
 from mnistlab.predict import (
     DEFAULT_MIN_CONFIDENCE,
     FileError,
@@ -44,15 +46,26 @@ from mnistlab.predict import (
 )
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
+# Threads reading images at once, per process (Starlette's default is 40). Image work is
+# CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
+# contention, not speed; a few let a small drawing pass a big photo being decoded.
+IMAGE_THREADS = 4
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 # Raw bodies with these types are decoded directly; Pillow recognises the format itself.
 IMAGE_TYPES = (
-    "image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "image/gif",
+    "image/png",
+    "image/jpeg",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/gif",
     "application/octet-stream",
 )
 ACCEPTED = "a multipart/form-data upload (field 'file') or a raw body with Content-Type image/png, image/jpeg, image/bmp, image/tiff, image/webp or image/gif"
 # The page loads nothing from elsewhere; previews and uploads are shown from data: and blob: URLs.
-PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
+)
 
 logger = logging.getLogger("mnistlab.serve")
 # `mnistlab serve --workers N` hands its options to each worker process through this variable.
@@ -62,6 +75,10 @@ OPTIONS_VARIABLE = "MNISTLAB_SERVE_OPTIONS"
 def web_dir() -> Path:
     """The page's static files, shipped inside the package."""
     return Path(str(resources.files("mnistlab") / "web"))
+
+
+class ServeError(MnistlabError):
+    """The server cannot start, e.g. its port is taken."""
 
 
 class BadRequest(Exception):
@@ -103,7 +120,9 @@ class BatchEntry(BaseModel):
     probabilities: list[float] = []
     rejected: str | None = None
     preview_png_base64: str | None = None
-    error: str | None = Field(None, description="Set, alone, when this file is not a readable image.")
+    error: str | None = Field(
+        None, description="Set, alone, when this file is not a readable image."
+    )
 
 
 class BatchResponse(BaseModel):
@@ -129,7 +148,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Unsupported Content-Type. " + ACCEPTED[0].upper() + ACCEPTED[1:] + ".",
         422: "Not a readable image: not an image, truncated, or too many pixels.",
     }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
 
 
 def _upload_body(batch: bool) -> dict[str, Any]:
@@ -157,7 +178,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise BadRequest(400, f"Content-Length must be a number of bytes; received {declared!r}")
+            raise BadRequest(
+                400, f"Content-Length must be a number of bytes; received {declared!r}"
+            )
         if int(declared) > limit:
             raise BadRequest(413, _too_large(limit, int(declared)))
     chunks, size = [], 0
@@ -209,7 +232,11 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
         name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = params.get(b"filename")
         parts.append(
-            (name, None if filename is None else filename.decode("utf-8", "replace"), b"".join(current["data"]))
+            (
+                name,
+                None if filename is None else filename.decode("utf-8", "replace"),
+                b"".join(current["data"]),
+            )
         )
 
     parser = python_multipart.MultipartParser(
@@ -276,6 +303,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        to_thread.current_default_thread_limiter().total_tokens = IMAGE_THREADS
         # One inference before the first request, so /api/ready means "answers quickly".
         await run_in_threadpool(predictor.probabilities, np.zeros((1, 28, 28), dtype=np.uint8))
         app.state.ready = True
@@ -285,7 +313,7 @@ def create_app(
         lifespan=lifespan,
         title="mnistlab",
         version=__version__,
-        description="Read handwritten digits. Every error is a 4xx with `{\"error\": \"...\"}`.",
+        description='Read handwritten digits. Every error is a 4xx with `{"error": "..."}`.',
     )
     app.state.ready = False
 
@@ -312,16 +340,26 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        message = "no such page; the API is under /api, its description at /docs" if error.status_code == 404 else str(error.detail)
-        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+        message = (
+            "no such page; the API is under /api, its description at /docs"
+            if error.status_code == 404
+            else str(error.detail)
+        )
+        return JSONResponse(
+            {"error": message}, status_code=error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": f"invalid request: {error.errors()[0].get('msg', '')}"}, status_code=400)
+        return JSONResponse(
+            {"error": f"invalid request: {error.errors()[0].get('msg', '')}"}, status_code=400
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+        return FileResponse(
+            web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY}
+        )
 
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")
 
@@ -329,7 +367,11 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/ready", summary="The model is loaded and has answered", responses={503: {"model": ErrorResponse}})
+    @app.get(
+        "/api/ready",
+        summary="The model is loaded and has answered",
+        responses={503: {"model": ErrorResponse}},
+    )
     def ready() -> JSONResponse:
         if not app.state.ready:
             return JSONResponse({"error": "the model is still loading"}, status_code=503)
@@ -363,9 +405,15 @@ def create_app(
         media_type = _media_type(request)
         if media_type == "multipart/form-data":
             body = await read_body(request, limit)
-            files = [part for part in parse_multipart(body, request.headers["content-type"]) if part[1] is not None or part[0] == "file"]
+            files = [
+                part
+                for part in parse_multipart(body, request.headers["content-type"])
+                if part[1] is not None or part[0] == "file"
+            ]
             if len(files) != 1:
-                raise BadRequest(400, f"expected one file in the multipart field 'file'; received {len(files)}")
+                raise BadRequest(
+                    400, f"expected one file in the multipart field 'file'; received {len(files)}"
+                )
             _, filename, data = files[0]
         elif media_type in IMAGE_TYPES:
             data, filename = await read_body(request, limit), None
@@ -373,7 +421,9 @@ def create_app(
             raise _unsupported(media_type, ACCEPTED)
         if not data:
             raise BadRequest(400, "empty file: the upload holds 0 bytes")
-        prediction = await run_in_threadpool(_safely, predict_bytes, data, predictor, min_confidence, filename)
+        prediction = await run_in_threadpool(
+            _safely, predict_bytes, data, predictor, min_confidence, filename
+        )
         return JSONResponse(to_response(prediction))
 
     @app.post(
@@ -381,44 +431,123 @@ def create_app(
         summary="Read the digits in several images",
         description=f"Send up to {MAX_BATCH_FILES} files as multipart/form-data (field 'files'). "
         "Each file gets its own entry, in order; a file that is not a readable image gets "
-        "`{\"file\": ..., \"error\": ...}` and does not fail the others.",
+        '`{"file": ..., "error": ...}` and does not fail the others.',
         responses={200: {"model": BatchResponse}, **_errors(400, 413, 415)},
         openapi_extra=_upload_body(batch=True),
     )
     async def predict_batch(request: Request) -> JSONResponse:
         media_type = _media_type(request)
         if media_type != "multipart/form-data":
-            raise _unsupported(media_type, "multipart/form-data with the images in the field 'files'")
+            raise _unsupported(
+                media_type, "multipart/form-data with the images in the field 'files'"
+            )
         body = await read_body(request, limit)
-        files = [part for part in parse_multipart(body, request.headers["content-type"]) if part[1] is not None]
+        files = [
+            part
+            for part in parse_multipart(body, request.headers["content-type"])
+            if part[1] is not None
+        ]
         if not files:
-            raise BadRequest(400, "no files: send the images as multipart file fields named 'files'")
+            raise BadRequest(
+                400, "no files: send the images as multipart file fields named 'files'"
+            )
         if len(files) > MAX_BATCH_FILES:
-            raise BadRequest(400, f"too many files: at most {MAX_BATCH_FILES} per request; received {len(files)}")
+            raise BadRequest(
+                400, f"too many files: at most {MAX_BATCH_FILES} per request; received {len(files)}"
+            )
         results = await run_in_threadpool(_batch, files, predictor, min_confidence)
         return JSONResponse({"results": results})
 
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: any free port), bound here rather than by uvicorn so
+    that a busy port is one clear error and the chosen port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host"
+        ) from None
+    return listener
+
+
+def url_of(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if listener.family == socket.AF_INET6 else f"http://{host}:{port}/"
+
+
+def run(
+    listener: socket.socket,
+    predictor: Predictor,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    cors_origins: tuple[str, ...] = (),
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    workers: int = 1,
+) -> None:
+    """Serve on ``listener`` with uvicorn until Ctrl-C (or SIGTERM); returns after a clean stop.
+
+    With several workers, each process loads its own copy of the predictor's run.
+    """
+    import uvicorn
+
+    settings = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    try:
+        if workers == 1:
+            app = create_app(predictor, max_upload_mb, cors_origins, min_confidence)
+            uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[listener])
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            os.environ[OPTIONS_VARIABLE] = json.dumps(
+                {
+                    "model": str(predictor.run_dir),
+                    "max_upload_mb": max_upload_mb,
+                    "cors": list(cors_origins),
+                    "min_confidence": min_confidence,
+                }
+            )
+            config = uvicorn.Config(
+                f"{__name__}:app_from_environment", factory=True, workers=workers, **settings
+            )
+            Multiprocess(config, sockets=[listener]).run()
+    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
+        pass
+
+
 def app_from_environment() -> FastAPI:
     """The app of one uvicorn worker process, built from the options `mnistlab serve` set."""
     options = json.loads(os.environ[OPTIONS_VARIABLE])
     predictor = Predictor.from_run(options["model"], threads=1)
-    return create_app(predictor, options["max_upload_mb"], tuple(options["cors"]), options["min_confidence"])
+    return create_app(
+        predictor, options["max_upload_mb"], tuple(options["cors"]), options["min_confidence"]
+    )
 
 
-def _batch(files: list[tuple[str, str | None, bytes]], predictor: Predictor, min_confidence: float) -> list[dict]:
+def _batch(
+    files: list[tuple[str, str | None, bytes]], predictor: Predictor, min_confidence: float
+) -> list[dict]:
     """Read every file, classify the readable ones in one model call, answer in order."""
     read: list[Prediction | FileError] = []
     for _, filename, data in files:
         try:
-            read.append(_safely(read_digit, data, filename) if data else FileError(filename, "empty file (0 bytes)"))
+            read.append(
+                _safely(read_digit, data, filename)
+                if data
+                else FileError(filename, "empty file (0 bytes)")
+            )
         except ImageError as error:
             read.append(FileError(filename, str(error)))
     classify([item for item in read if isinstance(item, Prediction)], predictor, min_confidence)
     return [
-        {"file": item.file, "error": item.message} if isinstance(item, FileError) else to_response(item)
+        {"file": item.file, "error": item.message}
+        if isinstance(item, FileError)
+        else to_response(item)
         for item in read
     ]
 
