@@ -122,19 +122,21 @@ def parse_space(values: Any, source: str = "space file") -> SearchSpace:
             domains[name] = _parse_domain(name, value, source)
         else:
             fixed[name] = value
-    first = {name: domain.candidates()[0] for name, domain in domains.items()}
-    max_epochs = 0
     space = SearchSpace(fixed, domains, max_epochs=0)
-    probes = [{}] + [{name: c} for name, d in domains.items() for c in d.candidates()]
-    for probe in probes:
+    # Config checks each field on its own: the fixed values, then each domain's candidates.
+    probes = [(None, None)] + [(name, c) for name, d in domains.items() for c in d.candidates()]
+    for name, candidate in probes:
+        values = dict(fixed) if name is None else {**fixed, name: candidate}
         try:
-            config = space.trial_config({**fixed, **first, **probe})
-        except ConfigError as error:
-            where = f" with {next(iter(probe))}={probe[next(iter(probe))]!r}" if probe else ""
+            space.trial_config(values)
+        except (ConfigError, TypeError) as error:
+            where = "" if name is None else f" with {name}={candidate!r}"
             raise ConfigError(f"{source}{where}: {error}") from None
-        except TypeError as error:
-            raise ConfigError(f"{source}: invalid value ({error})") from None
-        max_epochs = max(max_epochs, config.epochs)
+    if "epochs" in domains:
+        max_epochs = max(domains["epochs"].values)
+    else:  # Fixed, or each model's own default.
+        models = domains["model"].values if "model" in domains else [fixed.get("model", "seed-mlp")]
+        max_epochs = max(space.trial_config({**fixed, "model": m}).epochs for m in models)
     return dataclasses.replace(space, max_epochs=max_epochs)
 
 
