@@ -3,6 +3,8 @@ two-node Ray cluster started here, and on the local default with Ctrl-C and --re
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,34 +176,43 @@ def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, s
     return process.returncode, out, err
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Ids of this user's processes whose command line mentions ``text`` (a temp dir only
-    the cluster we started uses)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+def cluster_processes(temp_dir: str) -> list:
+    """The processes of the cluster we started: those whose command line names its temp dir
+    (gcs_server, raylets, monitors), and their children (workers and agents, which rename
+    themselves)."""
+    import psutil
+
+    roots = []
+    for process in psutil.process_iter(["cmdline"]):
+        if process.pid != os.getpid() and temp_dir in " ".join(process.info["cmdline"] or []):
+            roots.append(process)
+    found = set(roots)
+    for process in roots:
         try:
-            if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(entry.name))
-        except OSError:
+            found.update(process.children(recursive=True))
+        except psutil.NoSuchProcess:
             pass
-    return found
+    return list(found)
 
 
-def stop_cluster(ray: Path, temp_dir: str) -> None:
-    """Stop the nodes we started and nothing else: SIGTERM, then SIGKILL, by process id."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in processes_mentioning(temp_dir):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 15
-        while processes_mentioning(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not processes_mentioning(temp_dir):
-            return
+def stop_cluster(temp_dir: str) -> None:
+    """Stop the nodes we started and nothing else (not `ray stop`, which stops every Ray on
+    the machine): SIGTERM, then SIGKILL for whatever is left."""
+    import psutil
+
+    processes = cluster_processes(temp_dir)
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
 
 
 @pytest.mark.mnist
@@ -212,7 +223,11 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
     # Short: Ray puts Unix sockets under it, and socket paths are limited to 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="mnistlab-ray-", dir="/tmp")
     port = free_port()
-    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A token of our own for the nodes and the driver: no other Ray can join this cluster.
+    environment = {
+        **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
 
     def node_flags(resource: str) -> list[str]:
         # Every port this node listens on is a free one, so two nodes (and other users' Ray)
@@ -222,7 +237,7 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
             f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--min-worker-port={free_port()}", "--max-worker-port=0", "--disable-usage-stats",
+            "--disable-usage-stats",
         ]
 
     def start(*flags):
@@ -239,8 +254,9 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
                      "--out", tmp_path / "sweep", "--data-dir", mnist_dir, env=environment)
         )
     finally:
-        stop_cluster(ray, temp_dir)
-    assert not processes_mentioning(temp_dir), "a Ray process outlived the test"
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not cluster_processes(temp_dir), "a Ray process outlived the test"
     assert code == 0, err
     assert "2 CPUs in 2 node(s)" in err
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
