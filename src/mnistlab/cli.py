@@ -340,6 +340,9 @@ def sweep(
     if result.interrupted:
         _print_error(f"interrupted; finished trials are kept: resume with `mnistlab sweep --resume {result.sweep_dir}`")
         raise typer.Exit(130)
+    if result.best_config is None:
+        errors = [o.error for o in result.outcomes if o.error]
+        raise MnistlabError(f"no trial finished{'; first error: ' + errors[0] if errors else ''}")
 
 
 def _require(module: str, extra: str) -> None:
