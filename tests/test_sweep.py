@@ -145,7 +145,7 @@ def test_ranking_uses_validation_accuracy_never_test_accuracy():
     # c: 8 epochs left at 2 s each; e: 6 epochs left at 2 s each.
     assert summary["fit_seconds_saved_by_early_stopping"] == pytest.approx(16 + 12)
     headers, rows = sweep.table(ranked, ["learning_rate"])
-    assert headers[:4] == ["trial", "status", "epochs", "learning_rate"]
+    assert headers[:4] == ["trial", "status", "trained", "learning_rate"]
     assert rows[0][:3] == ["b", "finished", "3/3"]
 
 

@@ -362,7 +362,8 @@ def _print_sweep(result) -> None:
         table.add_column(header, justify="left" if header in ("trial", "status", "node") else "right")
     for row in rows:
         table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[:-1]))
-    console.print(table, width=None if console.is_terminal else 160)  # logs: no squeezed columns
+    # In a log (not a terminal), a wide table beats squeezed columns.
+    (console if console.is_terminal else Console(file=console.file, width=200)).print(table)
     summary = result.summary
     if summary["fit_seconds_saved_by_early_stopping"]:
         console.print(

@@ -256,7 +256,7 @@ def summarize(outcomes: list[TrialOutcome], wall_seconds: float | None) -> dict[
 
 def table(outcomes: list[TrialOutcome], searched: list[str]) -> tuple[list[str], list[list]]:
     """Headers and rows of the ranked table (terminal and sweep.html)."""
-    headers = ["trial", "status", "epochs", *searched]
+    headers = ["trial", "status", "trained", *searched]
     headers += ["val acc", "test acc", "fit s", "node", "run directory"]
     rows = []
     for outcome in outcomes:
