@@ -338,8 +338,8 @@ def sweep(
         result = sweeping.resume_sweep(resume, address=address, on_event=on_event)
     _print_sweep(result)
     if result.interrupted:
-        _print_error(f"interrupted; finished trials are kept: resume with `mnistlab sweep --resume {result.sweep_dir}`")
-        raise typer.Exit(130)
+        on_event(f"finished trials are kept; resume with `mnistlab sweep --resume {result.sweep_dir}`")
+        raise typer.Exit(130)  # main() prints the one error line, as for any Ctrl-C
     if result.best_config is None:
         errors = [o.error for o in result.outcomes if o.error]
         raise MnistlabError(f"no trial finished{'; first error: ' + errors[0] if errors else ''}")
