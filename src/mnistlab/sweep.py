@@ -59,11 +59,7 @@ class Domain:
     """One searched field: ``choice`` holds the options, the others ``(low, high)``."""
 
     kind: str
-    values: tuple
-
-    def candidates(self) -> tuple:
-        """Values that must each make a valid Config: every option, or both ends."""
-        return self.values
+    values: tuple  # Each must make a valid Config: every option, or both ends of a range.
 
     def to_tune(self):
         from ray import tune
@@ -124,7 +120,7 @@ def parse_space(values: Any, source: str = "space file") -> SearchSpace:
             fixed[name] = value
     space = SearchSpace(fixed, domains, max_epochs=0)
     # Config checks each field on its own: the fixed values, then each domain's candidates.
-    probes = [(None, None)] + [(name, c) for name, d in domains.items() for c in d.candidates()]
+    probes = [(None, None)] + [(name, c) for name, d in domains.items() for c in d.values]
     for name, candidate in probes:
         values = dict(fixed) if name is None else {**fixed, name: candidate}
         try:
@@ -222,13 +218,10 @@ def rank(outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
 
     def key(outcome: TrialOutcome):
         accuracy = outcome.val_accuracy if outcome.val_accuracy is not None else -math.inf
-        return (STATUS_ORDER[outcome.status], -outcome.epochs, -accuracy)
+        epochs = 0 if outcome.status == "finished" else -outcome.epochs
+        return (STATUS_ORDER[outcome.status], epochs, -accuracy)
 
-    finished = sorted(
-        (o for o in outcomes if o.status == "finished"),
-        key=lambda o: -(o.val_accuracy if o.val_accuracy is not None else -math.inf),
-    )
-    return finished + sorted((o for o in outcomes if o.status != "finished"), key=key)
+    return sorted(outcomes, key=key)
 
 
 def summarize(outcomes: list[TrialOutcome], wall_seconds: float | None) -> dict[str, Any]:
