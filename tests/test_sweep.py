@@ -305,3 +305,17 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     best_config = Config.from_json_file(sweep_dir / "best_config.json")
     assert best_config == Config.from_json_file(Path(best["run_dir"]) / "config.json")
     assert best_config.learning_rate == best["params"]["learning_rate"]
+
+
+def test_cli_names_the_extra_when_ray_is_missing(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(TINY_SPACE))
+    code, _, err = run_cli(capsys, "sweep", space_file, "--out", tmp_path / "sweep")
+    assert code == 1
+    assert_one_line_error(err)
+    assert 'pip install "mnistlab[sweep]"' in err
+    assert not (tmp_path / "sweep").exists()
