@@ -339,6 +339,110 @@ def serve(
     console.print("stopped", markup=False, highlight=False)
 
 
+@app.command()
+def sweep(
+    space_file: Annotated[Optional[Path], typer.Argument(help="JSON object of Config fields: fixed values or search domains {\"choice\": [...]}, {\"uniform\": [lo, hi]}, {\"loguniform\": [lo, hi]}, {\"randint\": [lo, hi]}.", show_default=False)] = None,
+    trials: Annotated[int, typer.Option(min=1, help="How many trials to sample.")] = 8,
+    max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="Trials at a time; each gets an equal share of the CPUs. [default: one per CPU]", show_default=False)] = None,
+    address: Annotated[Optional[str], typer.Option(help="Join this running Ray cluster (e.g. 10.0.0.5:6379) instead of starting Ray here.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Carry on an interrupted sweep directory.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory to write. [default: sweeps/<timestamp>-sweep]", show_default=False)] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Search hyper-parameters with Ray Tune; every finished trial is a run directory.
+
+    ASHA stops trials whose validation accuracy trails the others'. The sweep directory gets a
+    ranked table (sweep.html, results.json) and best_config.json for `mnistlab train --config`.
+    Needs the sweep extra: pip install "mnistlab[sweep]".
+    """
+    from mnistlab import runs, sweep as sweeping
+
+    if (space_file is None) == (resume is None):
+        raise typer.BadParameter("give either SPACE_FILE or --resume DIR")
+    if resume is None:
+        values, _ = sweeping.read_space(space_file)  # One-line errors before Ray starts.
+        settings = sweeping.SweepSettings(
+            values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None
+        )
+    _require("ray", "sweep")
+    on_event = lambda message: error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    if resume is None:
+        sweep_dir = out or runs.new_run_dir(Path("sweeps"), "sweep")
+        result = sweeping.run_sweep(settings, sweep_dir, address=address, on_event=on_event)
+    else:
+        result = sweeping.resume_sweep(resume, address=address, on_event=on_event)
+    _print_sweep(result)
+    if result.interrupted:
+        on_event(f"finished trials are kept; resume with `mnistlab sweep --resume {result.sweep_dir}`")
+        raise typer.Exit(130)  # main() prints the one error line, as for any Ctrl-C
+    if result.best_config is None:
+        errors = [o.error for o in result.outcomes if o.error]
+        raise MnistlabError(f"no trial finished{'; first error: ' + errors[0] if errors else ''}")
+
+
+def _require(module: str, extra: str) -> None:
+    """One line naming the extra to install when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MnistlabError(f"{module} is not installed; install it with: pip install \"mnistlab[{extra}]\"")
+
+
+def _print_sweep(result) -> None:
+    from mnistlab import sweep as sweeping
+
+    headers, rows = sweeping.table(result.outcomes, result.searched)
+    table = Table(title=f"sweep: {len(rows)} trials, best validation accuracy first")
+    for header in headers[:-1]:  # Run directories are long: sweep.html and results.json have them.
+        table.add_column(header, justify="left" if header in ("trial", "status", "node") else "right")
+    for row in rows:
+        table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[:-1]))
+    # In a log (not a terminal), a wide table beats squeezed columns.
+    (console if console.is_terminal else Console(file=console.file, width=200)).print(table)
+    summary = result.summary
+    if summary["fit_seconds_saved_by_early_stopping"]:
+        console.print(
+            f"early stopping skipped {summary['epochs_skipped_by_early_stopping']} epochs"
+            f" (~{summary['fit_seconds_saved_by_early_stopping']:.0f} s of training)", highlight=False
+        )
+    console.print(f"wall time: {summary['wall_seconds']:.1f} s", highlight=False)
+    if result.best_config is not None:
+        best = result.outcomes[0]
+        console.print(
+            f"best: {best.trial_id} (validation accuracy {best.val_accuracy:.4f}, test {best.test_accuracy:.4f})",
+            highlight=False, soft_wrap=True,
+        )
+        console.print(f"best run: {best.run_dir}", highlight=False, soft_wrap=True)
+        console.print(f"best config: {result.sweep_dir / sweeping.BEST_CONFIG_FILE}", highlight=False, soft_wrap=True)
+    console.print(f"table: {result.sweep_dir / sweeping.HTML_FILE}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories to average.")],
+    out: Annotated[Path, typer.Option(help="Run directory to write for the ensemble.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Average the class probabilities of several runs into one model.
+
+    The ensemble is evaluated on the test set like any run (metrics, figures, report.html) and
+    exported as one ONNX graph, so `mnistlab predict --model OUT` uses it like any model.
+    """
+    from mnistlab import runs
+
+    for run_dir in run_dirs:
+        runs.read_config(run_dir)  # Fail fast on a wrong directory, before the slow imports.
+    _import_keras()
+    from mnistlab import pipeline
+
+    hooks, downloads = _hooks(1)
+    try:
+        run_dir = pipeline.ensemble_run(run_dirs, out, data_dir=data_dir, hooks=hooks)
+    finally:
+        downloads.close()
+    _print_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
+
+
 @data_app.command("fetch")
 def data_fetch(
     dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice(DATASETS))] = "mnist",

@@ -199,7 +199,7 @@ def _evaluate_and_write(
     timings["total_seconds"] = time.perf_counter() - started
     sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
     metrics = {
-        "model": config.model,
+        "model": runs.model_label(run_dir, config),
         "dataset": config.dataset,
         "parameters": int(model.count_params()),
         "test": evaluation.to_dict(),
@@ -233,6 +233,63 @@ def write_report(run_dir: str | Path) -> Path:
     path = run_dir / runs.REPORT_FILE
     runs.write_text(path, html)
     return path
+
+
+def ensemble_run(
+    member_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    hooks: Hooks | None = None,
+) -> Path:
+    """Write a run directory for the mean of several runs' class probabilities: the combined
+    model, its test evaluation and report, and its ONNX export. Returns the run directory.
+
+    ``config.json`` is the first member's config, which supplies the evaluation settings
+    (dataset, test subset, top errors); ``ensemble.json`` lists the members. The members must
+    share a dataset. There is no validation score: members with different seeds held out
+    different images, so each one's validation split is partly another's training data.
+    """
+    from mnistlab.ensemble import build_ensemble
+
+    hooks = hooks or Hooks()
+    started = time.perf_counter()
+    member_dirs = [Path(d) for d in member_dirs]
+    configs = [runs.read_config(d) for d in member_dirs]
+    datasets = sorted({c.dataset for c in configs})
+    if len(datasets) > 1:
+        raise RunError(f"ensemble members must share a dataset; received: {', '.join(datasets)}")
+    hooks.on_phase(f"combining {len(member_dirs)} models")
+    model = build_ensemble([runs.load_model(d) for d in member_dirs])
+    members = []
+    for run_dir, member_config in zip(member_dirs, configs):
+        metrics = runs.read_json(run_dir, runs.METRICS_FILE)
+        members.append({
+            "run_dir": str(run_dir.resolve()),
+            "model": member_config.model,
+            "seed": member_config.seed,
+            "test_accuracy": metrics["test"]["accuracy"],
+            "val_accuracy": metrics.get("final_epoch", {}).get("val_accuracy"),
+        })
+    config = configs[0]
+    run_dir = runs.prepare_run_dir(Path(out_dir))
+    try:
+        runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+        runs.write_json(
+            run_dir / runs.ENSEMBLE_FILE,
+            {"combination": "mean of class probabilities", "members": members},
+        )
+        runs.write_json(run_dir / runs.HISTORY_FILE, {})  # Nothing was trained.
+        runs.save_model(model, run_dir)
+    except BaseException:
+        runs.remove_run_dir(run_dir)
+        raise
+    hooks.on_phase(f"loading {config.dataset}")
+    dataset = load_for_config(config, data_dir, hooks)
+    timings = {"data_load_seconds": time.perf_counter() - started, "fit_seconds": None}
+    _evaluate_and_write(run_dir, model, config, dataset, {}, timings, hooks, started)
+    hooks.on_phase("exporting to ONNX")
+    export_onnx(run_dir)
+    return run_dir
 
 
 def export_onnx(run_dir: str | Path) -> Path:

@@ -48,7 +48,8 @@ def training_curves(history: dict[str, Sequence[float]]) -> Figure:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # An ensemble has no training history.
+            ax.legend()
     return figure
 
 

@@ -250,3 +250,25 @@ def render_comparison(headers: list[str], rows: list[list]) -> str:
 
     table = _table(headers, [[cell(value) for value in row] for row in rows], "comparison")
     return _page("mnistlab: run comparison", f"<h1>Run comparison</h1><section>{table}</section>")
+
+
+def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) -> str:
+    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f'<span data-value="{value!r}">{value:.4g}</span>'
+        return _text("" if value is None else value)
+
+    facts = [[_text(key.replace("_", " ")), cell(value)] for key, value in summary.items()]
+    body = (
+        "<h1>Sweep</h1><section><h2>Trials, best validation accuracy first</h2>"
+        "<p>Trials are ranked by validation accuracy at their last epoch. The test accuracy is "
+        "measured once per finished trial and plays no part in the ranking. A trial stopped "
+        "early by the scheduler has no run directory.</p>"
+        + _table(headers, [[cell(value) for value in row] for row in rows], "sweep")
+        + "</section><section><h2>Summary</h2>"
+        + _table(["", "value"], facts, "summary")
+        + "</section>"
+    )
+    return _page("mnistlab: sweep", body)

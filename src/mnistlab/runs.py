@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ FIGURE_FILES = {
     "reliability": "reliability.png",
 }
 REPORT_FILE = "report.html"
+# Only in an ensemble's run directory: its members and how they are combined.
+ENSEMBLE_FILE = "ensemble.json"
 # Present only while a checkpointed run is unfinished: Keras's BackupAndRestore files and one
 # CSV row per finished epoch (history across resumes).
 CHECKPOINT_DIR = "checkpoint"
@@ -58,6 +61,11 @@ def prepare_run_dir(path: Path) -> Path:
         raise RunError(f"output directory {path} already exists and is not empty; choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def remove_run_dir(path: Path) -> None:
+    """Delete an unfinished run directory (an interrupted or abandoned run)."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -99,6 +107,15 @@ def read_epoch_log(run_dir: Path) -> dict[str, list[float]]:
     ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
     names = list(ordered[0]) if ordered else []
     return {name: [float(row[name]) for row in ordered] for name in names}
+
+
+def model_label(run_dir: Path, config: Config) -> str:
+    """What a run's model is called in reports: the config's model, or the ensemble's members."""
+    path = Path(run_dir) / ENSEMBLE_FILE
+    if not path.is_file():
+        return config.model
+    members = read_json(run_dir, ENSEMBLE_FILE)["members"]
+    return f"ensemble of {len(members)} ({', '.join(member['model'] for member in members)})"
 
 
 def read_figures(run_dir: Path) -> dict[str, bytes]:

@@ -1,0 +1,321 @@
+"""Sweeps: the space file's checks (pure), the ranking, and real Ray Tune sweeps: on a
+two-node Ray cluster started here, and on the local default with Ctrl-C and --resume."""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistlab import sweep
+from mnistlab.config import Config
+from mnistlab.errors import ConfigError
+from tests.test_cli import assert_one_line_error, run_cli
+
+# A sweep as small as a real one gets: 1,000 training images, one epoch.
+TINY_SPACE = {
+    "model": "seed-mlp",
+    "epochs": 1,
+    "train_limit": 1000,
+    "test_limit": 300,
+    "top_errors": 2,
+    "learning_rate": {"loguniform": [0.0005, 0.005]},
+    "batch_size": {"choice": [64, 256]},
+}
+
+
+# --- The space file ---------------------------------------------------------------------------
+
+
+def test_parse_space_splits_fixed_values_from_domains():
+    space = sweep.parse_space(
+        {
+            "model": "seed-mlp",
+            "epochs": {"randint": [2, 5]},
+            "learning_rate": {"loguniform": [0.0003, 0.01]},
+            "validation_split": {"uniform": [0.1, 0.2]},
+            "batch_size": {"choice": [128, 512]},
+        }
+    )
+    assert space.fixed == {"model": "seed-mlp"}
+    assert space.domains["batch_size"] == sweep.Domain("choice", (128, 512))
+    assert space.domains["epochs"] == sweep.Domain("randint", (2, 5))
+    assert space.max_epochs == 5  # randint includes its upper end
+    config = space.trial_config({"model": "seed-mlp", "epochs": 3, "learning_rate": 0.002, "batch_size": 128})
+    assert config == Config(epochs=3, learning_rate=0.002, batch_size=128)
+
+
+def test_trial_config_starts_from_the_models_own_defaults():
+    space = sweep.parse_space({"model": {"choice": ["seed-mlp", "cnn"]}, "seed": {"randint": [0, 3]}})
+    assert space.max_epochs == Config.for_model("cnn").epochs
+    assert space.trial_config({"model": "cnn", "seed": 2}) == Config.for_model("cnn", seed=2)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": 2, "learning_rte": 0.1}, "unknown field(s) learning_rte"),
+        ([1, 2], "expected a JSON object"),
+        ({}, "expected a JSON object"),
+        ({"learning_rate": {"normal": [0, 1]}}, "learning_rate is not a search domain"),
+        ({"learning_rate": {"uniform": [0.1, 0.2], "choice": [1]}}, "is not a search domain"),
+        ({"batch_size": {"choice": []}}, "choice needs a non-empty list"),
+        ({"learning_rate": {"uniform": [0.2, 0.1]}}, "low < high"),
+        ({"learning_rate": {"uniform": [0.1]}}, "[low, high]"),
+        ({"learning_rate": {"loguniform": [0, 0.1]}}, "loguniform needs low > 0"),
+        ({"epochs": {"randint": [1.5, 4]}}, "two integers"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"model": {"choice": ["seed-mlp", "resnet"]}}, "with model='resnet': unknown model 'resnet'"),
+        ({"batch_size": {"randint": [0, 64]}}, "with batch_size=0: batch_size must be"),
+        ({"learning_rate": {"uniform": [0.5, 20]}}, "learning_rate must be a number in (0, 10]"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number"),
+    ],
+)
+def test_bad_spaces_are_one_line_config_errors(values, message):
+    with pytest.raises(ConfigError) as error:
+        sweep.parse_space(values)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_randint_includes_its_upper_end_in_ray_terms():
+    pytest.importorskip("ray")
+    domain = sweep.Domain("randint", (2, 4)).to_tune()
+    assert (domain.lower, domain.upper) == (2, 5)  # Ray's upper end is excluded
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"epochs": 1, "lerning_rate": 0.1}', "unknown field(s) lerning_rate"),
+        ('{"epochs": {"randint": [3, 1]}}', "randint needs [low, high]"),
+        ("{not json", "is not readable JSON"),
+    ],
+)
+def test_cli_reports_a_bad_space_file_in_one_line_before_ray_starts(capsys, tmp_path, content, message):
+    space_file = tmp_path / "space.json"
+    space_file.write_text(content)
+    code, _, err = run_cli(capsys, "sweep", space_file, "--out", tmp_path / "sweep")
+    assert code == 1
+    assert_one_line_error(err)
+    assert message in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_cli_needs_a_space_file_or_resume(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sweep")
+    assert code == 2
+    assert_one_line_error(err)
+    code, _, err = run_cli(capsys, "sweep", "--resume", tmp_path / "nothing")
+    assert code == 1
+    assert_one_line_error(err)
+
+
+# --- Ranking ----------------------------------------------------------------------------------
+
+
+def outcome(trial_id, status, val, test=None, epochs=3, planned=3, fit=3.0):
+    return sweep.TrialOutcome(
+        trial_id, status, {"learning_rate": 0.001}, planned, epochs, val, test, fit, "node"
+    )
+
+
+def test_ranking_uses_validation_accuracy_never_test_accuracy():
+    outcomes = [
+        outcome("a", "finished", val=0.95, test=0.99),
+        outcome("b", "finished", val=0.97, test=0.90),
+        outcome("c", "stopped", val=0.99, epochs=1, planned=9, fit=2.0),
+        outcome("d", "error", val=None),
+        outcome("e", "stopped", val=0.80, epochs=3, planned=9, fit=6.0),
+    ]
+    ranked = sweep.rank(outcomes)
+    assert [o.trial_id for o in ranked] == ["b", "a", "e", "c", "d"]
+    summary = sweep.summarize(ranked, wall_seconds=10.0)
+    assert summary["best_trial"] == "b" and summary["best_test_accuracy"] == 0.90
+    assert summary["finished"] == 2 and summary["stopped"] == 2 and summary["error"] == 1
+    assert summary["epochs_skipped_by_early_stopping"] == 8 + 6
+    # c: 8 epochs left at 2 s each; e: 6 epochs left at 2 s each.
+    assert summary["fit_seconds_saved_by_early_stopping"] == pytest.approx(16 + 12)
+    headers, rows = sweep.table(ranked, ["learning_rate"])
+    assert headers[:4] == ["trial", "status", "trained", "learning_rate"]
+    assert rows[0][:3] == ["b", "finished", "3/3"]
+
+
+# --- Real sweeps ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mnistlab(*args, **options) -> subprocess.Popen:
+    """The CLI as its own process (Ray and signals need one), nice'd like any training."""
+    command = [sys.executable, "-m", "mnistlab.cli", *map(str, args)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.nice(5), **options,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return process.returncode, out, err
+
+
+def cluster_processes(temp_dir: str) -> list:
+    """The processes of the cluster we started: those whose command line names its temp dir
+    (gcs_server, raylets, monitors), and their children (workers and agents, which rename
+    themselves)."""
+    import psutil
+
+    roots = []
+    for process in psutil.process_iter(["cmdline"]):
+        if process.pid != os.getpid() and temp_dir in " ".join(process.info["cmdline"] or []):
+            roots.append(process)
+    found = set(roots)
+    for process in roots:
+        try:
+            found.update(process.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return list(found)
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Stop the nodes we started and nothing else (not `ray stop`, which stops every Ray on
+    the machine): SIGTERM, then SIGKILL for whatever is left."""
+    import psutil
+
+    processes = cluster_processes(temp_dir)
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mnist_dir):
+    pytest.importorskip("ray")
+    ray = Path(sys.executable).parent / "ray"
+    # Short: Ray puts Unix sockets under it, and socket paths are limited to 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="mnistlab-ray-", dir="/tmp")
+    port = free_port()
+    # A token of our own for the nodes and the driver: no other Ray can join this cluster.
+    environment = {
+        **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
+
+    def node_flags(resource: str) -> list[str]:
+        # Every port this node listens on is a free one, so two nodes (and other users' Ray)
+        # on this machine never collide; one CPU each, so two trials must use both nodes.
+        return [
+            "--node-ip-address=127.0.0.1", "--num-cpus=1", f'--resources={{"{resource}": 1}}',
+            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            "--disable-usage-stats",
+        ]
+
+    def start(*flags):
+        subprocess.run([str(ray), "start", *flags], check=True, env=environment, capture_output=True, timeout=120)
+
+    try:
+        start("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
+              f"--ray-client-server-port={free_port()}", *node_flags("head"))
+        start(f"--address=127.0.0.1:{port}", *node_flags("second"))
+        space_file = tmp_path / "space.json"
+        space_file.write_text(json.dumps(TINY_SPACE))
+        code, out, err = finish(
+            mnistlab("sweep", space_file, "--trials", 2, "--address", f"127.0.0.1:{port}",
+                     "--out", tmp_path / "sweep", "--data-dir", mnist_dir, env=environment)
+        )
+    finally:
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not cluster_processes(temp_dir), "a Ray process outlived the test"
+    assert code == 0, err
+    assert "2 CPUs in 2 node(s)" in err
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert len(results["trials"]) == 2
+    assert len({trial["node_id"] for trial in results["trials"]}) == 2
+    assert len(results["summary"]["nodes"]) == 2
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
+    """The local default: Ray starts here. Ctrl-C after the first finished trial keeps it;
+    --resume runs the rest, and the best config trains as is."""
+    pytest.importorskip("ray")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(TINY_SPACE))
+    sweep_dir = tmp_path / "sweep"
+    # One trial at a time, so there is a finished trial and an unfinished one to interrupt.
+    process = mnistlab("sweep", space_file, "--trials", 3, "--max-concurrent", 1,
+                       "--out", sweep_dir, "--data-dir", mnist_dir)
+    deadline = time.monotonic() + 400
+    while not list(sweep_dir.glob("trials/*/report.html")) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    code, out, err = finish(process)
+    if code == 0:
+        pytest.skip("the sweep finished before Ctrl-C reached it")  # a very fast machine
+    assert code == 130, err
+    assert_one_line_error(err)
+    assert "mnistlab sweep --resume" in err
+    first = list(sweep_dir.glob("trials/*/metrics.json"))
+    assert first, "the finished trial was not kept"
+    kept = {path: path.stat().st_mtime_ns for path in first}
+
+    code, out, err = finish(mnistlab("sweep", "--resume", sweep_dir))
+    assert code == 0, err
+    results = json.loads((sweep_dir / "results.json").read_text())
+    assert len(results["trials"]) == 3
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not re-run
+    assert (sweep_dir / "sweep.html").read_text().count("<tr>") >= 3
+    finished = [t for t in results["trials"] if t["status"] == "finished"]
+    best = finished[0]
+    assert best["val_accuracy"] == max(t["val_accuracy"] for t in finished)
+    best_config = Config.from_json_file(sweep_dir / "best_config.json")
+    assert best_config == Config.from_json_file(Path(best["run_dir"]) / "config.json")
+    assert best_config.learning_rate == best["params"]["learning_rate"]
+
+
+def test_cli_names_the_extra_when_ray_is_missing(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(TINY_SPACE))
+    code, _, err = run_cli(capsys, "sweep", space_file, "--out", tmp_path / "sweep")
+    assert code == 1
+    assert_one_line_error(err)
+    assert 'pip install "mnistlab[sweep]"' in err
+    assert not (tmp_path / "sweep").exists()
