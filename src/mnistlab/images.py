@@ -49,6 +49,10 @@ MIN_SIGNAL_TO_NOISE = 6.0  # ... and by six times the noise (texture, grain) of 
 SPECK_FRACTION = 0.02  # Blobs under 2% of the largest blob's area are specks ...
 NEAR_FRACTION = 0.25  # ... and so are blobs under 25% of it that lie away from it.
 SOLID_FILL = 0.75  # Ink filling 75% of a squarish bounding box is a sheet of paper, not strokes.
+# An image whose one most common value covers half of it, and whose other pixels are mostly
+# clear marks (at most a quarter faint), is a drawing on a flat background.
+CLEAN_PAPER_FRACTION = 0.5
+CLEAN_FAINT_FRACTION = 0.25
 SURROUND_FRACTION = 0.35  # A blob along 35% of the image's edge is a table or margin, not ink.
 BACKGROUND_SAMPLES = 5_000  # A grid of this many pixels pins down the six-term lighting surface.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # A pixel's neighbours include its diagonals.
@@ -156,6 +160,12 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
         ImageError: the image is uniform or holds no ink that stands out from the background.
     """
     gray = _grayscale(image)
+    paper = _clean_paper(gray)
+    if paper is not None:
+        # A drawing on a flat background (a canvas export): no lighting or noise to model.
+        strokes = _clean_strokes(gray, paper)
+        if _solid_box(strokes) is None:
+            return _center(_fit_box(strokes))
     strokes = _find_strokes(gray)
     sheet = _solid_box(strokes)
     if sheet is not None:
@@ -169,9 +179,59 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
         if on_sheet is not None and _solid_box(on_sheet) is None:
             strokes = np.zeros_like(strokes)
             strokes[top:bottom, left:right] = on_sheet
-    rows, columns = np.nonzero(strokes)
-    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    return _center(_fit_box(strokes[top:bottom, left:right]))
+    return _center(_fit_box(_crop_to_ink(strokes)))
+
+
+def _crop_to_ink(strokes: np.ndarray) -> np.ndarray:
+    """The bounding box of the nonzero pixels."""
+    return strokes[_ink_box(strokes)]
+
+
+def _ink_box(marks: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """Row and column slices of the nonzero pixels' bounding box, grown by ``margin``."""
+    rows = np.flatnonzero(marks.any(axis=1))
+    columns = np.flatnonzero(marks.any(axis=0))
+    return (
+        slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
+        slice(max(columns[0] - margin, 0), columns[-1] + 1 + margin),
+    )
+
+
+def _clean_paper(gray: np.ndarray) -> float | None:
+    """The paper's value if the image is marks on a perfectly flat background, else None.
+
+    A canvas export has one exact background value covering most of the image, and its marks
+    are solid strokes with a thin anti-aliased rim. Photos and scans have noise, so no single
+    value covers half of them; an over-exposed photo has a flat white area but also wide faint
+    gradients, which the second test catches.
+    """
+    candidate = gray.flat[gray.size // 2] if gray.size < 64 else np.median(gray[::7, ::7])
+    paper_pixels = np.count_nonzero(gray == candidate)
+    marks = gray.size - paper_pixels
+    if paper_pixels < CLEAN_PAPER_FRACTION * gray.size or marks == 0:
+        return None
+    faint = np.count_nonzero(np.abs(gray - candidate) < MIN_INK_CONTRAST) - paper_pixels
+    if faint > CLEAN_FAINT_FRACTION * marks:
+        return None
+    return float(candidate)
+
+
+def _clean_strokes(gray: np.ndarray, paper: float) -> np.ndarray:
+    """``_find_strokes`` for a drawing on a flat background, cropped to the ink.
+
+    The background is the constant ``paper`` and the noise is zero, so the lighting fit and
+    the noise estimate are skipped, and all work is done on the marks' bounding box (plus a
+    margin of paper wide enough for the 3x3 blur and the 3x3 dilation). Quantiles still
+    count the paper outside the box, so thresholds are those of the whole image.
+    """
+    # Two pixels of paper around the marks: the blur and the dilation each reach one.
+    region = gray[_ink_box(gray != paper, margin=2)]
+    smooth = _box_blur(region)
+    darkest = paper - _top_quantile(paper - smooth, gray.size)
+    brightest = paper + _top_quantile(smooth - paper, gray.size)
+    sign = -1.0 if paper - darkest >= brightest - paper else 1.0
+    strokes = _strokes(region, smooth, sign, paper, 0.0, total_pixels=gray.size)
+    return _crop_to_ink(strokes)
 
 
 def _find_strokes(gray: np.ndarray) -> np.ndarray:
@@ -186,17 +246,30 @@ def _find_strokes(gray: np.ndarray) -> np.ndarray:
 
 
 def _strokes(
-    gray: np.ndarray, smooth: np.ndarray, sign: float, paper: float, flat_peak: float
+    gray: np.ndarray,
+    smooth: np.ndarray,
+    sign: float,
+    paper: float,
+    flat_peak: float,
+    total_pixels: int | None = None,
 ) -> np.ndarray:
     """Ink of the given polarity (-1: darker than the paper) as (H, W) floats in [0, 1].
 
     ``paper`` is the median of ``smooth``; ``flat_peak`` is the 99.9th percentile of the ink
-    measured from it. Both are already known from choosing the polarity.
+    measured from it. Both are already known from choosing the polarity. ``total_pixels`` is
+    set when ``gray`` is the marks' box cut from a clean image of that many pixels: the
+    background is then exactly ``paper`` and noiseless, outside the box as well.
     """
-    background = _fit_background(smooth, sign, paper, flat_peak)
-    ink = sign * (smooth - background)
-    peak = float(np.quantile(ink, 0.999))
-    noise = _noise_level(ink, peak)
+    if total_pixels is None:
+        background = _fit_background(smooth, sign, paper, flat_peak)
+        ink = sign * (smooth - background)
+        peak = float(np.quantile(ink, 0.999))
+        noise = _noise_level(ink, peak)
+    else:
+        background = paper
+        ink = sign * (smooth - background)
+        peak = _top_quantile(ink, total_pixels)
+        noise = 0.0
     if peak < MIN_INK_CONTRAST:
         if float(gray.max() - gray.min()) < 1e-6:
             raise ImageError("no digit-like ink found: the image is uniform (one flat colour)")
@@ -225,6 +298,25 @@ def _strokes(
     if not strokes.any():  # Smoothed ink that the raw pixels do not confirm, e.g. dense noise.
         raise ImageError("no digit-like ink found: the marks are noise, not strokes")
     return strokes
+
+
+def _top_quantile(values: np.ndarray, total: int, q: float = 0.999) -> float:
+    """``np.quantile(q)`` of ``values`` padded with zeros to ``total`` entries, for q near 1.
+
+    The zeros are the paper outside a crop. Only the few largest values matter, so a
+    partial sort of the crop replaces a quantile over the whole image.
+    """
+    flat = values.ravel()
+    position = q * (total - 1)
+    first = math.floor(position)
+    needed = total - first  # The padded array's values at and above index ``first``.
+    taken = min(needed, flat.size)
+    top = np.partition(flat, flat.size - taken)[flat.size - taken :]
+    zeros = np.zeros(min(total - flat.size, needed), flat.dtype)
+    top = np.sort(np.concatenate([top, zeros]))[-needed:]
+    low = float(top[0])
+    high = float(top[1]) if needed > 1 else low
+    return low + (position - first) * (high - low)
 
 
 def _solid_box(strokes: np.ndarray) -> tuple[int, int, int, int] | None:
