@@ -64,6 +64,10 @@ def load_image(source: bytes | str | os.PathLike) -> Image.Image:
     PNG, JPEG, BMP, TIFF, WebP and GIF are accepted. Animated and multi-page files give their
     first frame, and a JPEG's EXIF orientation is applied so the image is upright.
 
+    A JPEG much larger than ``normalize_digit`` needs is decoded at a reduced scale (1/2 to
+    1/8, at least ``WORKING_SIDE`` pixels on its longest side), which makes a 12-megapixel
+    photo several times cheaper to read.
+
     Returns:
         A fully loaded ``PIL.Image.Image`` in its stored mode (``L``, ``RGB``, ``RGBA``, ``P``,
         ``I;16``, ...), every one of which ``normalize_digit`` accepts.
@@ -128,6 +132,11 @@ def _decode(file, label: str) -> Image.Image:
                 raise ImageError(f"{label}: image is {width} x {height} pixels, it has no pixels")
             try:
                 image.seek(0)
+                if image.format == "JPEG" and max(width, height) > 2 * WORKING_SIDE:
+                    # Decode at 1/2, 1/4 or 1/8 scale (cheap in the JPEG decoder), keeping at
+                    # least WORKING_SIDE pixels: normalize_digit would shrink it anyway.
+                    scale = WORKING_SIDE / max(width, height)
+                    image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
                 image.load()
                 frame = image.copy()
             except Exception as error:  # Truncated data: OSError, SyntaxError, EOFError, ...
@@ -160,10 +169,10 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
         ImageError: the image is uniform or holds no ink that stands out from the background.
     """
     gray = _grayscale(image)
-    paper = _clean_paper(gray)
-    if paper is not None:
+    clean = _clean_paper(gray)
+    if clean is not None:
         # A drawing on a flat background (a canvas export): no lighting or noise to model.
-        strokes = _clean_strokes(gray, paper)
+        strokes = _clean_strokes(gray, *clean)
         if _solid_box(strokes) is None:
             return _center(_fit_box(strokes))
     strokes = _find_strokes(gray)
@@ -197,35 +206,40 @@ def _ink_box(marks: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
     )
 
 
-def _clean_paper(gray: np.ndarray) -> float | None:
-    """The paper's value if the image is marks on a perfectly flat background, else None.
+def _clean_paper(gray: np.ndarray) -> tuple[float, tuple[slice, slice]] | None:
+    """The paper's value and the marks' box if the image is marks on a perfectly flat
+    background, else None.
 
     A canvas export has one exact background value covering most of the image, and its marks
     are solid strokes with a thin anti-aliased rim. Photos and scans have noise, so no single
     value covers half of them; an over-exposed photo has a flat white area but also wide faint
     gradients, which the second test catches.
     """
-    candidate = gray.flat[gray.size // 2] if gray.size < 64 else np.median(gray[::7, ::7])
-    paper_pixels = np.count_nonzero(gray == candidate)
-    marks = gray.size - paper_pixels
-    if paper_pixels < CLEAN_PAPER_FRACTION * gray.size or marks == 0:
+    if gray.size < 64:
         return None
-    faint = np.count_nonzero(np.abs(gray - candidate) < MIN_INK_CONTRAST) - paper_pixels
-    if faint > CLEAN_FAINT_FRACTION * marks:
+    paper = gray.dtype.type(np.median(gray[::7, ::7]))
+    marks = gray != paper
+    count = np.count_nonzero(marks)
+    if count > (1 - CLEAN_PAPER_FRACTION) * gray.size or count == 0:
         return None
-    return float(candidate)
+    # Two pixels of paper around the marks: the blur and the dilation each reach one.
+    box = _ink_box(marks, margin=2)
+    faint = np.count_nonzero(np.abs(gray[box] - paper) < MIN_INK_CONTRAST)
+    faint -= gray[box].size - np.count_nonzero(marks[box])  # The paper itself.
+    if faint > CLEAN_FAINT_FRACTION * count:
+        return None
+    return float(paper), box
 
 
-def _clean_strokes(gray: np.ndarray, paper: float) -> np.ndarray:
+def _clean_strokes(gray: np.ndarray, paper: float, box: tuple[slice, slice]) -> np.ndarray:
     """``_find_strokes`` for a drawing on a flat background, cropped to the ink.
 
     The background is the constant ``paper`` and the noise is zero, so the lighting fit and
-    the noise estimate are skipped, and all work is done on the marks' bounding box (plus a
+    the noise estimate are skipped, and all work is done on the marks' ``box`` (which has a
     margin of paper wide enough for the 3x3 blur and the 3x3 dilation). Quantiles still
     count the paper outside the box, so thresholds are those of the whole image.
     """
-    # Two pixels of paper around the marks: the blur and the dilation each reach one.
-    region = gray[_ink_box(gray != paper, margin=2)]
+    region = gray[box]
     smooth = _box_blur(region)
     darkest = paper - _top_quantile(paper - smooth, gray.size)
     brightest = paper + _top_quantile(smooth - paper, gray.size)
@@ -289,11 +303,11 @@ def _strokes(
     keep = _drop_specks(mask)
 
     # Blurring helps only when the digit is shrunk a lot; a small digit keeps its raw pixels.
-    rows, columns = np.nonzero(keep)
-    if max(np.ptp(rows), np.ptp(columns)) + 1 < 3 * DIGIT_BOX_SIDE:
+    rows, columns = _ink_box(keep)
+    if max(rows.stop - rows.start, columns.stop - columns.start) < 3 * DIGIT_BOX_SIDE:
         ink = sign * (gray - background)
     low = 0.5 * threshold
-    high = max(float(np.median(ink[keep])), low + 1e-6)  # A typical stroke's core is full ink.
+    high = max(_median(ink[keep]), low + 1e-6)  # A typical stroke's core is full ink.
     strokes = np.clip((ink - low) / (high - low), 0.0, 1.0) * _dilate(keep)
     if not strokes.any():  # Smoothed ink that the raw pixels do not confirm, e.g. dense noise.
         raise ImageError("no digit-like ink found: the marks are noise, not strokes")
@@ -310,6 +324,12 @@ def _top_quantile(values: np.ndarray, total: int, q: float = 0.999) -> float:
     position = q * (total - 1)
     first = math.floor(position)
     needed = total - first  # The padded array's values at and above index ``first``.
+    # A drawing's strokes are solid: when enough values equal the largest, that is the answer.
+    padding = total - flat.size
+    largest = max(float(flat.max()), 0.0) if padding else float(flat.max())
+    at_largest = np.count_nonzero(flat == largest) + (padding if largest == 0 else 0)
+    if at_largest >= needed:
+        return largest
     taken = min(needed, flat.size)
     top = np.partition(flat, flat.size - taken)[flat.size - taken :]
     zeros = np.zeros(min(total - flat.size, needed), flat.dtype)
@@ -319,21 +339,31 @@ def _top_quantile(values: np.ndarray, total: int, q: float = 0.999) -> float:
     return low + (position - first) * (high - low)
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median``, without the sort when over half the values are the largest (solid ink)."""
+    largest = values.max()
+    if 2 * np.count_nonzero(values == largest) > values.size:
+        return float(largest)
+    return float(np.median(values))
+
+
 def _solid_box(strokes: np.ndarray) -> tuple[int, int, int, int] | None:
     """The inside of the ink's bounding box if the ink is one compact block, else None.
 
     Handwritten digits fill at most about half of their bounding box; a '1' can fill all of
     it, but its box is narrow. A sheet of paper fills its box and is roughly square.
     """
-    rows, columns = np.nonzero(strokes >= 0.5)
-    if rows.size == 0:
+    solid = strokes >= 0.5
+    count = np.count_nonzero(solid)
+    if count == 0:
         return None
-    height, width = np.ptp(rows) + 1, np.ptp(columns) + 1
-    if rows.size <= SOLID_FILL * height * width or min(height, width) <= 0.3 * max(height, width):
+    rows, columns = _ink_box(solid)
+    height, width = rows.stop - rows.start, columns.stop - columns.start
+    if count <= SOLID_FILL * height * width or min(height, width) <= 0.3 * max(height, width):
         return None
     margin_y, margin_x = 2 + height // 20, 2 + width // 20  # Stay clear of the sheet's edge.
-    top, bottom = rows.min() + margin_y, rows.max() + 1 - margin_y
-    left, right = columns.min() + margin_x, columns.max() + 1 - margin_x
+    top, bottom = rows.start + margin_y, rows.stop - margin_y
+    left, right = columns.start + margin_x, columns.stop - margin_x
     return (top, bottom, left, right) if bottom > top and right > left else None
 
 
@@ -370,7 +400,7 @@ def ink_fraction(digit: np.ndarray) -> float:
 
 
 def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
-    """A float64 (H, W) array in [0, 1], at most WORKING_SIDE pixels on its longest side."""
+    """A float32 (H, W) array in [0, 1], at most WORKING_SIDE pixels on its longest side."""
     if isinstance(image, Image.Image):
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):
@@ -396,7 +426,8 @@ def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
         gray = values
     else:
         color = values[..., : 3 if channels >= 3 else 1]
-        luminance = color @ np.array([0.299, 0.587, 0.114]) if channels >= 3 else color[..., 0]
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        luminance = color @ weights if channels >= 3 else color[..., 0]
         if channels in (2, 4):
             gray = _composite(luminance, values[..., -1])
         else:
@@ -422,6 +453,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         factor = max(image.size) // WORKING_SIDE
         if factor >= 2:
             image = image.reduce(factor)
+        if image.mode in ("RGB", "RGBA"):
+            # Pillow's luminance (ITU-R 601, as below) in C, rounded to whole levels.
+            image = image.convert("L" if image.mode == "RGB" else "LA")
         return np.asarray(image)
     except (OSError, ValueError) as error:
         raise ImageError(f"cannot read the image's pixels ({_reason(error)})") from None
@@ -430,9 +464,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 def _unit_range(array: np.ndarray) -> np.ndarray:
     """Scale pixel values to [0, 1]: by the dtype's range for bytes, by the data otherwise."""
     if array.dtype == np.uint8:
-        return array.astype(np.float64) / 255.0
+        return array.astype(np.float32) * np.float32(1 / 255)
     if array.dtype == np.bool_:
-        return array.astype(np.float64)
+        return array.astype(np.float32)
     values = array.astype(np.float64)
     if not np.all(np.isfinite(values)):
         raise ImageError("image has NaN or infinite pixel values")
@@ -447,7 +481,7 @@ def _unit_range(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "f":
         candidates = (1.0, *candidates)
     white = next((level for level in candidates if high <= level), high)
-    return values / white
+    return (values / white).astype(np.float32)
 
 
 def _composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -458,10 +492,10 @@ def _composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """
     if alpha.min() >= 1.0:
         return luminance
-    weight = float(alpha.sum())
-    content = float((alpha * luminance).sum() / weight) if weight > 0 else 0.0
-    paper = 1.0 if content < 0.5 else 0.0
-    return alpha * luminance + (1.0 - alpha) * paper
+    weight = float(alpha.sum(dtype=np.float64))
+    content = float(np.vdot(alpha, luminance) / weight) if weight > 0 else 0.0
+    paper = np.float32(1.0 if content < 0.5 else 0.0)
+    return alpha * luminance + (1 - alpha) * paper
 
 
 def _reduce(gray: np.ndarray) -> np.ndarray:
@@ -470,8 +504,8 @@ def _reduce(gray: np.ndarray) -> np.ndarray:
         return gray
     scale = WORKING_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    reduced = Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX)
-    return np.asarray(reduced, dtype=np.float64)
+    reduced = Image.fromarray(gray).resize(size, Image.Resampling.BOX)
+    return np.asarray(reduced, dtype=np.float32)
 
 
 # --- Ink --------------------------------------------------------------------------------------
@@ -515,15 +549,18 @@ def _fit_background(
     background = np.full_like(smooth, paper)
     if min(height, width) < 8:
         return background
-    y = np.arange(height) / (height - 1) * 2 - 1
-    x = np.arange(width) / (width - 1) * 2 - 1
+    y = (np.arange(height) / (height - 1) * 2 - 1).astype(smooth.dtype)
+    x = (np.arange(width) / (width - 1) * 2 - 1).astype(smooth.dtype)
     stride = max(1, math.ceil(math.sqrt(smooth.size / BACKGROUND_SAMPLES)))
-    grid_y, grid_x = np.meshgrid(y[::stride], x[::stride], indexing="ij")
+    # The fit itself in float64: the normal equations square the terms' condition number.
+    grid_y, grid_x = np.meshgrid(
+        y[::stride].astype(np.float64), x[::stride].astype(np.float64), indexing="ij"
+    )
     terms = np.stack(
         [np.ones_like(grid_x), grid_x, grid_y, grid_x * grid_x, grid_x * grid_y, grid_y * grid_y],
         axis=-1,
     )
-    values = smooth[::stride, ::stride]
+    values = smooth[::stride, ::stride].astype(np.float64)
     peak = flat_peak
     for round_ in range(2):  # The second pass leaves out ink that the first surface revealed.
         ink = sign * (smooth - background)
@@ -540,6 +577,7 @@ def _fit_background(
         # which costs milliseconds when another process keeps the cores busy.
         design = terms[sample]
         c, *_ = np.linalg.lstsq(design.T @ design, design.T @ values[sample], rcond=None)
+        c = c.astype(smooth.dtype)  # The surface in the image's precision.
         # c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2, evaluated row by column.
         background = (
             (c[0] + c[2] * y + c[5] * y * y)[:, None]
