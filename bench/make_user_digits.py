@@ -143,7 +143,8 @@ def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
     The skeleton is found at 4x MNIST's resolution (cheap), then each pair of neighbouring
     skeleton pixels becomes a line segment scaled up to the canvas.
     """
-    skeleton = thin(upscale(digit, 4 * 28) >= 0.5)
+    # A low threshold keeps MNIST's faint stroke segments, so the path does not break up.
+    skeleton = thin(upscale(digit, 4 * 28) >= 0.25)
     scale = height / (4 * 28)
     margin = DRAWING_WIDTHS[1]
     side = int(height + 2 * margin)
