@@ -526,6 +526,17 @@ def test_thin_and_thick_brushes_give_similar_digits():
         assert correlation(digit, digits[1]) > correlation(digit, normalize_digit(canvas_drawing(ONE)))
 
 
+def test_broad_brush_is_thinned_to_mnist_pen_width(monkeypatch):
+    broad, normal = canvas_drawing(width=32, size=140), canvas_drawing(width=12, size=200)
+    thinned, kept = normalize_digit(broad), normalize_digit(normal)
+    monkeypatch.setattr(images, "_match_pen_width", lambda crop: crop)
+    as_drawn = normalize_digit(broad)
+    assert stroke_width(as_drawn) > 4.0, "the brush is broader than most MNIST pens"
+    assert abs(stroke_width(thinned) - 2.7) < abs(stroke_width(as_drawn) - 2.7) - 0.5
+    check_mnist_like(thinned)
+    assert (kept == normalize_digit(normal)).all(), "a brush narrower than MNIST's is kept"
+
+
 def general_path(image) -> np.ndarray:
     """normalize_digit with the flat-background fast path switched off."""
     with pytest.MonkeyPatch.context() as patch:
@@ -535,9 +546,11 @@ def general_path(image) -> np.ndarray:
 
 @pytest.mark.parametrize("style", ["white-on-black", "black-on-white", "black-on-transparent"])
 @pytest.mark.parametrize("width", [8, 20, 30])
-def test_fast_path_agrees_with_the_general_path(style, width):
+def test_fast_path_agrees_with_the_general_path(style, width, monkeypatch):
     drawing = load_image(encode(canvas_drawing(width=width, offset=(30, -20), style=style)))
     assert images._clean_paper(images._grayscale(drawing)) is not None, "takes the fast path"
+    # Both paths find the same strokes; only drawings have their pen width matched.
+    monkeypatch.setattr(images, "_match_pen_width", lambda crop: crop)
     fast, general = normalize_digit(drawing), general_path(drawing)
     assert np.abs(fast.astype(int) - general).max() <= 3
     assert correlation(fast, general) > 0.999
