@@ -1,6 +1,6 @@
 """Render real MNIST test digits the way people's images of digits look, to test preprocessing.
 
-Four kinds of image, each written as ``KIND/NNNNN_labelD.EXT`` plus one ``labels.csv``:
+Five kinds of image, each written as ``KIND/NNNNN_labelD.EXT`` plus one ``labels.csv``:
 
 - ``photo``: a phone photo, dark ink on unevenly lit, textured paper, off-centre in a 400x300
   frame, slightly rotated and blurred, JPEG quality 80; a quarter are stored sideways with an
@@ -9,6 +9,9 @@ Four kinds of image, each written as ``KIND/NNNNN_labelD.EXT`` plus one ``labels
   strokes on a transparent canvas, as an HTML canvas exports them.
 - ``scan``: a flatbed scan, dark ink on white 300x300 paper with faint noise and dust, PNG or TIFF.
 - ``font``: a typed digit from a font on this system (DejaVu via fc-list), else Pillow's font.
+- ``drawing``: a canvas drawing: the digit's pen path (its skeleton) drawn with a round,
+  anti-aliased brush 6-30 px wide, off-centre on a 280x280 RGBA canvas; white on black, black
+  on white or black on transparent (in turn, by index).
 
 NNNNN is the MNIST test index (the font index for ``font``). Everything is drawn from ``--seed``,
 and each image from its own (seed, kind, index) stream, so the same digit always looks the same.
@@ -32,7 +35,7 @@ from scipy import ndimage
 
 from mnistlab.data import load_dataset
 
-KINDS = ("photo", "mouse", "scan", "font")
+KINDS = ("photo", "mouse", "scan", "font", "drawing")
 PHOTO_SIZE = (400, 300)  # Width, height.
 CANVAS_SIDE = 280
 SCAN_SIDE = 300
@@ -271,6 +274,10 @@ def generate(
             elif kind == "mouse":
                 name += ".png"
                 render_mouse(images[index], rng).save(out / name, "PNG")
+            elif kind == "drawing":
+                name += ".png"
+                style = DRAWING_STYLES[index % len(DRAWING_STYLES)]
+                render_drawing(images[index], style, rng).save(out / name, "PNG")
             elif kind == "scan":
                 name += ".png" if index % 2 == 0 else ".tif"
                 render_scan(images[index], rng).save(out / name)
