@@ -132,13 +132,11 @@ def render(generator, digit: np.ndarray, kind: str, index: int) -> list[tuple[st
     rng = np.random.default_rng([0, index])
     if kind == "drawing":
         # One pen path and brush per digit, drawn in each style: only the colours differ.
-        state = rng.bit_generator.state
-        rendered = []
-        for style in generator.DRAWING_STYLES:
-            rng.bit_generator.state = state
-            image = generator.render_drawing(digit, style, rng)
-            rendered.append((style, encode(image, "PNG")))
-        return rendered
+        ink = generator.drawing_coverage(digit, rng)
+        return [
+            (style, encode(generator.colour_drawing(ink, style), "PNG"))
+            for style in generator.DRAWING_STYLES
+        ]
     if kind == "photo":
         image, exif = generator.render_photo(digit, rng)
         return [("photo", encode(image, "JPEG", quality=80, exif=exif))]

@@ -180,14 +180,23 @@ def render_drawing(digit: np.ndarray, style: str, rng: np.random.Generator) -> I
     ``style`` is one of DRAWING_STYLES: white on black (this project's page), black on white,
     or black on a transparent canvas.
     """
+    return colour_drawing(drawing_coverage(digit, rng), style)
+
+
+def drawing_coverage(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The brush's coverage of each pixel of the 280x280 canvas, in [0, 1]."""
     height = int(rng.integers(int(0.45 * CANVAS_SIDE), int(0.85 * CANVAS_SIDE)))
     width = rng.uniform(*DRAWING_WIDTHS)
     ink = stroke_coverage(pen_path(digit, height), width)
     rows, columns = np.nonzero(ink)
     ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    ink = place(ink[:CANVAS_SIDE, :CANVAS_SIDE], CANVAS_SIDE, CANVAS_SIDE, rng)
+    return place(ink[:CANVAS_SIDE, :CANVAS_SIDE], CANVAS_SIDE, CANVAS_SIDE, rng)
+
+
+def colour_drawing(ink: np.ndarray, style: str) -> Image.Image:
+    """RGBA pixels of a drawing in one of DRAWING_STYLES, from its coverage."""
     level = np.round(ink * 255).astype(np.uint8)
-    pixels = np.zeros((CANVAS_SIDE, CANVAS_SIDE, 4), np.uint8)
+    pixels = np.zeros((*ink.shape, 4), np.uint8)
     if style == "white-on-black":
         pixels[..., :3] = level[..., None]
         pixels[..., 3] = 255

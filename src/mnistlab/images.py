@@ -20,6 +20,10 @@ photos, scans and canvas drawings:
 5. The ink's bounding box is resized so its longest side is 20 px, then pasted into a 28x28
    canvas at the integer offset that puts its centre of mass nearest to (14, 14).
 
+A drawing on a perfectly flat background (a canvas export) skips the lighting fit and the noise
+estimate and is processed on its marks' bounding box only (several times faster than a photo);
+if it was drawn with a brush broader than MNIST's pen, its strokes are thinned to that width.
+
 The result is never scaled to floats here: model input comes from ``data.to_model_input`` only.
 """
 
