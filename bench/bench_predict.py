@@ -7,7 +7,7 @@ Prints, for a run (default: the model shipped with mnistlab):
    (a copy of the run without model.onnx). Target: ONNX median <= 1.0 s.
 2. Throughput in images/s: end to end on a folder (decode + normalise + classify) and
    model-only on the 10,000 MNIST test digits.
-3. Accuracy on MNIST test digits rendered as phone photos, mouse drawings and scans (see
+3. Accuracy on MNIST test digits rendered as phone photos, mouse and canvas drawings and scans (see
    make_user_digits.py) against the same model's accuracy on those very digits as MNIST gives
    them, and on digits typed in system fonts. Target: within 1.5 points of MNIST accuracy.
 
@@ -72,7 +72,7 @@ def main() -> int:
         work = Path(work)
         rows = load_generator().generate(
             dataset.test_images, dataset.test_labels, work / "images", args.count, 0,
-            ["photo", "mouse", "scan", "font"],
+            ["photo", "mouse", "scan", "font", "drawing"],
         )
         one_image = work / "images" / rows[0]["path"]
 
@@ -108,7 +108,7 @@ def main() -> int:
             labelled = list(csv.DictReader(file))
         print("\naccuracy on people-style images")
         print(f"  {'kind':8} {'images':>6} {'accuracy':>9} {'MNIST, same digits':>19} {'gap (points)':>13} {'rejected':>9}")
-        for kind in ("photo", "mouse", "scan", "font"):
+        for kind in ("photo", "mouse", "drawing", "scan", "font"):
             mine = [row for row in labelled if row["kind"] == kind]
             predictions = [by_file[row["path"]] for row in mine]
             correct = [p.label == int(row["label"]) for p, row in zip(predictions, mine)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
+from mnistlab import images
 from mnistlab.data import to_model_input
 from mnistlab.errors import ImageError
 from mnistlab.images import (
@@ -456,3 +458,138 @@ SAMPLES = [
 )
 def test_fuzz_bytes(data):
     mnist_or_image_error(lambda: load_image(data))
+
+
+# --- Canvas drawings and the fast path ---------------------------------------------------------
+
+
+def canvas_drawing(
+    strokes=SEVEN, width: float = 20, size: int = 200, offset=(0, 0), style: str = "white-on-black"
+) -> Image.Image:
+    """A drawing as a browser canvas exports it: 280x280 RGBA, round-capped anti-aliased lines.
+
+    Drawn at 4x and box-shrunk, which is how the anti-aliased rim of a canvas stroke looks.
+    """
+    scale = 4
+    coverage = draw_digit(
+        strokes, size=size * scale, width=round(width * scale), canvas=(280 * scale,) * 2,
+        offset=(offset[0] * scale, offset[1] * scale), ink=255, paper=0,
+    ).reduce(scale)
+    level = np.asarray(coverage)
+    pixels = np.zeros((280, 280, 4), np.uint8)
+    if style == "white-on-black":
+        pixels[..., :3], pixels[..., 3] = level[..., None], 255
+    elif style == "black-on-white":
+        pixels[..., :3], pixels[..., 3] = 255 - level[..., None], 255
+    else:  # Black strokes on a transparent canvas.
+        pixels[..., 3] = level
+    return Image.fromarray(pixels)
+
+
+def stroke_width(digit: np.ndarray) -> float:
+    """Mean width in px of the half-bright ink: twice its area over its boundary length.
+
+    On MNIST's test digits this is 2.05 to 4.1 px for 90% of them (median 2.66).
+    """
+    mask = np.pad(digit >= 128, 1)
+    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return 2 * mask.sum() / (mask.sum() - inner.sum())
+
+
+def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
+    mass = digit.astype(float) / digit.sum()
+    rows, columns = np.mgrid[0:28, 0:28]
+    return float((mass * rows).sum()), float((mass * columns).sum())
+
+
+@pytest.mark.parametrize("style", ["white-on-black", "black-on-white", "black-on-transparent"])
+@pytest.mark.parametrize("offset", [(0, 0), (-60, 50)], ids=["centred", "in-a-corner"])
+def test_canvas_drawing_looks_like_mnist(style, offset):
+    data = encode(canvas_drawing(size=150, offset=offset, style=style))
+    digit = normalize_digit(load_image(data))
+    check_mnist_like(digit)
+    row, column = centre_of_mass(digit)
+    assert abs(row - 14) <= 0.5 and abs(column - 14) <= 0.5, (row, column)
+    rows, columns = np.nonzero(digit)
+    assert max(np.ptp(rows), np.ptp(columns)) + 1 in (20, 21)
+    assert 2.0 <= stroke_width(digit) <= 4.5, stroke_width(digit)
+    assert 0.05 <= ink_fraction(digit) <= 0.3
+
+
+def test_thin_and_thick_brushes_give_similar_digits():
+    digits = [normalize_digit(canvas_drawing(width=width)) for width in (10, 20, 30)]
+    widths = [stroke_width(digit) for digit in digits]
+    assert widths == sorted(widths), "a wider brush still draws a wider stroke"
+    assert 1.5 <= widths[0] and widths[-1] <= 5.0, widths
+    for digit in digits:
+        assert correlation(digit, digits[1]) > 0.8
+        assert correlation(digit, digits[1]) > correlation(digit, normalize_digit(canvas_drawing(ONE)))
+
+
+def test_broad_brush_is_thinned_to_mnist_pen_width(monkeypatch):
+    broad, normal = canvas_drawing(width=32, size=140), canvas_drawing(width=12, size=200)
+    thinned, kept = normalize_digit(broad), normalize_digit(normal)
+    monkeypatch.setattr(images, "_match_pen_width", lambda crop: crop)
+    as_drawn = normalize_digit(broad)
+    assert stroke_width(as_drawn) > 4.0, "the brush is broader than most MNIST pens"
+    assert abs(stroke_width(thinned) - 2.7) < abs(stroke_width(as_drawn) - 2.7) - 0.5
+    check_mnist_like(thinned)
+    assert (kept == normalize_digit(normal)).all(), "a brush narrower than MNIST's is kept"
+
+
+def general_path(image) -> np.ndarray:
+    """normalize_digit with the flat-background fast path switched off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "_clean_paper", lambda gray: None)
+        return normalize_digit(image)
+
+
+@pytest.mark.parametrize("style", ["white-on-black", "black-on-white", "black-on-transparent"])
+@pytest.mark.parametrize("width", [8, 20, 30])
+def test_fast_path_agrees_with_the_general_path(style, width, monkeypatch):
+    drawing = load_image(encode(canvas_drawing(width=width, offset=(30, -20), style=style)))
+    assert images._clean_paper(images._grayscale(drawing)) is not None, "takes the fast path"
+    # Both paths find the same strokes; only drawings have their pen width matched.
+    monkeypatch.setattr(images, "_match_pen_width", lambda crop: crop)
+    fast, general = normalize_digit(drawing), general_path(drawing)
+    assert np.abs(fast.astype(int) - general).max() <= 3
+    assert correlation(fast, general) > 0.999
+
+
+def test_noisy_and_over_exposed_photos_take_the_general_path():
+    assert images._clean_paper(images._grayscale(noisy_photo())) is None
+    # Flat white over half the image (clipped highlights), a lighting gradient elsewhere.
+    photo = np.asarray(noisy_photo(), float)
+    photo[:, :200] = 255
+    photo[:, 200:] = np.minimum(255, photo[:, 200:] + np.linspace(120, 0, 200))
+    assert images._clean_paper(images._grayscale(photo.astype(np.uint8))) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.integers(1, 300), elements=st.floats(-1, 1, width=32)),
+    st.integers(0, 2000),
+    st.sampled_from([0.999, 0.99, 0.9, 0.5]),
+)
+def test_top_quantile_equals_numpy_on_the_padded_array(values, padding, quantile):
+    total = values.size + padding
+    padded = np.concatenate([values, np.zeros(padding, np.float32)])
+    expected = float(np.quantile(padded, quantile))
+    assert images._top_quantile(values, total, quantile) == pytest.approx(expected, abs=1e-6)
+
+
+def test_twelve_megapixel_photo_is_decoded_small_and_normalised():
+    photo = draw_digit(size=1800, width=140, canvas=(4000, 3000), offset=(700, -300))
+    data = encode(photo.convert("RGB"), "JPEG", quality=85)
+    image = load_image(data)
+    assert max(image.size) < 4000 / 2, "the JPEG is decoded at a reduced scale"
+    assert max(image.size) >= images.WORKING_SIDE
+    tracemalloc.start()
+    try:
+        digit = normalize_digit(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    check_mnist_like(digit)
+    assert peak < 40_000_000, f"{peak:,} bytes of arrays for one photo"
+    assert correlation(digit, normalize_digit(draw_digit())) > 0.85
