@@ -115,7 +115,10 @@ def read_figures(run_dir: Path) -> dict[str, bytes]:
 
 def save_model(model, run_dir: Path) -> Path:
     path = Path(run_dir) / MODEL_FILE
-    with atomic_path(path) as temp:  # Keras wants the .keras suffix, which atomic_path keeps.
+    from mnistlab.backend import tensorflow_left_alone
+
+    # Keras wants the .keras suffix, which atomic_path keeps.
+    with atomic_path(path) as temp, tensorflow_left_alone():
         model.save(temp)
     return path
 

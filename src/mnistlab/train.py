@@ -7,13 +7,18 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from mnistlab.backend import tensorflow_left_alone
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES, to_model_input
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and the backend, so the same config gives the same weights."""
-    keras.utils.set_random_seed(seed)
+    """Seed Python, NumPy and the backend, so the same config gives the same weights.
+
+    TensorFlow is seeded only if it is already loaded: a JAX run never imports it.
+    """
+    with tensorflow_left_alone():
+        keras.utils.set_random_seed(seed)
 
 
 def fit(
