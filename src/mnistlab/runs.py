@@ -69,9 +69,13 @@ def write_text(path: Path, content: str) -> None:
 
 
 def figure_png(figure, dpi: int = 100) -> bytes:
-    """A matplotlib Figure rendered as PNG bytes."""
+    """A matplotlib Figure rendered as PNG bytes.
+
+    zlib level 1: these flat-colour plots encode several times faster than at the default
+    level 6, for files only slightly larger.
+    """
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
