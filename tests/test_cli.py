@@ -187,3 +187,10 @@ def test_help_and_onnx_predict_load_no_training_framework(tmp_path):
     Image.fromarray(image).save(tmp_path / "one.png")
     # The shipped model has model.onnx: prediction runs on ONNX Runtime alone.
     assert modules_after(["predict", "--json", str(tmp_path / "one.png")]) == []
+
+
+@pytest.mark.mnist
+def test_fast_exit_keeps_every_line_of_output(mnist_dir):
+    # A successful command ends with os._exit (no teardown): its piped output must be complete.
+    result = mnistlab_subprocess("data", "info", "--data-dir", mnist_dir)
+    assert result.stdout.rstrip().splitlines()[-1].startswith("train images per class: 0:")
