@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnistlab import cli, data
@@ -156,3 +157,40 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     assert code == 130
     assert_one_line_error(err)
     assert "interrupted" in err
+
+
+FRAMEWORKS = ("keras", "tensorflow", "jax", "torch", "matplotlib", "sklearn")
+
+
+def modules_after(args: list[str]) -> list[str]:
+    """Run the CLI in a fresh interpreter; the heavy frameworks it imported on the way."""
+    script = (
+        "import sys\n"
+        "from mnistlab.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit_:\n"
+        "    assert not exit_.code, exit_.code\n"
+        f"print('MODULES', *sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("MODULES", 1)[1].split()
+
+
+def test_help_and_onnx_predict_load_no_training_framework(tmp_path):
+    from PIL import Image
+
+    assert modules_after(["--help"]) == []
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[4:24, 13:16] = 255  # a "1"
+    Image.fromarray(image).save(tmp_path / "one.png")
+    # The shipped model has model.onnx: prediction runs on ONNX Runtime alone.
+    assert modules_after(["predict", "--json", str(tmp_path / "one.png")]) == []
+
+
+@pytest.mark.mnist
+def test_fast_exit_keeps_every_line_of_output(mnist_dir):
+    # A successful command ends with os._exit (no teardown): its piped output must be complete.
+    result = mnistlab_subprocess("data", "info", "--data-dir", mnist_dir)
+    assert result.stdout.rstrip().splitlines()[-1].startswith("train images per class: 0:")

@@ -28,3 +28,17 @@ def test_every_documented_command_exists(capsys):
     for command in documented:
         code, out, _ = run_cli(capsys, command, "--help")
         assert code == 0 and "Usage" in out, command
+
+
+def test_readme_speed_table_is_the_rendering_of_the_committed_bench_results():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("speed_table", ROOT / "bench" / "speed_table.py")
+    speed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed_table)
+    results = json.loads((ROOT / "bench" / "results" / "train.json").read_text())
+    block = re.search(r"<!-- speed-table: generated[^\n]*-->\n(.*?)\n<!-- speed-table: end -->", README, re.S)
+    assert block, "README has no generated speed table"
+    assert block.group(1) == speed_table.render(results)
+    assert results["machine"] in block.group(1)  # every timing says where it was measured

@@ -58,9 +58,13 @@ def _choice(allowed: tuple[str, ...]):
     return check
 
 
-def _import_keras() -> None:
-    """Import Keras and its backend with fd 2 silenced: TensorFlow and JAX print C++ log lines
-    while they load, which are noise to a CLI user (--debug lets them through)."""
+def _import_keras(model: str | None = None) -> None:
+    """Choose the backend for ``model`` (backend.choose), then import Keras with fd 2 silenced:
+    TensorFlow and JAX print C++ log lines while they load, which are noise to a CLI user
+    (--debug lets them through)."""
+    from mnistlab import backend
+
+    backend.choose(model)
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
@@ -173,7 +177,7 @@ def train(
         from mnistlab import runs
 
         config = runs.read_config(resume)
-        _import_keras()
+        _import_keras(config.model)
         _train(config, data_dir, resume, resume=True)
         return
     base = Config.from_json_file(config_file) if config_file else Config.for_model(model or "seed-mlp")
@@ -192,7 +196,7 @@ def train(
         train_limit=train_limit,
         test_limit=test_limit,
     )
-    _import_keras()
+    _import_keras(config.model)
     _train(config, data_dir, out)
 
 
@@ -215,8 +219,8 @@ def evaluate(
     """Rebuild a run's metrics and figures from its directory alone."""
     from mnistlab import runs
 
-    runs.read_config(run_dir)  # Fail fast, before the slow imports, on a wrong directory.
-    _import_keras()
+    config = runs.read_config(run_dir)  # Fail fast, before the slow imports, on a wrong directory.
+    _import_keras(config.model)
     from mnistlab import pipeline
 
     hooks, downloads = _hooks(1)
@@ -266,6 +270,7 @@ def export(
     from mnistlab import runs
 
     runs.read_config(run_dir)  # Fail fast on a wrong directory, before the slow imports.
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Export goes through tf2onnx.
     _import_keras()
     from mnistlab import pipeline
 
@@ -496,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
             if result == 130:  # Typer turns Ctrl-C into exit code 130.
                 _print_error("interrupted")
             sys.exit(result)
+        if argv is None:
+            _exit_now()
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -512,6 +519,20 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         _print_error(error.format_message())
         sys.exit(getattr(error, "exit_code", 2))
+
+
+def _exit_now() -> None:
+    """End a successful command without interpreter teardown (about 1 s after Keras and its
+    backend loaded). Every file is already closed and renamed into place by then; only the
+    standard streams may still hold output. Only for the real command line, never a library call.
+    """
+    if "logging" in sys.modules:
+        import logging
+
+        logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _print_error(message: str) -> None:

@@ -7,13 +7,18 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from mnistlab.backend import tensorflow_left_alone
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES, to_model_input
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and the backend, so the same config gives the same weights."""
-    keras.utils.set_random_seed(seed)
+    """Seed Python, NumPy and the backend, so the same config gives the same weights.
+
+    TensorFlow is seeded only if it is already loaded: a JAX run never imports it.
+    """
+    with tensorflow_left_alone():
+        keras.utils.set_random_seed(seed)
 
 
 def fit(
@@ -31,6 +36,9 @@ def fit(
     notebook does for categorical cross-entropy. The history holds ``loss``, ``accuracy``,
     ``val_loss`` and ``val_accuracy``, one float per epoch.
     """
+    callbacks = list(callbacks)
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        callbacks.append(BatchNormCalibration(train_images[:CALIBRATION_IMAGES]))
     history = model.fit(
         to_model_input(train_images),
         keras.utils.to_categorical(train_labels, NUM_CLASSES),
@@ -42,9 +50,44 @@ def fit(
         epochs=config.epochs,
         shuffle=True,
         verbose=0,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
     )
     return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+# Images whose activations set each batch-norm layer's statistics: ~600,000 values per channel.
+CALIBRATION_IMAGES = 1024
+
+
+class BatchNormCalibration(keras.callbacks.Callback):
+    """Before every validation, set each batch-norm layer's moving mean and variance to the
+    exact statistics of its inputs on training images (augmentation and dropout off).
+
+    Keras's moving averages (momentum 0.99) still hold 37% of their initial values after 100
+    steps, so cnn-best trained one epoch on 12,000 images scored ~10% at inference while it
+    trained far higher. Exact statistics make validation, test and prediction agree from
+    the first epoch ("precise BN", Wu & Johnson, https://arxiv.org/abs/2105.07576).
+    """
+
+    def __init__(self, images: np.ndarray):
+        super().__init__()
+        self.inputs = to_model_input(images)
+
+    def on_test_begin(self, logs=None):
+        calibrate_batch_norm(self.model, self.inputs)
+
+
+def calibrate_batch_norm(model: keras.Sequential, inputs: np.ndarray) -> None:
+    """Layer by layer in inference mode: each batch-norm layer gets the mean and variance of
+    what reaches it, computed after the earlier ones were calibrated."""
+    values = inputs
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            reduced = tuple(range(len(values.shape) - 1))  # every axis but the channels
+            as_float = keras.ops.cast(values, "float32")
+            layer.moving_mean.assign(keras.ops.mean(as_float, axis=reduced))
+            layer.moving_variance.assign(keras.ops.var(as_float, axis=reduced))
+        values = layer(values, training=False)
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:

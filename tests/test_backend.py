@@ -1,0 +1,84 @@
+"""Backend choice per model, JAX runs that never load TensorFlow, and the compilation cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab import backend
+
+SMALL_FLAGS = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "300"]
+
+
+def python(script: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter (a backend can be chosen once per process)."""
+    full_env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=full_env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_each_model_gets_its_backend_and_keras_backend_overrides_it(tmp_path):
+    script = (
+        "import os, sys; from mnistlab import backend\n"
+        "print(backend.choose(sys.argv[1]) if len(sys.argv) > 1 else backend.choose('seed-mlp'),"
+        " os.environ['KERAS_BACKEND'], 'keras' in sys.modules)\n"
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert python(script, env).stdout.split() == ["jax", "jax", "False"]
+    assert python(script.replace("'seed-mlp'", "'cnn-best'"), env).stdout.split()[0] == "tensorflow"
+    overridden = python(script, {**env, "KERAS_BACKEND": "tensorflow"}).stdout.split()
+    assert overridden[:2] == ["tensorflow", "tensorflow"]
+
+
+def test_jax_compilation_cache_lives_in_mnistlab_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert backend.jax_cache_dir() == tmp_path / "mnistlab" / "jax"
+
+
+def train_in_subprocess(run_dir: Path, data_dir: Path, cache_home: Path) -> dict:
+    """`mnistlab train` (seed-mlp, backend chosen by mnistlab) in a fresh process; returns its
+    metrics plus which frameworks the process had imported when it finished."""
+    args = ["train", *SMALL_FLAGS, "--data-dir", str(data_dir), "--out", str(run_dir)]
+    script = (
+        "import sys\n"
+        "from mnistlab.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit_:\n"
+        "    assert not exit_.code, exit_.code\n"
+        "print('MODULES', sorted(m for m in ('tensorflow', 'jax', 'torch') if m in sys.modules))\n"
+    )
+    result = python(script, {"XDG_CACHE_HOME": str(cache_home)})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["modules"] = result.stdout.split("MODULES", 1)[1].strip()
+    metrics["stderr"] = result.stderr
+    return metrics
+
+
+@pytest.mark.mnist
+def test_jax_run_never_imports_tensorflow_and_survives_a_corrupt_cache(tmp_path, mnist_dir):
+    pytest.importorskip("jax")
+    cache_home = tmp_path / "cache"
+    first = train_in_subprocess(tmp_path / "first", mnist_dir, cache_home)
+    assert first["versions"]["keras_backend"] == "jax"
+    assert first["modules"] == "['jax']"  # TensorFlow is installed, but a JAX run leaves it alone
+    entries = [path for path in (cache_home / "mnistlab" / "jax").rglob("*") if path.is_file()]
+    assert entries, "the JAX compilation cache was not written"
+
+    for index, path in enumerate(entries):  # Every entry damaged: emptied, or garbage.
+        path.write_bytes(b"\x00garbage" * (index % 2))
+    second = train_in_subprocess(tmp_path / "second", mnist_dir, cache_home)
+    # Same seed, same numbers, whether compiled fresh or past a damaged cache.
+    assert second["test"] == first["test"]
+    assert json.loads((tmp_path / "second" / "history.json").read_text()) == json.loads(
+        (tmp_path / "first" / "history.json").read_text()
+    )
