@@ -44,11 +44,12 @@ NEAR_DUPLICATE_RMS = 0.03
 # Neighbours checked per image (found in a PCA space) on the exact pixels.
 DUPLICATE_CANDIDATES = 5
 PCA_COMPONENTS = 50
+PCA_SAMPLE = 10_000
 # Outliers: cleanlab's score from the mean distance to this many nearest neighbours (its default).
 OUTLIER_NEIGHBOURS = 10
-# Flagged beyond Tukey's "far out" fence on -log(cleanlab's score), i.e. on the mean distance to
-# the 10 nearest neighbours: above the third quartile by 3 interquartile ranges.
-OUTLIER_FENCE_IQR = 3.0
+# Flagged beyond Tukey's outlier fence on -log(cleanlab's score), i.e. on the mean distance to
+# the 10 nearest neighbours: above the third quartile by 1.5 interquartile ranges.
+OUTLIER_FENCE_IQR = 1.5
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Outliers:
     flagged: np.ndarray  # bool (N,)
     ranked: np.ndarray  # int (F,): flagged positions, most atypical first
     threshold: float  # flagged when the score is below this
+    order: np.ndarray  # int (N,): every position, most atypical first
 
 
 def fold_of_each_image(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -143,7 +145,10 @@ def pixel_features(images: np.ndarray, components: int = PCA_COMPONENTS, seed: i
     pixels = _flat_pixels(images)
     components = min(components, pixels.shape[1], len(pixels))
     pca = PCA(n_components=components, svd_solver="randomized", random_state=seed)
-    return pca.fit_transform(pixels).astype(np.float32)
+    # The components of a random 10,000 images are as good as those of all, and 7x cheaper.
+    sample = np.random.default_rng(seed).permutation(len(pixels))[:PCA_SAMPLE]
+    pca.fit(pixels[np.sort(sample)])
+    return pca.transform(pixels).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -224,9 +229,14 @@ def find_outliers(neighbours: Neighbours, fence: float = OUTLIER_FENCE_IQR) -> O
     first_quartile, third_quartile = np.percentile(atypical, [25, 75])
     limit = third_quartile + fence * (third_quartile - first_quartile)
     flagged = atypical > limit
-    positions = np.flatnonzero(flagged)
-    ranked = positions[np.lexsort((positions, scores[positions]))]
-    return Outliers(scores=scores, flagged=flagged, ranked=ranked, threshold=float(np.exp(-limit)))
+    order = np.lexsort((np.arange(len(scores)), scores))
+    return Outliers(
+        scores=scores,
+        flagged=flagged,
+        ranked=order[flagged[order]],
+        threshold=float(np.exp(-limit)),
+        order=order,
+    )
 
 
 def accuracy_without(

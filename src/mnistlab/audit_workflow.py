@@ -312,7 +312,9 @@ def _figures(config, images, labels, num_train, issues, duplicates, outliers) ->
             for pair in across
         ],
     )
-    shown = outliers.ranked[:SHOWN_OUTLIERS]
+    # The most atypical images whether flagged or not (flagged ones in red): even with no
+    # outliers a reader sees what the least typical images look like.
+    shown = outliers.order[:SHOWN_OUTLIERS]
     outlier_sheet = plots.contact_sheet(
         images[shown],
         [
@@ -322,7 +324,8 @@ def _figures(config, images, labels, num_train, issues, duplicates, outliers) ->
             )
             for position in shown
         ],
-        empty_text="no outliers",
+        highlighted=outliers.flagged[shown],
+        empty_text="no images",
     )  # fmt: skip
     figures = {"label_issues": label_sheet, "duplicates": pair_figure, "outliers": outlier_sheet}
     return {name: runs.figure_png(figure) for name, figure in figures.items()}

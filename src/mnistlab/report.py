@@ -340,6 +340,12 @@ def _published_paragraph(summary: dict) -> str:
             f"<p>No published, human-confirmed list of label errors is known to mnistlab for "
             f"{_text(summary['dataset'])}, so there is no overlap to report.</p>"
         )
+    if published["published"] == 0:
+        return (
+            "<p><b>Published label errors.</b> None of the MNIST test-set label errors confirmed by "
+            "people in the study below lies among the test images audited (a --test-limit cut them "
+            f"off), so there is no overlap to report. Source: {_text(published['source'])}.</p>"
+        )
     return (
         f"<p><b>Published label errors.</b> Of the {_number(published['published'], 'published.published')} "
         "MNIST test-set label errors confirmed by people in the study below, the audit ranks "
@@ -355,11 +361,11 @@ def _audit_label_issues(summary: dict, rows: list[dict], figures: dict[str, byte
         [
             _number(row["rank"], f"label_issues.{row['rank']}.rank"),
             _text(row["split"]),
-            _number(row["index"], f"label_issues.{row['rank']}.index"),
+            _text(row["index"]),
             _number(row["given_label"], f"label_issues.{row['rank']}.given_label"),
             _number(row["suggested_label"], f"label_issues.{row['rank']}.suggested_label"),
-            _number(row["label_quality"], f"label_issues.{row['rank']}.label_quality"),
-            _number(row["self_confidence"], f"label_issues.{row['rank']}.self_confidence"),
+            _number(row["label_quality"], f"label_issues.{row['rank']}.label_quality", 5),
+            _number(row["self_confidence"], f"label_issues.{row['rank']}.self_confidence", 5),
             "<b>published error</b>" if row["published"] else "",
         ]
         for row in rows
@@ -414,8 +420,8 @@ def _audit_outliers(summary: dict, rows: list[dict], figures: dict[str, bytes]) 
         "pixels); low means unlike any other image. Flagged: a mean neighbour distance beyond "
         f"Tukey's far-out fence ({_number(outliers['fence_iqr'], 'outliers.fence_iqr', 1)} "
         "interquartile ranges above the third quartile), i.e. a score below "
-        f"{_number(outliers['score_threshold'], 'outliers.score_threshold')}. All rows: "
-        "<code>outliers.csv</code>.</p>"
+        f"{_number(outliers['score_threshold'], 'outliers.score_threshold')}. Below: the most "
+        "atypical images, flagged ones in red. All flagged rows: <code>outliers.csv</code>.</p>"
         + _image(figures["outliers"], "the most atypical images")
         + (_table(["rank", "image", "label", "score"], table_rows, "outliers") if rows else "<p>No outliers.</p>")
     )  # fmt: skip
