@@ -45,6 +45,8 @@ def audit_dataset(
     started = time.perf_counter()
     if resume:
         audit_dir = Path(out_dir)
+        if not audit_dir.is_dir():
+            raise RunError(f"audit directory {audit_dir} does not exist")
         if not (audit_dir / runs.FOLD_ASSIGNMENT_FILE).is_file():
             raise RunError(f"{audit_dir} holds no interrupted audit to resume")
     else:
@@ -63,7 +65,12 @@ def audit_dataset(
         assignment = _fold_assignment(audit_dir, labels, config, resume)
         data_seconds = time.perf_counter() - started
         fit_started = time.perf_counter()
-        probabilities, fold_accuracy = _cross_validate(audit_dir, images, labels, assignment, config, hooks)
+        saved = audit_dir / runs.PROBABILITIES_FILE
+        if resume and saved.is_file():  # A finished audit: only the checks are done again.
+            hooks.on_phase("cross-validation finished earlier; its probabilities are kept")
+            probabilities = runs.read_npy(saved)
+        else:
+            probabilities = _cross_validate(audit_dir, images, labels, assignment, config, hooks)
         fit_seconds = time.perf_counter() - fit_started
     except BaseException:
         finished = runs.finished_folds(audit_dir, config.folds)
@@ -76,6 +83,10 @@ def audit_dataset(
             shutil.rmtree(audit_dir, ignore_errors=True)
         raise
     runs.write_npy(audit_dir / runs.PROBABILITIES_FILE, probabilities)
+    fold_accuracy = [
+        float((probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean())
+        for fold in range(config.folds)
+    ]
 
     hooks.on_phase("finding label issues, duplicates and outliers")
     checks_started = time.perf_counter()
@@ -132,16 +143,15 @@ def _cross_validate(
     assignment: np.ndarray,
     config: Config,
     hooks: Hooks,
-) -> tuple[np.ndarray, list[float]]:
-    """Out-of-sample probabilities (float32 (N, 10)) for every image, and each fold's accuracy
-    on its held-out images. Finished folds are read back; the others are trained and saved."""
+) -> np.ndarray:
+    """Out-of-sample probabilities (float32 (N, 10)) for every image. Finished folds are read
+    back; the others are trained and saved."""
     import keras
 
     from mnistlab.models import build_model, steps_per_epoch
     from mnistlab.train import fit, predict_probabilities, set_seed
 
     probabilities = np.zeros((len(labels), NUM_CLASSES), dtype=np.float32)
-    fold_accuracy = []
     for fold in range(config.folds):
         held_out = assignment == fold
         path = runs.fold_file(audit_dir, fold)
@@ -173,9 +183,8 @@ def _cross_validate(
             fold_probabilities = predict_probabilities(model, images[held_out]).astype(np.float32)
             runs.write_npy(path, fold_probabilities)
         probabilities[held_out] = fold_probabilities
-        fold_accuracy.append(float((fold_probabilities.argmax(axis=1) == labels[held_out]).mean()))
         hooks.on_fold(fold + 1, config.folds)
-    return probabilities, fold_accuracy
+    return probabilities
 
 
 def _summary(config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers) -> dict:
