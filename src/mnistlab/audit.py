@@ -206,6 +206,25 @@ def find_duplicates(
     return [DuplicatePair(first, second, difference) for (first, second), difference in ordered]
 
 
+def closest_cross_pairs(
+    images: np.ndarray, neighbours: Neighbours, num_train: int, count: int
+) -> list[DuplicatePair]:
+    """The ``count`` closest (train, test) pairs among each test image's neighbours, however far
+    apart: what a reader checks for leakage even when no pair is a near-duplicate. Positions
+    are pooled (train first), so ``first`` is the train image."""
+    pixels = _flat_pixels(images)
+    tests = np.arange(num_train, len(images))
+    best_difference = np.full(len(tests), np.inf)
+    best_train = np.full(len(tests), -1)
+    for column in neighbours.indices[num_train:].T:  # one neighbour rank at a time
+        difference = np.sqrt(((pixels[tests] - pixels[column]) ** 2).mean(axis=1))
+        better = (column < num_train) & (difference < best_difference)
+        best_difference[better], best_train[better] = difference[better], column[better]
+    found = np.flatnonzero(best_train >= 0)
+    order = found[np.lexsort((found, best_difference[found]))][:count]
+    return [DuplicatePair(int(best_train[i]), int(tests[i]), float(best_difference[i])) for i in order]
+
+
 def find_outliers(neighbours: Neighbours, fence: float = OUTLIER_FENCE_IQR) -> Outliers:
     """cleanlab's out-of-distribution scores from each image's nearest neighbours, and the
     images beyond Tukey's fence: ``fence`` IQRs above the third quartile of -log score, i.e. of

@@ -100,7 +100,8 @@ def audit_dataset(
     summary = _summary(config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers)
     _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels)
     hooks.on_phase("drawing figures")
-    figures = _figures(config, images, labels, num_train, issues, duplicates, outliers)
+    closest = audit.closest_cross_pairs(images, neighbours, num_train, SHOWN_DUPLICATE_PAIRS)
+    figures = _figures(config, images, labels, num_train, issues, closest, outliers)
     for name, png in figures.items():
         runs.write_png(audit_dir / runs.AUDIT_FIGURE_FILES[name], png)
     summary["timings"] = {
@@ -297,7 +298,7 @@ def _is_published(dataset: str, split: str, index: int) -> bool:
     return split == "test" and index in published
 
 
-def _figures(config, images, labels, num_train, issues, duplicates, outliers) -> dict[str, bytes]:
+def _figures(config, images, labels, num_train, issues, closest, outliers) -> dict[str, bytes]:
     shown = issues.ranked[:SHOWN_LABEL_ISSUES]
     captions, marked = [], []
     for position in shown:
@@ -309,20 +310,18 @@ def _figures(config, images, labels, num_train, issues, duplicates, outliers) ->
         marked.append(_is_published(config.dataset, split, index))
     label_sheet = plots.contact_sheet(images[shown], captions, highlighted=marked, empty_text="no label issues")
 
-    across = [pair for pair in duplicates if (pair.first < num_train) != (pair.second < num_train)]
-    across = across[:SHOWN_DUPLICATE_PAIRS]
     # The pooled order puts train first, so pair.second is the test image.
     pair_figure = plots.image_pairs(
-        images[[pair.second for pair in across]],
-        images[[pair.first for pair in across]],
+        images[[pair.second for pair in closest]],
+        images[[pair.first for pair in closest]],
         [
             f"test #{pair.second - num_train} ({labels[pair.second]}) |"
             f" train #{pair.first} ({labels[pair.first]})\nRMS difference {pair.rms_difference:.3f}"
-            for pair in across
+            for pair in closest
         ],
     )
-    # The most atypical images whether flagged or not (flagged ones in red): even with no
-    # outliers a reader sees what the least typical images look like.
+    # The most atypical images whether flagged or not: even with no outliers a reader sees
+    # what the least typical images look like.
     shown = outliers.order[:SHOWN_OUTLIERS]
     outlier_sheet = plots.contact_sheet(
         images[shown],
@@ -333,7 +332,6 @@ def _figures(config, images, labels, num_train, issues, duplicates, outliers) ->
             )
             for position in shown
         ],
-        highlighted=outliers.flagged[shown],
         empty_text="no images",
     )  # fmt: skip
     figures = {"label_issues": label_sheet, "duplicates": pair_figure, "outliers": outlier_sheet}

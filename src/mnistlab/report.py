@@ -396,8 +396,8 @@ def _audit_duplicates(summary: dict, rows: list[dict], figures: dict[str, bytes]
     return (
         "<p>Two images are near-duplicates when the root-mean-square difference of their pixels "
         f"(scaled to [0, 1]) is below {threshold}; exact ones (difference 0) are found by hashing "
-        "the pixels. Below: the closest test-train pairs, test image left. All pairs: "
-        "<code>duplicates.csv</code>.</p>"
+        "the pixels. Below: the closest test-train pairs, test image left, whether or not they "
+        "are below the threshold. All pairs: <code>duplicates.csv</code>.</p>"
         + _image(figures["duplicates"], "the closest test-train pairs")
         + (_table(["image", "its twin", "RMS difference"], table_rows, "duplicates") if rows else "<p>No duplicates.</p>")
     )  # fmt: skip
@@ -421,7 +421,7 @@ def _audit_outliers(summary: dict, rows: list[dict], figures: dict[str, bytes]) 
         f"Tukey's far-out fence ({_number(outliers['fence_iqr'], 'outliers.fence_iqr', 1)} "
         "interquartile ranges above the third quartile), i.e. a score below "
         f"{_number(outliers['score_threshold'], 'outliers.score_threshold')}. Below: the most "
-        "atypical images, flagged ones in red. All flagged rows: <code>outliers.csv</code>.</p>"
+        "atypical images. All flagged rows: <code>outliers.csv</code>.</p>"
         + _image(figures["outliers"], "the most atypical images")
         + (_table(["rank", "image", "label", "score"], table_rows, "outliers") if rows else "<p>No outliers.</p>")
     )  # fmt: skip
