@@ -166,6 +166,7 @@ def test_published_overlap_and_accuracy_without():
     )
 
 
+@pytest.mark.mnist
 def test_published_list_matches_the_mnist_test_labels(mnist):
     """The list's given labels are MNIST's test labels at those indices: the indexing agrees."""
     for index, given in audit.MNIST_TEST_LABEL_ERRORS.items():

@@ -418,7 +418,7 @@ def _audit_outliers(summary: dict, rows: list[dict], figures: dict[str, bytes]) 
         "<p>cleanlab's out-of-distribution score (<code>cleanlab.outlier.OutOfDistribution</code>) "
         "from each image's 10 nearest neighbours among all images (50 principal components of the "
         "pixels); low means unlike any other image. Flagged: a mean neighbour distance beyond "
-        f"Tukey's far-out fence ({_number(outliers['fence_iqr'], 'outliers.fence_iqr', 1)} "
+        f"Tukey's fence ({_number(outliers['fence_iqr'], 'outliers.fence_iqr', 1)} "
         "interquartile ranges above the third quartile), i.e. a score below "
         f"{_number(outliers['score_threshold'], 'outliers.score_threshold')}. Below: the most "
         "atypical images. All flagged rows: <code>outliers.csv</code>.</p>"
