@@ -165,6 +165,7 @@ def train(
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON config file (e.g. a run's config.json); flags override it.", show_default=False)] = None,
     checkpoint: Annotated[Optional[bool], typer.Option("--checkpoint/--no-checkpoint", help="Save a checkpoint every epoch so an interrupted run can resume. [default: on for cnn, cnn-best]", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Carry on an interrupted run from its last checkpoint, with the run's own config.", show_default=False)] = None,
+    exclude: Annotated[Optional[Path], typer.Option("--exclude", help="Leave out the training images listed in this CSV (split,index columns), e.g. an audit's label_issues.csv.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory to write. [default: runs/<timestamp>-<model>]", show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -196,6 +197,10 @@ def train(
         train_limit=train_limit,
         test_limit=test_limit,
     )
+    if exclude is not None:
+        from mnistlab import pipeline
+
+        config = pipeline.with_exclusion(config, exclude)
     _import_keras(config.model)
     _train(config, data_dir, out)
 
@@ -209,6 +214,71 @@ def _train(config: Config, data_dir: Optional[Path], out: Optional[Path], resume
     finally:
         downloads.close()
     _print_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
+
+
+@app.command()
+def audit(
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.", callback=_choice(DATASETS))] = "mnist",
+    model: Annotated[str, typer.Option(help=f"Model scoring the images: {', '.join(MODEL_NAMES)}.", callback=_choice(MODEL_NAMES))] = "seed-mlp",
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds over train and test pooled.")] = 5,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (folds and models).")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per fold. [default: the model's own]", show_default=False)] = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.", show_default=False)] = None,
+    test_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N test images.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Carry on an interrupted audit after its last finished fold, with its own config.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Audit directory to write. [default: audits/<timestamp>-<dataset>-<model>]", show_default=False)] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Find likely label errors, near-duplicates and outliers in train and test.
+
+    Every image is scored by a model that never saw it (K-fold cross-validation over the pooled
+    images); confident learning (cleanlab) flags labels the models contradict. Writes
+    label_issues.csv, duplicates.csv, outliers.csv and a self-contained audit.html.
+    Act on it with `mnistlab train --exclude AUDIT_DIR/label_issues.csv`.
+    """
+    if resume is not None:
+        from mnistlab import runs
+
+        config = runs.read_config(resume)
+    else:
+        config = Config.for_model(model).replace(
+            dataset=dataset, folds=folds, seed=seed, epochs=epochs,
+            train_limit=train_limit, test_limit=test_limit,
+        )  # fmt: skip
+    _import_keras(config.model)
+    from mnistlab import audit_workflow, runs
+
+    hooks, downloads = _hooks(config.epochs)
+    hooks.on_fold = lambda finished, total: error_console.print(
+        f"fold {finished}/{total} done", style="dim", highlight=False
+    )
+    try:
+        audit_dir = audit_workflow.audit_dataset(
+            config, data_dir=data_dir, out_dir=resume or out, hooks=hooks, resume=resume is not None
+        )
+    finally:
+        downloads.close()
+    summary = runs.read_json(audit_dir, runs.SUMMARY_FILE)
+    table = Table(title=f"audit of {summary['dataset']} ({summary['model']}, {summary['folds']} folds)", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    issues, duplicates, outliers = summary["label_issues"], summary["duplicates"], summary["outliers"]
+    accuracy = summary["test_accuracy"]
+    table.add_row("likely label errors", f"{issues['total']:,} (train {issues['train']:,}, test {issues['test']:,})")
+    table.add_row("duplicate pairs", f"{duplicates['pairs']:,} ({duplicates['exact_pairs']:,} exact)")
+    table.add_row("test images with a train twin", f"{duplicates['test_images_with_train_twin']:,}")
+    table.add_row("outliers", f"{outliers['total']:,} (train {outliers['train']:,}, test {outliers['test']:,})")
+    table.add_row("test accuracy", f"{accuracy['all']:.4f} all, {accuracy['without_flagged']:.4f} without flagged")
+    published = summary.get("published_label_errors")
+    if published:
+        table.add_row(
+            "published label errors found",
+            f"{published['top_50']} in top 50, {published['top_100']} in top 100 (of {published['published']})",
+        )
+    table.add_row("total (s)", f"{summary['timings']['total_seconds']:.1f}")
+    table.add_row("audit directory", str(audit_dir))
+    console.print(table)
+    console.print(f"report: {audit_dir / runs.AUDIT_REPORT_FILE}", highlight=False, soft_wrap=True)
 
 
 @app.command()

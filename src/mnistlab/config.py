@@ -67,6 +67,14 @@ class Config:
     # Use only the first N training / test images (quick experiments and tests); None = all.
     train_limit: int | None = None
     test_limit: int | None = None
+    # Training images left out (`train --exclude label_issues.csv`): the CSV as given, how many
+    # of its train rows were dropped and a hash of their sorted indices, so a run can be
+    # repeated exactly and `compare` shows the difference.
+    exclude: str | None = None
+    excluded_count: int = 0
+    excluded_sha256: str | None = None
+    # Cross-validation folds of `mnistlab audit` (each image scored by a model that never saw it).
+    folds: int = 5
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -86,6 +94,11 @@ class Config:
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("seed", self.seed, minimum=0)
         _check_int("top_errors", self.top_errors, minimum=0)
+        _check_int("excluded_count", self.excluded_count, minimum=0)
+        _check_int("folds", self.folds, minimum=2)
+        for name in ("exclude", "excluded_sha256"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string; received: {getattr(self, name)!r}")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None:

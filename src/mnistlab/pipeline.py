@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import time
@@ -33,6 +34,8 @@ class Hooks:
     on_phase: Callable[[str], None] = lambda message: None
     on_download: DownloadProgress | None = None
     fit_callbacks: Sequence = ()  # keras.callbacks.Callback instances
+    # Called as on_fold(finished, total) after each cross-validation fold of an audit is saved.
+    on_fold: Callable[[int, int], None] = lambda finished, total: None
 
 
 def library_versions() -> dict[str, str]:
@@ -50,15 +53,23 @@ def library_versions() -> dict[str, str]:
 
 
 def load_for_config(
-    config: Config, data_dir: str | Path | None = None, hooks: Hooks | None = None
+    config: Config,
+    data_dir: str | Path | None = None,
+    hooks: Hooks | None = None,
+    excluded_train: Sequence[int] = (),
 ) -> Dataset:
-    """The dataset the config names, cut to its train/test limits."""
+    """The dataset the config names, cut to its train/test limits, without the training images
+    whose indices (in the full training set) are in ``excluded_train``."""
     hooks = hooks or Hooks()
     dataset = load_dataset(config.dataset, data_dir, hooks.on_download, hooks.on_phase)
+    kept = np.ones(len(dataset.train_labels), dtype=bool)
+    kept[[index for index in excluded_train if index < len(kept)]] = False
+    if config.train_limit is not None:
+        kept[config.train_limit :] = False
     return Dataset(
         name=dataset.name,
-        train_images=dataset.train_images[: config.train_limit],
-        train_labels=dataset.train_labels[: config.train_limit],
+        train_images=dataset.train_images[kept],
+        train_labels=dataset.train_labels[kept],
         test_images=dataset.test_images[: config.test_limit],
         test_labels=dataset.test_labels[: config.test_limit],
         sha256=dataset.sha256,
@@ -73,6 +84,7 @@ def train_run(
     runs_root: str | Path = "runs",
     hooks: Hooks | None = None,
     resume: bool = False,
+    audits_root: str | Path = runs.AUDITS_ROOT,
 ) -> Path:
     """Train ``config``'s model, evaluate it on the test set and write a run directory.
 
@@ -108,8 +120,10 @@ def train_run(
     try:
         if not resume:
             runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+            if config.exclude is not None:
+                runs.write_json(run_dir / runs.EXCLUDED_FILE, _excluded_from_file(config))
         hooks.on_phase(f"loading {config.dataset}")
-        dataset = load_for_config(config, data_dir, hooks)
+        dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run_dir))
         data_seconds = time.perf_counter() - started
 
         train_images, train_labels, validation_images, validation_labels = split_validation(
@@ -147,12 +161,15 @@ def train_run(
         raise
     (run_dir / runs.EPOCH_LOG).unlink(missing_ok=True)
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
-    _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
+    _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started, audits_root)
     return run_dir
 
 
 def evaluate_run(
-    run_dir: str | Path, data_dir: str | Path | None = None, hooks: Hooks | None = None
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    hooks: Hooks | None = None,
+    audits_root: str | Path = runs.AUDITS_ROOT,
 ) -> dict:
     """Rebuild a run's metrics and figures from the run directory and the dataset alone."""
     hooks = hooks or Hooks()
@@ -165,12 +182,14 @@ def evaluate_run(
     if (run_dir / runs.METRICS_FILE).exists():
         previous = runs.read_json(run_dir, runs.METRICS_FILE).get("timings", {})
     hooks.on_phase(f"loading {config.dataset}")
-    dataset = load_for_config(config, data_dir, hooks)
+    dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run_dir))
     timings = {
         "data_load_seconds": time.perf_counter() - started,
         "fit_seconds": previous.get("fit_seconds"),
     }
-    return _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started)
+    return _evaluate_and_write(
+        run_dir, model, config, dataset, history, timings, hooks, started, audits_root
+    )
 
 
 def _evaluate_and_write(
@@ -182,6 +201,7 @@ def _evaluate_and_write(
     timings: dict,
     hooks: Hooks,
     started: float,
+    audits_root: str | Path = runs.AUDITS_ROOT,
 ) -> dict:
     from mnistlab.train import predict_probabilities
 
@@ -190,9 +210,11 @@ def _evaluate_and_write(
     probabilities = predict_probabilities(model, dataset.test_images)
     evaluation = evaluate_probabilities(probabilities, dataset.test_labels, config.top_errors)
     timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
+    audit_dir = _audit_for(config, audits_root)
+    flagged = runs.read_flagged_test_indices(audit_dir) if audit_dir else set()
 
     hooks.on_phase("drawing figures")
-    figures = render_figures(dataset, history, evaluation, probabilities)
+    figures = render_figures(dataset, history, evaluation, probabilities, flagged)
     for name, png in figures.items():
         runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
 
@@ -214,6 +236,10 @@ def _evaluate_and_write(
         "versions": library_versions(),
         "data": {"sha256": dataset.sha256},
     }
+    if audit_dir is not None:
+        metrics["audit"] = {"dir": str(audit_dir), "flagged_test_images": len(flagged)}
+        for error in metrics["test"]["top_errors"]:
+            error["audit_flagged"] = error["index"] in flagged
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     # From what was just computed: no need to read the files back.
     html = report.render_report(config.to_dict(), metrics, history, figures)
@@ -330,7 +356,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list]]
 
 
 def render_figures(
-    dataset: Dataset, history: dict, evaluation: Evaluation, probabilities: np.ndarray
+    dataset: Dataset,
+    history: dict,
+    evaluation: Evaluation,
+    probabilities: np.ndarray,
+    audit_flagged: set[int] = frozenset(),
 ) -> dict[str, bytes]:
     """Every figure of a run, as PNG bytes keyed like ``runs.FIGURE_FILES``."""
     sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
@@ -341,7 +371,9 @@ def render_figures(
         "confusion_matrix_normalized": plots.confusion_matrix(
             evaluation.confusion_matrix, normalize=True
         ),
-        "confident_errors": plots.confident_errors(dataset.test_images, evaluation.top_errors),
+        "confident_errors": plots.confident_errors(
+            dataset.test_images, evaluation.top_errors, audit_flagged
+        ),
         "sample_prediction": plots.sample_prediction(
             dataset.test_images[sample],
             int(dataset.test_labels[sample]),
@@ -353,3 +385,53 @@ def render_figures(
         ),
     }
     return {name: runs.figure_png(figure) for name, figure in figures.items()}
+
+
+def with_exclusion(config: Config, exclude: str | Path) -> Config:
+    """``config`` training without the training images listed in the CSV ``exclude`` (e.g. an
+    audit's label_issues.csv); the config records the file, the count and a hash of the indices."""
+    indices = runs.read_excluded_train_indices(Path(exclude))
+    return config.replace(
+        exclude=str(Path(exclude).resolve()),
+        excluded_count=len(indices),
+        excluded_sha256=indices_sha256(indices),
+    )
+
+
+def indices_sha256(indices: Sequence[int]) -> str:
+    """A short hash of sorted indices, to tell exclusion lists apart in config.json and compare."""
+    text = ",".join(str(index) for index in sorted(indices))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def excluded_train_indices(config: Config, run_dir: Path | None = None) -> list[int]:
+    """The training indices a run leaves out: the copy kept in the run directory when there is
+    one (the source CSV may have changed since), else the config's file; checked against the
+    config's hash."""
+    if config.exclude is None:
+        return []
+    kept_copy = Path(run_dir) / runs.EXCLUDED_FILE if run_dir is not None else None
+    if kept_copy is not None and kept_copy.is_file():
+        indices = runs.read_json(run_dir, runs.EXCLUDED_FILE)
+    else:
+        indices = _excluded_from_file(config)
+    if config.excluded_sha256 is not None and indices_sha256(indices) != config.excluded_sha256:
+        raise RunError(
+            f"the excluded indices from {config.exclude} hash to {indices_sha256(indices)},"
+            f" not {config.excluded_sha256} as the config records; the file has changed"
+        )
+    return list(indices)
+
+
+def _excluded_from_file(config: Config) -> list[int]:
+    return runs.read_excluded_train_indices(Path(config.exclude))
+
+
+def _audit_for(config: Config, audits_root: str | Path) -> Path | None:
+    """The audit whose flags a run's report shows: the one the run's exclusion came from, else
+    the newest audit of the run's dataset."""
+    if config.exclude is not None:
+        source = Path(config.exclude).parent
+        if (source / runs.SUMMARY_FILE).is_file() and (source / runs.LABEL_ISSUES_FILE).is_file():
+            return source
+    return runs.find_audit(config.dataset, Path(audits_root))

@@ -5,7 +5,7 @@ so they are safe to make in a headless process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -80,10 +80,13 @@ def confusion_matrix(matrix: Sequence[Sequence[float]], normalize: bool = False)
     return figure
 
 
-def confident_errors(images: np.ndarray, errors: Sequence[ConfidentError]) -> Figure:
+def confident_errors(
+    images: np.ndarray, errors: Sequence[ConfidentError], audit_flagged: Collection[int] = ()
+) -> Figure:
     """The given mistakes as a grid of test images titled with true and predicted labels.
 
-    ``images`` is the whole test set, uint8 (N, 28, 28); each error indexes into it.
+    ``images`` is the whole test set, uint8 (N, 28, 28); each error indexes into it. Errors
+    whose index is in ``audit_flagged`` (an audit found their label suspect) get a red title.
     """
     count = max(1, len(errors))
     columns = min(5, count)
@@ -96,10 +99,12 @@ def confident_errors(images: np.ndarray, errors: Sequence[ConfidentError]) -> Fi
     for ax, error in zip(axes, errors):
         ax.axis("on")
         ax.imshow(images[error.index], **_IMAGE_STYLE)
+        flagged = error.index in audit_flagged
         ax.set_title(
             f"true {error.true_label}, pred {error.predicted_label}\n"
-            f"p={error.confidence:.3f} (#{error.index})",
+            f"p={error.confidence:.3f} (#{error.index})" + ("\naudit: label suspect" if flagged else ""),
             fontsize=9,
+            color="crimson" if flagged else "black",
         )
     if not errors:
         axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
@@ -149,4 +154,59 @@ def reliability_diagram(bins: Sequence[CalibrationBin], expected_calibration_err
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability diagram (ECE {expected_calibration_error:.4f})")
     ax.legend(loc="upper left")
+    return figure
+
+
+def contact_sheet(
+    images: np.ndarray,
+    captions: Sequence[str],
+    columns: int = 10,
+    highlighted: Sequence[bool] | None = None,
+    empty_text: str = "nothing to show",
+) -> Figure:
+    """Images (uint8 (N, 28, 28)) in a grid, each with a short caption underneath.
+
+    Captions whose ``highlighted`` entry is true are drawn bold in red (e.g. a published label
+    error), so a reader can spot them.
+    """
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = max(1, -(-count // columns))
+    figure = Figure(figsize=(1.05 * columns, 1.32 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for position, (ax, image, caption) in enumerate(zip(axes, images, captions)):
+        ax.imshow(image, **_IMAGE_STYLE)
+        marked = bool(highlighted[position]) if highlighted is not None else False
+        ax.set_title(
+            caption,
+            fontsize=7,
+            color="crimson" if marked else "black",
+            fontweight="bold" if marked else "normal",
+        )
+    if count == 0:
+        axes[0].text(0.5, 0.5, empty_text, ha="center", va="center")
+    return figure
+
+
+def image_pairs(
+    first_images: np.ndarray, second_images: np.ndarray, captions: Sequence[str], columns: int = 4
+) -> Figure:
+    """Pairs of images side by side (e.g. a test image and its near-twin in train), captioned."""
+    count = len(first_images)
+    columns = max(1, min(columns, count))
+    rows = max(1, -(-count // columns))
+    figure = Figure(figsize=(2.3 * columns, 1.45 * rows), layout="constrained")
+    grids = np.atleast_1d(figure.subfigures(rows, columns)).ravel()
+    for position, grid in enumerate(grids):
+        left, right = grid.subplots(1, 2)
+        for ax in (left, right):
+            ax.axis("off")
+        if position < count:
+            left.imshow(first_images[position], **_IMAGE_STYLE)
+            right.imshow(second_images[position], **_IMAGE_STYLE)
+            grid.suptitle(captions[position], fontsize=7)
+    if count == 0:
+        grids[0].text(0.5, 0.5, "no pairs", ha="center", va="center")
     return figure

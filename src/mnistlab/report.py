@@ -90,7 +90,7 @@ def render_report(
         + _history_table(history),
         "confusion-matrix": _confusion(test, figures),
         "per-class": _per_class(test["per_class"]),
-        "confident-mistakes": _mistakes(test["top_errors"], figures),
+        "confident-mistakes": _mistakes(test["top_errors"], figures, metrics.get("audit")),
         "sample-prediction": _sample(metrics["sample_prediction"], figures),
         "calibration": _calibration(test, figures),
     }
@@ -175,7 +175,8 @@ def _per_class(per_class: list[dict]) -> str:
     return _table(["digit", "precision", "recall", "F1", "support"], rows, "per-class")
 
 
-def _mistakes(errors: list[dict], figures: dict[str, bytes]) -> str:
+def _mistakes(errors: list[dict], figures: dict[str, bytes], audit: dict | None = None) -> str:
+    audited = audit is not None
     rows = [
         [
             _number(error["index"], f"top_errors.{rank}.index"),
@@ -184,12 +185,20 @@ def _mistakes(errors: list[dict], figures: dict[str, bytes]) -> str:
             _number(error["confidence"], f"top_errors.{rank}.confidence"),
             ", ".join(f"{label}: {probability:.4f}" for label, probability in error["top3"]),
         ]
+        + (["<b>label suspect</b>" if error.get("audit_flagged") else ""] if audited else [])
         for rank, error in enumerate(errors)
     ]
-    return (
-        _image(figures["confident_errors"], "the most confident mistakes")
-        + _table(["test index", "true", "predicted", "confidence", "top-3 probabilities"], rows, "mistakes")
-    )
+    headers = ["test index", "true", "predicted", "confidence", "top-3 probabilities"]
+    note = ""
+    if audited:
+        headers.append("audit")
+        note = (
+            f"<p>Marked red and <i>label suspect</i>: test images that the audit in "
+            f"<code>{_text(audit['dir'])}</code> flags as likely label errors (its "
+            f"{_number(audit['flagged_test_images'], 'audit.flagged_test_images')} flagged test "
+            "images): there the label, not the model, is probably wrong.</p>"
+        )
+    return note + _image(figures["confident_errors"], "the most confident mistakes") + _table(headers, rows, "mistakes")
 
 
 def _sample(sample: dict, figures: dict[str, bytes]) -> str:
@@ -272,3 +281,192 @@ def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) 
         + "</section>"
     )
     return _page("mnistlab: sweep", body)
+
+
+AUDIT_SECTIONS = (
+    ("summary", "What the audit found"),
+    ("label-issues", "Likely label errors"),
+    ("duplicates", "Duplicates and near-duplicates"),
+    ("outliers", "Outliers"),
+    ("method", "How it was computed"),
+)
+
+
+def render_audit(
+    config: dict, summary: dict, tables: dict[str, list[dict]], figures: dict[str, bytes]
+) -> str:
+    """An audit (``mnistlab audit``) as one HTML string.
+
+    ``summary`` is the audit's summary.json; ``tables`` holds the first rows of the label
+    issues, duplicates and outliers (``audit_workflow._html_tables``); ``figures`` PNG bytes
+    keyed like runs.AUDIT_FIGURE_FILES.
+    """
+    sections = {
+        "summary": _audit_summary(summary),
+        "label-issues": _audit_label_issues(summary, tables["label_issues"], figures),
+        "duplicates": _audit_duplicates(summary, tables["duplicates"], figures),
+        "outliers": _audit_outliers(summary, tables["outliers"], figures),
+        "method": _audit_method(config, summary),
+    }
+    title = f"mnistlab audit: {summary['dataset']} ({summary['model']}, {summary['folds']} folds)"
+    body = f"<h1>{_text(title)}</h1>"
+    for section_id, heading in AUDIT_SECTIONS:
+        body += f'<section id="{section_id}"><h2>{_text(heading)}</h2>{sections[section_id]}</section>'
+    return _page(title, body)
+
+
+def _big(label: str, value: str) -> str:
+    return f'<div><div class="label">{_text(label)}</div><div class="big">{value}</div></div>'
+
+
+def _audit_summary(summary: dict) -> str:
+    issues, duplicates, outliers = summary["label_issues"], summary["duplicates"], summary["outliers"]
+    accuracy = summary["test_accuracy"]
+    headline = (
+        '<div class="headline">'
+        + _big("likely label errors", _number(issues["total"], "label_issues.total"))
+        + _big("duplicate pairs", _number(duplicates["pairs"], "duplicates.pairs"))
+        + _big("test images with a twin in train", _number(duplicates["test_images_with_train_twin"], "duplicates.test_images_with_train_twin"))
+        + _big("outliers", _number(outliers["total"], "outliers.total"))
+        + "</div>"
+    )  # fmt: skip
+    rows = [
+        ["likely label errors", _number(issues["train"], "label_issues.train"), _number(issues["test"], "label_issues.test")],
+        ["outliers", _number(outliers["train"], "outliers.train"), _number(outliers["test"], "outliers.test")],
+    ]  # fmt: skip
+    kinds = duplicates["by_splits"]
+    text = (
+        f"<p>Images: {_number(summary['images']['train'], 'images.train')} train and "
+        f"{_number(summary['images']['test'], 'images.test')} test, pooled and scored by "
+        f"{_number(summary['folds'], 'folds')}-fold cross-validation: every image's probabilities "
+        "come from a model that never saw it.</p>"
+        + _table(["issue", "train", "test"], rows, "audit-counts")
+        + f"<p>Duplicate pairs: {_number(duplicates['exact_pairs'], 'duplicates.exact_pairs')} exact and "
+        f"{_number(duplicates['near_pairs'], 'duplicates.near_pairs')} near "
+        f"({_number(kinds['train-train'], 'duplicates.by_splits.train-train')} within train, "
+        f"{_number(kinds['test-test'], 'duplicates.by_splits.test-test')} within test, "
+        f"{_number(kinds['test-train'], 'duplicates.by_splits.test-train')} across test and train). "
+        "A test image with a twin in train is leakage: the model is scored on what it has seen.</p>"
+        f"<p><b>Test accuracy</b> of the cross-validated models: "
+        f"{_number(accuracy['all'], 'test_accuracy.all')} on all test images, "
+        f"{_number(accuracy['without_flagged'], 'test_accuracy.without_flagged')} without the "
+        f"{_number(accuracy['flagged_test_images'], 'test_accuracy.flagged_test_images')} flagged ones.</p>"
+    )  # fmt: skip
+    return headline + text + _published_paragraph(summary)
+
+
+def _published_paragraph(summary: dict) -> str:
+    published = summary.get("published_label_errors")
+    if published is None:
+        return (
+            f"<p>No published, human-confirmed list of label errors is known to mnistlab for "
+            f"{_text(summary['dataset'])}, so there is no overlap to report.</p>"
+        )
+    if published["published"] == 0:
+        return (
+            "<p><b>Published label errors.</b> None of the MNIST test-set label errors confirmed by "
+            "people in the study below lies among the test images audited (a --test-limit cut them "
+            f"off), so there is no overlap to report. Source: {_text(published['source'])}.</p>"
+        )
+    return (
+        f"<p><b>Published label errors.</b> Of the {_number(published['published'], 'published.published')} "
+        "MNIST test-set label errors confirmed by people in the study below, the audit ranks "
+        f"<b>{_number(published['top_50'], 'published.top_50')}</b> among its 50 most suspect test images, "
+        f"<b>{_number(published['top_100'], 'published.top_100')}</b> among its 100 most suspect, and flags "
+        f"{_number(published['flagged'], 'published.flagged')} in all. Source: {_text(published['source'])}. "
+        "The list only scores the audit; nothing was tuned to it.</p>"
+    )  # fmt: skip
+
+
+def _audit_label_issues(summary: dict, rows: list[dict], figures: dict[str, bytes]) -> str:
+    table_rows = [
+        [
+            _number(row["rank"], f"label_issues.{row['rank']}.rank"),
+            _text(row["split"]),
+            _text(row["index"]),
+            _number(row["given_label"], f"label_issues.{row['rank']}.given_label"),
+            _number(row["suggested_label"], f"label_issues.{row['rank']}.suggested_label"),
+            _number(row["label_quality"], f"label_issues.{row['rank']}.label_quality", 5),
+            _number(row["self_confidence"], f"label_issues.{row['rank']}.self_confidence", 5),
+            "<b>published error</b>" if row["published"] else "",
+        ]
+        for row in rows
+    ]
+    return (
+        "<p>Flagged by confident learning (<code>cleanlab.filter.find_label_issues</code>) and ranked "
+        "by label quality (the normalized margin: the given label's probability minus the largest "
+        "other one, mapped to [0, 1]); low means the given label is likely wrong. Captions read "
+        "<i>given → suggested</i>; red ones are in the published list. All rows: "
+        "<code>label_issues.csv</code>; train on the rest with "
+        "<code>mnistlab train --exclude label_issues.csv</code>.</p>"
+        + _image(figures["label_issues"], "the most likely label errors")
+        + _table(
+            ["rank", "split", "index", "given", "suggested", "label quality", "self-confidence", ""],
+            table_rows,
+            "label-issues",
+        )
+    )
+
+
+def _audit_duplicates(summary: dict, rows: list[dict], figures: dict[str, bytes]) -> str:
+    duplicates = summary["duplicates"]
+    table_rows = [
+        [_text(row["first"]), _text(row["second"]), _number(row["rms_difference"], f"duplicates.{i}.rms")]
+        for i, row in enumerate(rows)
+    ]
+    threshold = _number(duplicates["threshold_rms"], "duplicates.threshold_rms", 3)
+    return (
+        "<p>Two images are near-duplicates when the root-mean-square difference of their pixels "
+        f"(scaled to [0, 1]) is below {threshold}; exact ones (difference 0) are found by hashing "
+        "the pixels. Below: the closest test-train pairs, test image left, whether or not they "
+        "are below the threshold. All pairs: <code>duplicates.csv</code>.</p>"
+        + _image(figures["duplicates"], "the closest test-train pairs")
+        + (_table(["image", "its twin", "RMS difference"], table_rows, "duplicates") if rows else "<p>No duplicates.</p>")
+    )  # fmt: skip
+
+
+def _audit_outliers(summary: dict, rows: list[dict], figures: dict[str, bytes]) -> str:
+    outliers = summary["outliers"]
+    table_rows = [
+        [
+            _number(row["rank"], f"outliers.{row['rank']}.rank"),
+            _text(row["image"]),
+            _number(row["label"], f"outliers.{row['rank']}.label"),
+            _number(row["score"], f"outliers.{row['rank']}.score"),
+        ]
+        for row in rows
+    ]
+    return (
+        "<p>cleanlab's out-of-distribution score (<code>cleanlab.outlier.OutOfDistribution</code>) "
+        "from each image's 10 nearest neighbours among all images (50 principal components of the "
+        "pixels); low means unlike any other image. Flagged: a mean neighbour distance beyond "
+        f"Tukey's fence ({_number(outliers['fence_iqr'], 'outliers.fence_iqr', 1)} "
+        "interquartile ranges above the third quartile), i.e. a score below "
+        f"{_number(outliers['score_threshold'], 'outliers.score_threshold')}. Below: the most "
+        "atypical images. All flagged rows: <code>outliers.csv</code>.</p>"
+        + _image(figures["outliers"], "the most atypical images")
+        + (_table(["rank", "image", "label", "score"], table_rows, "outliers") if rows else "<p>No outliers.</p>")
+    )  # fmt: skip
+
+
+def _audit_method(config: dict, summary: dict) -> str:
+    fold_rows = [
+        [str(fold), _number(value, f"cross_validated_accuracy.per_fold.{fold}")]
+        for fold, value in enumerate(summary["cross_validated_accuracy"]["per_fold"], start=1)
+    ]
+    config_rows = [[_text(key), f"<code>{_text(value)}</code>"] for key, value in config.items()]
+    timing_rows = [
+        [_text(key), _number(value, f"timings.{key}", 2)] for key, value in summary["timings"].items()
+    ]
+    version_rows = [[_text(k), _text(v)] for k, v in summary["versions"].items()]
+    return (
+        "<p>The train and test images are pooled and split into stratified folds; for each fold a "
+        f"fresh <b>{_text(summary['model'])}</b> is trained on the other folds (the same model and "
+        "training as <code>mnistlab train</code>) and predicts the held-out images.</p>"
+        + '<div class="grid">'
+        + "<div><h3>Held-out accuracy per fold</h3>" + _table(["fold", "accuracy"], fold_rows) + "</div>"
+        + "<div><h3>Configuration</h3>" + _table(["setting", "value"], config_rows) + "</div>"
+        + "<div><h3>Timings (seconds)</h3>" + _table(["phase", "seconds"], timing_rows) + "</div>"
+        + "<div><h3>Library versions</h3>" + _table(["library", "version"], version_rows) + "</div>"
+        + "</div>"
+    )  # fmt: skip

@@ -41,6 +41,26 @@ ENSEMBLE_FILE = "ensemble.json"
 # CSV row per finished epoch (history across resumes).
 CHECKPOINT_DIR = "checkpoint"
 EPOCH_LOG = "epochs.csv"
+# A run trained with `--exclude` keeps the excluded training indices it used.
+EXCLUDED_FILE = "excluded.json"
+
+# The audit directory (`mnistlab audit`):
+#     audits/<YYYYmmdd-HHMMSS>-<dataset>-<model>/
+#         config.json  fold_of_image.npy  fold-<k>.npy (one per finished fold)  probabilities.npy
+#         label_issues.csv  duplicates.csv  outliers.csv  summary.json  *.png  audit.html
+AUDITS_ROOT = "audits"
+FOLD_ASSIGNMENT_FILE = "fold_of_image.npy"
+PROBABILITIES_FILE = "probabilities.npy"
+LABEL_ISSUES_FILE = "label_issues.csv"
+DUPLICATES_FILE = "duplicates.csv"
+OUTLIERS_FILE = "outliers.csv"
+SUMMARY_FILE = "summary.json"
+AUDIT_REPORT_FILE = "audit.html"
+AUDIT_FIGURE_FILES = {
+    "label_issues": "label_issues.png",
+    "duplicates": "duplicates.png",
+    "outliers": "outliers.png",
+}
 
 
 def new_run_dir(root: Path, model_name: str) -> Path:
@@ -174,3 +194,83 @@ def load_model(run_dir: Path):
         return keras.saving.load_model(path, compile=False)  # inference only: no optimizer state
     except Exception as error:  # Keras raises many kinds for a damaged archive.
         raise RunError(f"{path} cannot be loaded by Keras ({type(error).__name__}: {error})") from None
+
+
+def write_csv(path: Path, headers: list[str], rows: list[list]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+
+
+def write_npy(path: Path, array) -> None:
+    import numpy as np
+
+    with atomic_path(Path(path)) as temp:
+        np.save(temp, array, allow_pickle=False)
+
+
+def read_npy(path: Path):
+    import numpy as np
+
+    try:
+        return np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise RunError(f"{path} cannot be read ({error})") from None
+
+
+def fold_file(audit_dir: Path, fold: int) -> Path:
+    """Where fold ``fold`` (0-based) keeps its held-out images' probabilities."""
+    return Path(audit_dir) / f"fold-{fold + 1}.npy"
+
+
+def finished_folds(audit_dir: Path, folds: int) -> list[int]:
+    """The 0-based folds whose probabilities are saved (an interrupted audit resumes after them)."""
+    return [fold for fold in range(folds) if fold_file(audit_dir, fold).is_file()]
+
+
+def read_excluded_train_indices(path: Path) -> list[int]:
+    """The training-set indices listed in a CSV with ``split`` and ``index`` columns (such as an
+    audit's label_issues.csv), sorted and without repeats; rows of other splits are ignored."""
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except FileNotFoundError:
+        raise RunError(f"exclusion file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RunError(f"exclusion file {path} cannot be read ({error})") from None
+    if rows and not {"split", "index"} <= set(rows[0]):
+        raise RunError(
+            f"exclusion file {path} needs 'split' and 'index' columns (like an audit's"
+            f" {LABEL_ISSUES_FILE}); received: {', '.join(rows[0])}"
+        )
+    try:
+        indices = {int(row["index"]) for row in rows if row["split"] == "train"}
+    except (TypeError, ValueError) as error:
+        raise RunError(f"exclusion file {path} has an index that is not an integer ({error})") from None
+    if any(index < 0 for index in indices):
+        raise RunError(f"exclusion file {path} has a negative index")
+    return sorted(indices)
+
+
+def find_audit(dataset: str, root: Path = Path(AUDITS_ROOT)) -> Path | None:
+    """The newest finished audit of ``dataset`` under ``root`` (None if there is none)."""
+    finished = []
+    for summary in Path(root).glob(f"*/{SUMMARY_FILE}"):
+        try:
+            if json.loads(summary.read_text()).get("dataset") == dataset:
+                finished.append(summary.parent)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return max(finished, key=lambda path: (path.stat().st_mtime, path.name), default=None)
+
+
+def read_flagged_test_indices(audit_dir: Path) -> set[int]:
+    """The test-set indices an audit flagged as likely label errors."""
+    path = Path(audit_dir) / LABEL_ISSUES_FILE
+    try:
+        rows = csv.DictReader(path.read_text().splitlines())
+        return {int(row["index"]) for row in rows if row["split"] == "test"}
+    except (OSError, KeyError, ValueError, csv.Error) as error:
+        raise RunError(f"{path} cannot be read ({error})") from None

@@ -1,0 +1,375 @@
+"""The audit workflow (`mnistlab audit`): cross-validated probabilities over train and test
+pooled, then the pure checks of ``audit``, figures and the audit directory.
+
+Each fold's model comes from the same ``models.build_model`` and ``train.fit`` as a run, and
+each finished fold's probabilities are saved at once, so an interrupted audit resumes after
+its last finished fold.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab import audit, plots, report, runs
+from mnistlab.config import Config
+from mnistlab.data import NUM_CLASSES
+from mnistlab.errors import RunError
+from mnistlab.pipeline import Hooks, library_versions, load_for_config
+
+# How many of each kind of issue the figures and the HTML tables show (the CSVs hold all).
+SHOWN_LABEL_ISSUES = 60
+SHOWN_DUPLICATE_PAIRS = 16
+SHOWN_OUTLIERS = 40
+TABLE_ROWS = 100
+
+
+def audit_dataset(
+    config: Config,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    audits_root: str | Path = runs.AUDITS_ROOT,
+    hooks: Hooks | None = None,
+    resume: bool = False,
+) -> Path:
+    """Audit ``config.dataset`` with ``config.folds``-fold cross-validation of ``config.model``
+    over the pooled train and test images; write the audit directory and return its path.
+
+    With ``resume=True``, ``out_dir`` is an interrupted audit: its finished folds are kept and
+    only the others are trained (``config`` must be the one in its config.json).
+    """
+    hooks = hooks or Hooks()
+    started = time.perf_counter()
+    if resume:
+        audit_dir = Path(out_dir)
+        if not audit_dir.is_dir():
+            raise RunError(f"audit directory {audit_dir} does not exist")
+        if not (audit_dir / runs.FOLD_ASSIGNMENT_FILE).is_file():
+            raise RunError(f"{audit_dir} holds no interrupted audit to resume")
+    else:
+        audit_dir = runs.prepare_run_dir(
+            Path(out_dir)
+            if out_dir
+            else runs.new_run_dir(Path(audits_root), f"{config.dataset}-{config.model}")
+        )
+    try:
+        if not resume:
+            runs.write_json(audit_dir / runs.CONFIG_FILE, config.to_dict())
+        hooks.on_phase(f"loading {config.dataset}")
+        dataset = load_for_config(config, data_dir, hooks)
+        images = np.concatenate([dataset.train_images, dataset.test_images])
+        labels = np.concatenate([dataset.train_labels, dataset.test_labels]).astype(np.int64)
+        assignment = _fold_assignment(audit_dir, labels, config, resume)
+        data_seconds = time.perf_counter() - started
+        fit_started = time.perf_counter()
+        saved = audit_dir / runs.PROBABILITIES_FILE
+        if resume and saved.is_file():  # A finished audit: only the checks are done again.
+            hooks.on_phase("cross-validation finished earlier; its probabilities are kept")
+            probabilities = runs.read_npy(saved)
+        else:
+            probabilities = _cross_validate(audit_dir, images, labels, assignment, config, hooks)
+        fit_seconds = time.perf_counter() - fit_started
+    except BaseException:
+        finished = runs.finished_folds(audit_dir, config.folds)
+        if finished:
+            hooks.on_phase(
+                f"stopped after {len(finished)} of {config.folds} folds; they are kept:"
+                f" resume with `mnistlab audit --resume {audit_dir}`"
+            )
+        elif not resume:
+            shutil.rmtree(audit_dir, ignore_errors=True)
+        raise
+    runs.write_npy(audit_dir / runs.PROBABILITIES_FILE, probabilities)
+    fold_accuracy = [
+        float((probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean())
+        for fold in range(config.folds)
+    ]
+
+    hooks.on_phase("finding label issues, duplicates and outliers")
+    checks_started = time.perf_counter()
+    num_train = len(dataset.train_labels)
+    issues = audit.find_label_issues(probabilities, labels)
+    neighbours = audit.nearest_neighbours(audit.pixel_features(images, seed=config.seed))
+    duplicates = audit.find_duplicates(images, neighbours)
+    outliers = audit.find_outliers(neighbours)
+    checks_seconds = time.perf_counter() - checks_started
+
+    summary = _summary(config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers)
+    _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels)
+    hooks.on_phase("drawing figures")
+    closest = audit.closest_cross_pairs(images, neighbours, num_train, SHOWN_DUPLICATE_PAIRS)
+    figures = _figures(config, images, labels, num_train, issues, closest, outliers)
+    for name, png in figures.items():
+        runs.write_png(audit_dir / runs.AUDIT_FIGURE_FILES[name], png)
+    summary["timings"] = {
+        "data_load_seconds": data_seconds,
+        "cross_validation_seconds": fit_seconds,
+        "checks_seconds": checks_seconds,
+        "total_seconds": time.perf_counter() - started,
+    }
+    summary["versions"] = library_versions() | _cleanlab_version()
+    summary["data"] = {"sha256": dataset.sha256}
+    tables = _html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
+    html = report.render_audit(config.to_dict(), summary, tables, figures)
+    runs.write_text(audit_dir / runs.AUDIT_REPORT_FILE, html)
+    # Written last: its presence marks a finished audit (runs.find_audit looks for it).
+    runs.write_json(audit_dir / runs.SUMMARY_FILE, summary)
+    for fold in range(config.folds):
+        runs.fold_file(audit_dir, fold).unlink(missing_ok=True)
+    return audit_dir
+
+
+def _fold_assignment(audit_dir: Path, labels: np.ndarray, config: Config, resume: bool) -> np.ndarray:
+    path = audit_dir / runs.FOLD_ASSIGNMENT_FILE
+    if resume:
+        assignment = runs.read_npy(path)
+        if assignment.shape != labels.shape:
+            raise RunError(f"{path} assigns {len(assignment)} images, but the dataset has {len(labels)}")
+        return assignment
+    try:
+        assignment = audit.fold_of_each_image(labels, config.folds, config.seed)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    runs.write_npy(path, assignment)
+    return assignment
+
+
+def _cross_validate(
+    audit_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    assignment: np.ndarray,
+    config: Config,
+    hooks: Hooks,
+) -> np.ndarray:
+    """Out-of-sample probabilities (float32 (N, 10)) for every image. Finished folds are read
+    back; the others are trained and saved."""
+    import keras
+
+    from mnistlab.models import build_model, steps_per_epoch
+    from mnistlab.train import fit, predict_probabilities, set_seed
+
+    probabilities = np.zeros((len(labels), NUM_CLASSES), dtype=np.float32)
+    for fold in range(config.folds):
+        held_out = assignment == fold
+        path = runs.fold_file(audit_dir, fold)
+        if path.is_file():
+            fold_probabilities = runs.read_npy(path)
+            if fold_probabilities.shape != (held_out.sum(), NUM_CLASSES):
+                raise RunError(f"{path} has shape {fold_probabilities.shape}; it belongs to another audit")
+            hooks.on_phase(f"fold {fold + 1}/{config.folds}: finished earlier, kept")
+        else:
+            training = ~held_out
+            hooks.on_phase(
+                f"fold {fold + 1}/{config.folds}: training {config.model} on"
+                f" {training.sum():,} images, scoring {held_out.sum():,}"
+            )
+            keras.backend.clear_session()
+            # A seed per fold, so a resumed fold trains exactly as it would have without the stop.
+            set_seed(config.seed + fold)
+            model = build_model(config, steps_per_epoch(int(training.sum()), config.batch_size))
+            # The held-out fold is only watched (its per-epoch scores), never used for a choice.
+            fit(
+                model,
+                images[training],
+                labels[training],
+                images[held_out],
+                labels[held_out],
+                config,
+                hooks.fit_callbacks,
+            )
+            fold_probabilities = predict_probabilities(model, images[held_out]).astype(np.float32)
+            runs.write_npy(path, fold_probabilities)
+        probabilities[held_out] = fold_probabilities
+        hooks.on_fold(fold + 1, config.folds)
+    return probabilities
+
+
+def _summary(config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers) -> dict:
+    num_train, num_test = len(dataset.train_labels), len(dataset.test_labels)
+    is_test = np.arange(len(labels)) >= num_train
+    test_flagged = issues.flagged[is_test]
+    accuracy_all, accuracy_kept = audit.accuracy_without(
+        probabilities[is_test], labels[is_test], test_flagged
+    )
+    kinds = {"train-train": 0, "test-test": 0, "test-train": 0}
+    test_with_train_twin: set[int] = set()
+    for pair in duplicates:
+        first_split, _ = audit.split_and_index(pair.first, num_train)
+        second_split, second_index = audit.split_and_index(pair.second, num_train)
+        if first_split != second_split:
+            kinds["test-train"] += 1
+            test_with_train_twin.add(second_index)
+        else:
+            kinds[f"{first_split}-{first_split}"] += 1
+    test_ranking = np.argsort(issues.label_quality[is_test], kind="stable")
+    published = audit.PUBLISHED_LABEL_ERRORS.get(config.dataset)
+    return {
+        "dataset": config.dataset,
+        "model": config.model,
+        "folds": config.folds,
+        "images": {"train": num_train, "test": num_test},
+        "cross_validated_accuracy": {
+            "all": float((probabilities.argmax(axis=1) == labels).mean()),
+            "per_fold": fold_accuracy,
+        },
+        "label_issues": {
+            "train": int(issues.flagged[~is_test].sum()),
+            "test": int(test_flagged.sum()),
+            "total": int(issues.flagged.sum()),
+        },
+        "test_accuracy": {
+            "all": accuracy_all,
+            "without_flagged": accuracy_kept,
+            "flagged_test_images": int(test_flagged.sum()),
+        },
+        "duplicates": {
+            "pairs": len(duplicates),
+            "exact_pairs": sum(pair.rms_difference == 0 for pair in duplicates),
+            "near_pairs": sum(pair.rms_difference > 0 for pair in duplicates),
+            "by_splits": kinds,
+            "test_images_with_train_twin": len(test_with_train_twin),
+            "threshold_rms": audit.NEAR_DUPLICATE_RMS,
+        },
+        "outliers": {
+            "train": int(outliers.flagged[~is_test].sum()),
+            "test": int(outliers.flagged[is_test].sum()),
+            "total": int(outliers.flagged.sum()),
+            "score_threshold": outliers.threshold,
+            "fence_iqr": audit.OUTLIER_FENCE_IQR,
+        },
+        "published_label_errors": None
+        if published is None
+        else {
+            **audit.published_overlap(test_ranking, test_flagged, published),
+            "source": audit.PUBLISHED_LABEL_ERRORS_SOURCE,
+        },
+    }
+
+
+def _label_issue_rows(num_train, issues):
+    for rank, position in enumerate(issues.ranked, start=1):
+        split, index = audit.split_and_index(int(position), num_train)
+        yield rank, split, index, position
+
+
+def _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels) -> None:
+    runs.write_csv(
+        audit_dir / runs.LABEL_ISSUES_FILE,
+        ["rank", "split", "index", "given_label", "suggested_label", "label_quality", "self_confidence"],
+        [
+            [rank, split, index, int(issues.given_labels[position]),
+             int(issues.suggested_labels[position]),
+             f"{issues.label_quality[position]:.6f}", f"{issues.self_confidence[position]:.6f}"]
+            for rank, split, index, position in _label_issue_rows(num_train, issues)
+        ],
+    )  # fmt: skip
+    duplicate_rows = []
+    for pair in duplicates:
+        first_split, first_index = audit.split_and_index(pair.first, num_train)
+        second_split, second_index = audit.split_and_index(pair.second, num_train)
+        duplicate_rows.append(
+            [first_split, first_index, int(labels[pair.first]), second_split, second_index,
+             int(labels[pair.second]), f"{pair.rms_difference:.6f}",
+             "exact" if pair.rms_difference == 0 else "near"]
+        )  # fmt: skip
+    runs.write_csv(
+        audit_dir / runs.DUPLICATES_FILE,
+        ["first_split", "first_index", "first_label", "second_split", "second_index",
+         "second_label", "rms_difference", "kind"],
+        duplicate_rows,
+    )  # fmt: skip
+    runs.write_csv(
+        audit_dir / runs.OUTLIERS_FILE,
+        ["rank", "split", "index", "label", "outlier_score"],
+        [
+            [rank, *audit.split_and_index(int(position), num_train), int(labels[position]),
+             f"{outliers.scores[position]:.6f}"]
+            for rank, position in enumerate(outliers.ranked, start=1)
+        ],
+    )  # fmt: skip
+
+
+def _is_published(dataset: str, split: str, index: int) -> bool:
+    published = audit.PUBLISHED_LABEL_ERRORS.get(dataset, {})
+    return split == "test" and index in published
+
+
+def _figures(config, images, labels, num_train, issues, closest, outliers) -> dict[str, bytes]:
+    shown = issues.ranked[:SHOWN_LABEL_ISSUES]
+    captions, marked = [], []
+    for position in shown:
+        split, index = audit.split_and_index(int(position), num_train)
+        captions.append(
+            f"{split} #{index}\ngiven {issues.given_labels[position]}"
+            f" → {issues.suggested_labels[position]}"
+        )
+        marked.append(_is_published(config.dataset, split, index))
+    label_sheet = plots.contact_sheet(images[shown], captions, highlighted=marked, empty_text="no label issues")
+
+    # The pooled order puts train first, so pair.second is the test image.
+    pair_figure = plots.image_pairs(
+        images[[pair.second for pair in closest]],
+        images[[pair.first for pair in closest]],
+        [
+            f"test #{pair.second - num_train} ({labels[pair.second]}) |"
+            f" train #{pair.first} ({labels[pair.first]})\nRMS difference {pair.rms_difference:.3f}"
+            for pair in closest
+        ],
+    )
+    # The most atypical images whether flagged or not: even with no outliers a reader sees
+    # what the least typical images look like.
+    shown = outliers.order[:SHOWN_OUTLIERS]
+    outlier_sheet = plots.contact_sheet(
+        images[shown],
+        [
+            "{} #{} ({})\nscore {:.3f}".format(
+                *audit.split_and_index(int(position), num_train), labels[position],
+                outliers.scores[position],
+            )
+            for position in shown
+        ],
+        empty_text="no images",
+    )  # fmt: skip
+    figures = {"label_issues": label_sheet, "duplicates": pair_figure, "outliers": outlier_sheet}
+    return {name: runs.figure_png(figure) for name, figure in figures.items()}
+
+
+def _html_tables(num_train, issues, duplicates, outliers, labels, dataset) -> dict[str, list[dict]]:
+    """The first rows of each table, as plain dicts for report.render_audit."""
+    label_rows = [
+        {
+            "rank": rank, "split": split, "index": index,
+            "given_label": int(issues.given_labels[position]),
+            "suggested_label": int(issues.suggested_labels[position]),
+            "label_quality": float(issues.label_quality[position]),
+            "self_confidence": float(issues.self_confidence[position]),
+            "published": _is_published(dataset, split, index),
+        }
+        for rank, split, index, position in _label_issue_rows(num_train, issues)
+        if rank <= TABLE_ROWS
+    ]  # fmt: skip
+    duplicate_rows = []
+    for pair in duplicates[:TABLE_ROWS]:
+        first_split, first_index = audit.split_and_index(pair.first, num_train)
+        second_split, second_index = audit.split_and_index(pair.second, num_train)
+        duplicate_rows.append(
+            {"first": f"{first_split} #{first_index} ({labels[pair.first]})",
+             "second": f"{second_split} #{second_index} ({labels[pair.second]})",
+             "rms_difference": pair.rms_difference}
+        )  # fmt: skip
+    outlier_rows = [
+        {"rank": rank, "image": "{} #{}".format(*audit.split_and_index(int(position), num_train)),
+         "label": int(labels[position]), "score": float(outliers.scores[position])}
+        for rank, position in enumerate(outliers.ranked[:TABLE_ROWS], start=1)
+    ]  # fmt: skip
+    return {"label_issues": label_rows, "duplicates": duplicate_rows, "outliers": outlier_rows}
+
+
+def _cleanlab_version() -> dict[str, str]:
+    from importlib import metadata
+
+    return {"cleanlab": metadata.version("cleanlab")}
