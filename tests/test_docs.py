@@ -16,10 +16,20 @@ def setup_commands():
 def test_readme_opens_with_two_setup_commands_and_ci_runs_the_second():
     main_job, tests = setup_commands()
     assert "\n" not in main_job and "\n" not in tests
-    assert main_job.endswith("mnistlab train") and tests.endswith("pytest")
     assert README.index(main_job) < README.index("## ")  # before any other section
-    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert tests in ci_lines
+    # The first installs every extra and trains; the second is the script CI runs.
+    assert main_job.endswith("mnistlab train") and '-e ".[all]"' in main_job
+    assert tests == "bash .ci/run"
+    install_and_test = (ROOT / ".ci" / "run").read_text().splitlines()[-1]
+    assert '-e ".[all,test]"' in install_and_test and install_and_test.endswith(".venv/bin/pytest")
+
+
+def test_the_all_extra_holds_every_optional_part():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    optional = {name for name in extras if name not in ("all", "test", "jax")}  # jax is core now
+    assert extras["all"] == [f"mnistlab[{','.join(sorted(optional))}]"]
 
 
 def test_every_documented_command_exists(capsys):

@@ -18,6 +18,7 @@ import pytest
 from mnistlab import sweep
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError
+from tests.conftest import require
 from tests.test_cli import assert_one_line_error, run_cli
 
 # A sweep as small as a real one gets: 1,000 training images, one epoch.
@@ -87,7 +88,7 @@ def test_bad_spaces_are_one_line_config_errors(values, message):
 
 
 def test_randint_includes_its_upper_end_in_ray_terms():
-    pytest.importorskip("ray")
+    require("ray")
     domain = sweep.Domain("randint", (2, 4)).to_tune()
     assert (domain.lower, domain.upper) == (2, 5)  # Ray's upper end is excluded
 
@@ -218,7 +219,7 @@ def stop_cluster(temp_dir: str) -> None:
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mnist_dir):
-    pytest.importorskip("ray")
+    require("ray")
     ray = Path(sys.executable).parent / "ray"
     # Short: Ray puts Unix sockets under it, and socket paths are limited to 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="mnistlab-ray-", dir="/tmp")
@@ -270,7 +271,7 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
 def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     """The local default: Ray starts here. Ctrl-C after the first finished trial keeps it;
     --resume runs the rest, and the best config trains as is."""
-    pytest.importorskip("ray")
+    require("ray")
     space_file = tmp_path / "space.json"
     space_file.write_text(json.dumps(TINY_SPACE))
     sweep_dir = tmp_path / "sweep"
