@@ -1,6 +1,8 @@
 """End-to-end runs on a small subset of real MNIST."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -107,3 +109,19 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
 
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
     assert code == 1 and "no checkpoint" in err
+
+
+def test_warm_imports_loads_the_evaluation_stack_in_the_background():
+    """train_run overlaps these imports with training; in a fresh process nothing else has
+    imported them yet."""
+    script = (
+        "import sys\n"
+        "from mnistlab import pipeline\n"
+        "assert 'sklearn.metrics' not in sys.modules and 'seaborn' not in sys.modules\n"
+        "thread = pipeline.warm_imports()\n"
+        "assert thread.daemon\n"
+        "thread.join(120)\n"
+        "assert 'sklearn.metrics' in sys.modules and 'seaborn' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr

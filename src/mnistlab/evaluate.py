@@ -134,7 +134,7 @@ def evaluate_probabilities(
 ) -> Evaluation:
     """Score class probabilities (N, 10) against integer labels (N,)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    # float32 softmax rows sum to 1 only within rounding.
+    # float32 softmax rows sum to 1 only within rounding; sklearn's log_loss warns otherwise.
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
     labels = np.asarray(labels).astype(np.int64)
     if probabilities.shape != (len(labels), NUM_CLASSES):
@@ -142,25 +142,21 @@ def evaluate_probabilities(
             f"expected probabilities of shape ({len(labels)}, {NUM_CLASSES});"
             f" received: {probabilities.shape}"
         )
+    # Imported here: scikit-learn takes about a second to import, and train_run warms it in a
+    # background thread while the model trains (pipeline.warm_imports).
+    from sklearn import metrics
+
     classes = list(range(NUM_CLASSES))
     predicted = probabilities.argmax(axis=1)
-    # NumPy, not scikit-learn: the same definitions, without its ~1 s import on every run.
-    confusion = np.bincount(
-        labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES * NUM_CLASSES
-    ).reshape(NUM_CLASSES, NUM_CLASSES)
+    confusion = metrics.confusion_matrix(labels, predicted, labels=classes)
     bins = calibration_bins(probabilities, labels)
-    support = confusion.sum(axis=1)
-    correct = np.diag(confusion).astype(np.float64)
-    precision = _ratio(correct, confusion.sum(axis=0))
-    recall = _ratio(correct, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    # Cross-entropy with probabilities clipped to [eps, 1 - eps], as sklearn's log_loss does.
-    eps = np.finfo(probabilities.dtype).eps
-    true_class = np.clip(probabilities[np.arange(len(labels)), labels], eps, 1 - eps)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
     return Evaluation(
         num_examples=int(len(labels)),
-        loss=float(-np.log(true_class).mean()),
-        accuracy=float((predicted == labels).mean()),
+        loss=float(metrics.log_loss(labels, probabilities, labels=classes)),
+        accuracy=float(metrics.accuracy_score(labels, predicted)),
         confusion_matrix=confusion.tolist(),
         per_class=[
             {
@@ -177,9 +173,3 @@ def evaluate_probabilities(
         expected_calibration_error=expected_calibration_error(bins),
         calibration_bins=bins,
     )
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Element-wise numerator / denominator, 0 where the denominator is 0 (an absent class)."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -36,6 +37,23 @@ class Hooks:
     fit_callbacks: Sequence = ()  # keras.callbacks.Callback instances
     # Called as on_fold(finished, total) after each cross-validation fold of an audit is saved.
     on_fold: Callable[[int, int], None] = lambda finished, total: None
+
+
+def warm_imports() -> threading.Thread:
+    """Import what evaluation and figures need (scikit-learn, seaborn and pandas: about 1.5 s)
+    in a background thread, so the import overlaps training instead of following it. Python's
+    import lock makes a later import of the same module wait for this one, never run twice."""
+
+    def work() -> None:
+        try:
+            import sklearn.metrics  # noqa: F401
+            import seaborn  # noqa: F401
+        except Exception:  # pragma: no cover - the real import later reports any problem
+            pass
+
+    thread = threading.Thread(target=work, name="mnistlab-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def library_versions() -> dict[str, str]:
@@ -132,6 +150,7 @@ def train_run(
         set_seed(config.seed)
         model = build_model(config, steps_per_epoch(len(train_images), config.batch_size))
         hooks.on_phase(f"training {config.model}")
+        warm_imports()
         fit_started = time.perf_counter()
         history = fit(
             model,
