@@ -253,11 +253,14 @@ def render_comparison(headers: list[str], rows: list[list]) -> str:
 
 
 def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) -> str:
-    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page."""
+    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page.
+    A "run directory" cell, relative to the page, links to that run's report."""
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, header: str = "") -> str:
         if isinstance(value, float):
             return f'<span data-value="{value!r}">{value:.4g}</span>'
+        if header == "run directory" and value:
+            return f'<a href="{_text(value)}/report.html">{_text(value)}</a>'
         return _text("" if value is None else value)
 
     facts = [[_text(key.replace("_", " ")), cell(value)] for key, value in summary.items()]
@@ -266,7 +269,7 @@ def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) 
         "<p>Trials are ranked by validation accuracy at their last epoch. The test accuracy is "
         "measured once per finished trial and plays no part in the ranking. A trial stopped "
         "early by the scheduler has no run directory.</p>"
-        + _table(headers, [[cell(value) for value in row] for row in rows], "sweep")
+        + _table(headers, [[cell(v, h) for h, v in zip(headers, row)] for row in rows], "sweep")
         + "</section><section><h2>Summary</h2>"
         + _table(["", "value"], facts, "summary")
         + "</section>"
