@@ -298,7 +298,9 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     results = json.loads((sweep_dir / "results.json").read_text())
     assert len(results["trials"]) == 3
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not re-run
-    assert (sweep_dir / "sweep.html").read_text().count("<tr>") >= 3
+    page = (sweep_dir / "sweep.html").read_text()
+    assert page.count("<tr>") >= 3
+    assert f'href="trials/{first[0].parent.name}/report.html"' in page
     finished = [t for t in results["trials"] if t["status"] == "finished"]
     best = finished[0]
     assert best["val_accuracy"] == max(t["val_accuracy"] for t in finished)
