@@ -82,7 +82,7 @@ def test_ensemble_run_is_an_ordinary_run_directory(tmp_path, mnist_dir, mnist, m
     rebuilt = pipeline.evaluate_run(out, data_dir=mnist_dir)
     assert rebuilt["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert rebuilt["model"] == metrics["model"]
-    headers, rows = pipeline.compare_runs([*member_runs, out])
+    _, rows = pipeline.compare_runs([*member_runs, out])
     assert rows[-1][1] == "ensemble of 2 (seed-mlp, seed-mlp)"
 
 

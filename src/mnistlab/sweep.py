@@ -426,7 +426,7 @@ def _start_ray(address: str | None) -> None:
     import ray
 
     # Ray's start-up notices are not for a CLI user; trials' output stays in their workers' logs.
-    options = dict(logging_level=logging.ERROR, log_to_driver=False)
+    options = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
             ray.init(address=address, **options)
