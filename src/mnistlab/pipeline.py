@@ -214,6 +214,9 @@ def _evaluate_and_write(
         "versions": library_versions(),
         "data": {"sha256": dataset.sha256},
     }
+    members = runs.ensemble_members(run_dir)
+    if members is not None:
+        metrics["ensemble_members"] = members
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     # From what was just computed: no need to read the files back.
     html = report.render_report(config.to_dict(), metrics, history, figures)

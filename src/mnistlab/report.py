@@ -120,8 +120,21 @@ def _summary(config: dict, metrics: dict) -> str:
         for name, digest in metrics["data"]["sha256"].items()
     ]
     parameters = _number(metrics.get("parameters"), "parameters")
+    members = ""
+    if metrics.get("ensemble_members"):
+        member_rows = [
+            [f"<code>{_text(m['run_dir'])}</code>", _text(m["model"]), _text(m["seed"]),
+             _number(m["test_accuracy"], f"ensemble_members.{i}.test_accuracy")]
+            for i, m in enumerate(metrics["ensemble_members"])
+        ]
+        members = (
+            "<h3>Ensemble members (class probabilities averaged)</h3>"
+            + _table(["run", "model", "seed", "test accuracy"], member_rows, "members")
+            + "<p>The configuration below is the first member's; it sets the evaluation.</p>"
+        )
     return (
         headline
+        + members
         + f"<p>Model <b>{_text(metrics['model'])}</b> ({parameters} parameters) on dataset "
         f"<b>{_text(metrics['dataset'])}</b>.</p>"
         + '<div class="grid">'
