@@ -66,7 +66,8 @@ def test_ensemble_run_is_an_ordinary_run_directory(tmp_path, mnist_dir, mnist, m
 
     members = json.loads((out / "ensemble.json").read_text())["members"]
     assert [m["seed"] for m in members] == [0, 1]
-    assert (out / "report.html").is_file() and "ensemble of 2" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "ensemble of 2" in page and page.count(str(member_runs[1].resolve())) == 1
 
     # One ONNX graph, used by predict like any run's, agreeing with the Keras mean.
     predictor = predict.Predictor.from_run(out)
@@ -82,7 +83,7 @@ def test_ensemble_run_is_an_ordinary_run_directory(tmp_path, mnist_dir, mnist, m
     rebuilt = pipeline.evaluate_run(out, data_dir=mnist_dir)
     assert rebuilt["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert rebuilt["model"] == metrics["model"]
-    headers, rows = pipeline.compare_runs([*member_runs, out])
+    _, rows = pipeline.compare_runs([*member_runs, out])
     assert rows[-1][1] == "ensemble of 2 (seed-mlp, seed-mlp)"
 
 

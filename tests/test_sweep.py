@@ -161,11 +161,8 @@ def free_port() -> int:
 
 def mnistlab(*args, **options) -> subprocess.Popen:
     """The CLI as its own process (Ray and signals need one), nice'd like any training."""
-    command = [sys.executable, "-m", "mnistlab.cli", *map(str, args)]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.nice(5), **options,
-    )
+    command = ["nice", "-n", "5", sys.executable, "-m", "mnistlab.cli", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
 
 
 def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
@@ -250,7 +247,7 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
         start(f"--address=127.0.0.1:{port}", *node_flags("second"))
         space_file = tmp_path / "space.json"
         space_file.write_text(json.dumps(TINY_SPACE))
-        code, out, err = finish(
+        code, _, err = finish(
             mnistlab("sweep", space_file, "--trials", 2, "--address", f"127.0.0.1:{port}",
                      "--out", tmp_path / "sweep", "--data-dir", mnist_dir, env=environment)
         )
@@ -284,7 +281,7 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
             break
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    code, out, err = finish(process)
+    code, _, err = finish(process)
     if code == 0:
         pytest.skip("the sweep finished before Ctrl-C reached it")  # a very fast machine
     assert code == 130, err
@@ -294,12 +291,14 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     assert first, "the finished trial was not kept"
     kept = {path: path.stat().st_mtime_ns for path in first}
 
-    code, out, err = finish(mnistlab("sweep", "--resume", sweep_dir))
+    code, _, err = finish(mnistlab("sweep", "--resume", sweep_dir))
     assert code == 0, err
     results = json.loads((sweep_dir / "results.json").read_text())
     assert len(results["trials"]) == 3
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not re-run
-    assert (sweep_dir / "sweep.html").read_text().count("<tr>") >= 3
+    page = (sweep_dir / "sweep.html").read_text()
+    assert page.count("<tr>") >= 3
+    assert f'href="trials/{first[0].parent.name}/report.html"' in page
     finished = [t for t in results["trials"] if t["status"] == "finished"]
     best = finished[0]
     assert best["val_accuracy"] == max(t["val_accuracy"] for t in finished)

@@ -516,6 +516,8 @@ def ensemble(
     finally:
         downloads.close()
     _print_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
+    for member in runs.read_json(run_dir, runs.ENSEMBLE_FILE)["members"]:
+        console.print(f"member {member['run_dir']}: test accuracy {member['test_accuracy']:.4f}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("fetch")

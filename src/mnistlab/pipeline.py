@@ -259,6 +259,9 @@ def _evaluate_and_write(
         metrics["audit"] = {"dir": str(audit_dir), "flagged_test_images": len(flagged)}
         for error in metrics["test"]["top_errors"]:
             error["audit_flagged"] = error["index"] in flagged
+    members = runs.ensemble_members(run_dir)
+    if members is not None:
+        metrics["ensemble_members"] = members
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     # From what was just computed: no need to read the files back.
     html = report.render_report(config.to_dict(), metrics, history, figures)

@@ -120,8 +120,21 @@ def _summary(config: dict, metrics: dict) -> str:
         for name, digest in metrics["data"]["sha256"].items()
     ]
     parameters = _number(metrics.get("parameters"), "parameters")
+    members = ""
+    if metrics.get("ensemble_members"):
+        member_rows = [
+            [f"<code>{_text(m['run_dir'])}</code>", _text(m["model"]), _text(m["seed"]),
+             _number(m["test_accuracy"], f"ensemble_members.{i}.test_accuracy")]
+            for i, m in enumerate(metrics["ensemble_members"])
+        ]
+        members = (
+            "<h3>Ensemble members (class probabilities averaged)</h3>"
+            + _table(["run", "model", "seed", "test accuracy"], member_rows, "members")
+            + "<p>The configuration below is the first member's; it sets the evaluation.</p>"
+        )
     return (
         headline
+        + members
         + f"<p>Model <b>{_text(metrics['model'])}</b> ({parameters} parameters) on dataset "
         f"<b>{_text(metrics['dataset'])}</b>.</p>"
         + '<div class="grid">'
@@ -262,11 +275,14 @@ def render_comparison(headers: list[str], rows: list[list]) -> str:
 
 
 def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) -> str:
-    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page."""
+    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page.
+    A "run directory" cell, relative to the page, links to that run's report."""
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, header: str = "") -> str:
         if isinstance(value, float):
             return f'<span data-value="{value!r}">{value:.4g}</span>'
+        if header == "run directory" and value:
+            return f'<a href="{_text(value)}/report.html">{_text(value)}</a>'
         return _text("" if value is None else value)
 
     facts = [[_text(key.replace("_", " ")), cell(value)] for key, value in summary.items()]
@@ -275,7 +291,7 @@ def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) 
         "<p>Trials are ranked by validation accuracy at their last epoch. The test accuracy is "
         "measured once per finished trial and plays no part in the ranking. A trial stopped "
         "early by the scheduler has no run directory.</p>"
-        + _table(headers, [[cell(value) for value in row] for row in rows], "sweep")
+        + _table(headers, [[cell(v, h) for h, v in zip(headers, row)] for row in rows], "sweep")
         + "</section><section><h2>Summary</h2>"
         + _table(["", "value"], facts, "summary")
         + "</section>"

@@ -133,12 +133,18 @@ def read_epoch_log(run_dir: Path) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in ordered] for name in names}
 
 
+def ensemble_members(run_dir: Path) -> list[dict] | None:
+    """The members listed in an ensemble's ENSEMBLE_FILE; None for an ordinary run."""
+    if not (Path(run_dir) / ENSEMBLE_FILE).is_file():
+        return None
+    return read_json(run_dir, ENSEMBLE_FILE)["members"]
+
+
 def model_label(run_dir: Path, config: Config) -> str:
     """What a run's model is called in reports: the config's model, or the ensemble's members."""
-    path = Path(run_dir) / ENSEMBLE_FILE
-    if not path.is_file():
+    members = ensemble_members(run_dir)
+    if members is None:
         return config.model
-    members = read_json(run_dir, ENSEMBLE_FILE)["members"]
     return f"ensemble of {len(members)} ({', '.join(member['model'] for member in members)})"
 
 

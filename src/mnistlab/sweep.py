@@ -426,7 +426,7 @@ def _start_ray(address: str | None) -> None:
     import ray
 
     # Ray's start-up notices are not for a CLI user; trials' output stays in their workers' logs.
-    options = dict(logging_level=logging.ERROR, log_to_driver=False)
+    options = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
             ray.init(address=address, **options)
@@ -568,7 +568,9 @@ def _write_results(result: SweepResult) -> None:
             "trials": [dataclasses.asdict(o) for o in result.outcomes],
         },
     )
-    runs.write_text(result.sweep_dir / HTML_FILE, report.render_sweep(headers, rows, result.summary))
+    # The page links each run by a path relative to itself, so the sweep directory can move.
+    relative = [[*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows]
+    runs.write_text(result.sweep_dir / HTML_FILE, report.render_sweep(headers, relative, result.summary))
     best = result.outcomes[0] if result.outcomes else None
     if best is not None and best.status == "finished":
         result.best_config = runs.read_config(Path(best.run_dir))
