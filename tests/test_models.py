@@ -26,13 +26,33 @@ def test_outputs_are_probabilities():
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
-def test_each_model_has_its_own_defaults_and_flags_override_them():
+def test_each_model_has_its_own_defaults_and_flags_override_them(monkeypatch):
+    from mnistlab import config
+
+    monkeypatch.setattr(config, "cpu_has_native_bfloat16", lambda: True)
     assert Config.for_model("seed-mlp") == Config()
     cnn = Config.for_model("cnn", epochs=3)
     assert (cnn.model, cnn.epochs, cnn.batch_size, cnn.lr_schedule, cnn.mixed_precision) == (
         "cnn", 3, 128, "cosine", True,
     )
     assert Config.for_model("cnn-best").epochs == 40
+    assert Config.for_model("cnn", mixed_precision=False).mixed_precision is False
+
+
+def test_bfloat16_by_default_only_where_the_cpu_computes_it_natively(monkeypatch, tmp_path):
+    from mnistlab import config
+
+    avx2_only = tmp_path / "avx2"
+    avx2_only.write_text("processor : 0\nflags : fpu sse2 avx avx2 fma\n")
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    assert config.cpu_has_native_bfloat16(avx2_only) is False
+    assert config.cpu_has_native_bfloat16(with_bf16) is True
+    assert config.cpu_has_native_bfloat16(tmp_path / "missing") is False
+    monkeypatch.setattr(config, "cpu_has_native_bfloat16", lambda: False)
+    assert Config.for_model("cnn").mixed_precision is False
+    assert Config.for_model("cnn-best").mixed_precision is False
+    assert Config.for_model("cnn", mixed_precision=True).mixed_precision is True
 
 
 def test_convolutional_models_take_the_same_input_and_train_in_bfloat16():

@@ -156,7 +156,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512; cnn, cnn-best 128]", show_default=False)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001; the model's own for cnn, cnn-best]", show_default=False)] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule: {', '.join(LR_SCHEDULES)}.", callback=_choice(LR_SCHEDULES), show_default=False)] = None,
-    mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best]", show_default=False)] = None,
+    mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best where the CPU has bfloat16 instructions]", show_default=False)] = None,
     validation_split: Annotated[Optional[float], typer.Option(help="Fraction of the training set held out for validation. [default: 0.1]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed. [default: 0]", show_default=False)] = None,
     top_errors: Annotated[Optional[int], typer.Option(min=0, help="How many confident mistakes to show. [default: 10]", show_default=False)] = None,

@@ -16,8 +16,10 @@ MODEL_NAMES = ("seed-mlp", "cnn", "cnn-best")
 LR_SCHEDULES = ("constant", "cosine")
 
 # Each model's own best-practice settings, applied by Config.for_model; flags override them.
-# The convolutional models train in bfloat16 (float32 weights): measured on this 2-core CPU
-# (AVX512-BF16), an epoch of cnn-best takes ~50 s instead of ~105 s in float32.
+# The convolutional models train in bfloat16 (float32 weights) where the CPU computes it natively
+# (AVX512-BF16 or AMX): measured on such a 2-core CPU, an epoch of cnn-best took ~50 s instead of
+# ~105 s in float32. Elsewhere bfloat16 is emulated and several times slower than float32, so
+# "auto" (resolved by Config.for_model) picks float32 there.
 MODEL_DEFAULTS: dict[str, dict] = {
     "seed-mlp": {},
     "cnn": {
@@ -25,7 +27,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "batch_size": 128,
         "learning_rate": 0.002,
         "lr_schedule": "cosine",
-        "mixed_precision": True,
+        "mixed_precision": "auto",
         "checkpoint": True,
     },
     "cnn-best": {
@@ -33,7 +35,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "batch_size": 128,
         "learning_rate": 0.002,
         "lr_schedule": "cosine",
-        "mixed_precision": True,
+        "mixed_precision": "auto",
         "checkpoint": True,
     },
 }
@@ -119,7 +121,10 @@ class Config:
         """The config a model trains best with by default (the seed's for seed-mlp)."""
         if model not in MODEL_DEFAULTS:
             raise ConfigError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
-        return cls(model=model, **MODEL_DEFAULTS[model]).replace(**changes)
+        defaults = dict(MODEL_DEFAULTS[model])
+        if defaults.get("mixed_precision") == "auto":
+            defaults["mixed_precision"] = cpu_has_native_bfloat16()
+        return cls(model=model, **defaults).replace(**changes)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed; None values mean 'keep'."""
@@ -152,6 +157,16 @@ class Config:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ConfigError(f"config file {path} is not readable JSON: {error}") from None
         return cls.from_dict(values)
+
+
+def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has bfloat16 instructions (x86 AVX512-BF16 or AMX-BF16), read from
+    Linux's /proc/cpuinfo; False where that cannot be read."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
