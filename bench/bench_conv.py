@@ -1,0 +1,96 @@
+"""Time to accuracy for the convolutional models (issue 9, target 2), whole process, full MNIST.
+
+In alternating rounds: the keras.io convnet (bench/keras_io_convnet.py) and `mnistlab train
+--model M --epochs E` for every M:E given. Per run: whole-process wall seconds, CPU seconds,
+test accuracy, seconds per epoch. Prints accuracy against wall time and the targets:
+>= 99.0% in <= 10 s, >= 99.5% in <= 90 s, one model >= 99.70% in <= 15 min.
+
+    .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
+        --runs cnn:2 cnn:15 [--convnet-epochs 15] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_train import (BENCH_DIR, default_data_dir, find_mnistlab, machine_description,
+                         run_bench_script, run_child, tail)
+
+TARGETS = ((0.990, 10.0), (0.995, 90.0), (0.997, 15 * 60.0))  # (accuracy, whole seconds)
+
+
+def run_mnistlab(exe: str, data_dir: str, model: str, epochs: int, work: Path, index: int,
+                 env: dict) -> dict:
+    name = f"{model}-{epochs}-{index}"
+    log = work / f"{name}.log"
+    argv = [exe, "train", "--model", model, "--epochs", str(epochs), "--no-checkpoint",
+            "--out", str(work / name), "--data-dir", data_dir]
+    code, wall, _, cpu = run_child(argv, log, env)
+    metrics_path = work / name / "metrics.json"
+    if code != 0 or not metrics_path.is_file():
+        sys.exit(f"error: {name} failed (exit {code}); log {log}:\n{tail(log)}")
+    metrics = json.loads(metrics_path.read_text())
+    fit = metrics["timings"]["fit_seconds"]
+    return {"whole": wall, "cpu": cpu, "fit": fit, "epoch": fit / epochs,
+            "acc": metrics["test"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=default_data_dir())
+    parser.add_argument("--runs", nargs="+", default=["cnn:2"], help="MODEL:EPOCHS for mnistlab.")
+    parser.add_argument("--convnet-epochs", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = str(Path(args.data_dir).resolve())
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_BACKEND", None)
+    exe = find_mnistlab()
+    work = Path(tempfile.mkdtemp(prefix="mnistlab-bench-conv-"))
+    print(f"machine: {machine_description()}  load avg: {os.getloadavg()[0]:.1f}", flush=True)
+
+    results: dict[str, list[dict]] = {}
+    try:
+        for index in range(1, args.repeats + 1):
+            name = f"keras.io convnet:{args.convnet_epochs}"
+            run = run_bench_script("convnet", [sys.executable, str(BENCH_DIR / "keras_io_convnet.py"),
+                                               "--data-dir", data_dir, "--epochs",
+                                               str(args.convnet_epochs)], work, index, env)
+            run["epoch"] = run["fit"] / args.convnet_epochs
+            results.setdefault(name, []).append(run)
+            print(f"  {name} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
+            for spec in args.runs:
+                model, epochs = spec.split(":")
+                run = run_mnistlab(exe, data_dir, model, int(epochs), work, index, env)
+                results.setdefault(spec, []).append(run)
+                print(f"  {spec} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n{'run':<26}{'whole (s)':>10}{'cpu (s)':>9}{'s/epoch':>9}{'test acc':>10}")
+    medians = {}
+    for name, runs in results.items():
+        medians[name] = {key: statistics.median(r[key] for r in runs)
+                         for key in ("whole", "cpu", "epoch", "acc")}
+        m = medians[name]
+        print(f"{name:<26}{m['whole']:>10.1f}{m['cpu']:>9.1f}{m['epoch']:>9.2f}{m['acc']:>10.4f}")
+    print()
+    for accuracy, seconds in TARGETS:
+        met = [name for name, m in medians.items()
+               if not name.startswith("keras.io") and m["acc"] >= accuracy and m["whole"] <= seconds]
+        print(f">= {accuracy:.1%} in <= {seconds:.0f} s: {'PASS ' + ', '.join(met) if met else 'MISS'}")
+    print(f"load avg after: {os.getloadavg()[0]:.1f} (wall times depend on other load)")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_description(), "runs": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
