@@ -59,7 +59,7 @@ def test_convolutional_models_take_the_same_input_and_train_in_bfloat16():
     from mnistlab.models import float32_copy
 
     for name in ("cnn", "cnn-best"):
-        config = Config.for_model(name)
+        config = Config.for_model(name, mixed_precision=True)  # whatever this CPU's default
         model = build_model(config, steps_per_epoch=10)
         assert model.input_shape == (None, 784) and model.output_shape == (None, 10)
         assert model.layers[1].dtype_policy.name == "mixed_bfloat16"
