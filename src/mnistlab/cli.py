@@ -249,9 +249,7 @@ def audit(
     from mnistlab import audit_workflow, runs
 
     hooks, downloads = _hooks(config.epochs)
-    hooks.on_fold = lambda finished, total: error_console.print(
-        f"fold {finished}/{total} done", style="dim", highlight=False
-    )
+    hooks.on_fold = lambda finished, total: _notice(f"fold {finished}/{total} done")
     try:
         audit_dir = audit_workflow.audit_dataset(
             config, data_dir=data_dir, out_dir=resume or out, hooks=hooks, resume=resume is not None
@@ -440,15 +438,14 @@ def sweep(
             values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None
         )
     _require("ray", "sweep")
-    on_event = lambda message: error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     if resume is None:
         sweep_dir = out or runs.new_run_dir(Path("sweeps"), "sweep")
-        result = sweeping.run_sweep(settings, sweep_dir, address=address, on_event=on_event)
+        result = sweeping.run_sweep(settings, sweep_dir, address=address, on_event=_notice)
     else:
-        result = sweeping.resume_sweep(resume, address=address, on_event=on_event)
+        result = sweeping.resume_sweep(resume, address=address, on_event=_notice)
     _print_sweep(result)
     if result.interrupted:
-        on_event(f"finished trials are kept; resume with `mnistlab sweep --resume {result.sweep_dir}`")
+        _notice(f"finished trials are kept; resume with `mnistlab sweep --resume {result.sweep_dir}`")
         raise typer.Exit(130)  # main() prints the one error line, as for any Ctrl-C
     if result.best_config is None:
         errors = [o.error for o in result.outcomes if o.error]

@@ -136,12 +136,13 @@ def train_run(
             keras.callbacks.BackupAndRestore(str(run_dir / runs.CHECKPOINT_DIR), double_checkpoint=True),
         ]
     try:
+        excluded = excluded_train_indices(config, run_dir)
         if not resume:
             runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
             if config.exclude is not None:
-                runs.write_json(run_dir / runs.EXCLUDED_FILE, _excluded_from_file(config))
+                runs.write_json(run_dir / runs.EXCLUDED_FILE, excluded)
         hooks.on_phase(f"loading {config.dataset}")
-        dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run_dir))
+        dataset = load_for_config(config, data_dir, hooks, excluded)
         data_seconds = time.perf_counter() - started
 
         train_images, train_labels, validation_images, validation_labels = split_validation(
@@ -436,17 +437,13 @@ def excluded_train_indices(config: Config, run_dir: Path | None = None) -> list[
     if kept_copy is not None and kept_copy.is_file():
         indices = runs.read_json(run_dir, runs.EXCLUDED_FILE)
     else:
-        indices = _excluded_from_file(config)
+        indices = runs.read_excluded_train_indices(Path(config.exclude))
     if config.excluded_sha256 is not None and indices_sha256(indices) != config.excluded_sha256:
         raise RunError(
             f"the excluded indices from {config.exclude} hash to {indices_sha256(indices)},"
             f" not {config.excluded_sha256} as the config records; the file has changed"
         )
     return list(indices)
-
-
-def _excluded_from_file(config: Config) -> list[int]:
-    return runs.read_excluded_train_indices(Path(config.exclude))
 
 
 def _audit_for(config: Config, audits_root: str | Path) -> Path | None:
