@@ -6,7 +6,10 @@ test accuracy, seconds per epoch. Prints accuracy against wall time and the targ
 >= 99.0% in <= 10 s, >= 99.5% in <= 90 s, one model >= 99.70% in <= 15 min.
 
     .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
-        --runs cnn:2 cnn:15 [--convnet-epochs 15] [--repeats 1]
+        --runs cnn:2 cnn:15 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
+
+A run is MODEL:EPOCHS or MODEL:EPOCHS:SEED. ``--keep DIR`` keeps mnistlab's run directories
+there (for example as members of ``mnistlab ensemble``) instead of deleting them.
 """
 
 from __future__ import annotations
@@ -26,35 +29,39 @@ from bench_train import (BENCH_DIR, default_data_dir, find_mnistlab, machine_des
 TARGETS = ((0.990, 10.0), (0.995, 90.0), (0.997, 15 * 60.0))  # (accuracy, whole seconds)
 
 
-def run_mnistlab(exe: str, data_dir: str, model: str, epochs: int, work: Path, index: int,
-                 env: dict) -> dict:
-    name = f"{model}-{epochs}-{index}"
+def run_mnistlab(exe: str, data_dir: str, spec: str, work: Path, index: int, env: dict) -> dict:
+    model, epochs, *seed = spec.split(":")
+    seed = seed[0] if seed else "0"
+    name = f"{model}-{epochs}-seed{seed}-{index}"
     log = work / f"{name}.log"
-    argv = [exe, "train", "--model", model, "--epochs", str(epochs), "--no-checkpoint",
-            "--out", str(work / name), "--data-dir", data_dir]
+    argv = [exe, "train", "--model", model, "--epochs", epochs, "--seed", seed,
+            "--no-checkpoint", "--out", str(work / name), "--data-dir", data_dir]
     code, wall, _, cpu = run_child(argv, log, env)
     metrics_path = work / name / "metrics.json"
     if code != 0 or not metrics_path.is_file():
         sys.exit(f"error: {name} failed (exit {code}); log {log}:\n{tail(log)}")
     metrics = json.loads(metrics_path.read_text())
     fit = metrics["timings"]["fit_seconds"]
-    return {"whole": wall, "cpu": cpu, "fit": fit, "epoch": fit / epochs,
+    return {"whole": wall, "cpu": cpu, "fit": fit, "epoch": fit / int(epochs),
             "acc": metrics["test"]["accuracy"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--runs", nargs="+", default=["cnn:2"], help="MODEL:EPOCHS for mnistlab.")
+    parser.add_argument("--runs", nargs="+", default=["cnn:2"], help="MODEL:EPOCHS[:SEED] for mnistlab.")
     parser.add_argument("--convnet-epochs", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="Keep mnistlab's run directories here.")
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("KERAS_BACKEND", None)
     exe = find_mnistlab()
-    work = Path(tempfile.mkdtemp(prefix="mnistlab-bench-conv-"))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="mnistlab-bench-conv-"))
     print(f"machine: {machine_description()}  load avg: {os.getloadavg()[0]:.1f}", flush=True)
 
     results: dict[str, list[dict]] = {}
@@ -68,12 +75,12 @@ def main() -> None:
             results.setdefault(name, []).append(run)
             print(f"  {name} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
             for spec in args.runs:
-                model, epochs = spec.split(":")
-                run = run_mnistlab(exe, data_dir, model, int(epochs), work, index, env)
+                run = run_mnistlab(exe, data_dir, spec, work, index, env)
                 results.setdefault(spec, []).append(run)
                 print(f"  {spec} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{'run':<26}{'whole (s)':>10}{'cpu (s)':>9}{'s/epoch':>9}{'test acc':>10}")
     medians = {}

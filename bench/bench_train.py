@@ -6,6 +6,8 @@ In every round, each contender runs once, in a fresh subprocess, in this order:
 * mnistlab cold  - `mnistlab train`, empty cache directory (JAX compiles from scratch)
 * mnistlab warm  - `mnistlab train`, a cache directory that has seen one earlier run
 * keras-jax      - the re-creation on Keras + JAX in a venv without TensorFlow (--peer-python)
+* torch eager    - bench/torch_mlp.py, the same MLP in PyTorch eager mode, fp32 (--torch-python)
+* torch bf16     - the same under CPU autocast to bfloat16 (--torch-python)
 * numpy          - bench/numpy_mlp.py, the same MLP trained by hand in NumPy
 * floor          - bench/gemm_floor.py, the fp32 GEMMs of those 10 epochs in XLA (fit only)
 
@@ -16,7 +18,8 @@ medians against the re-creation and the floor, and the issue's targets with PASS
 Standard library only; the data comes from --data-dir (nothing is downloaded).
 
     .venv/bin/python bench/bench_train.py --data-dir /work/shared/data [--repeats 3]
-        [--peer-python /path/to/venv-without-tf/bin/python] [--json results.json]
+        [--peer-python /path/to/venv-without-tf/bin/python]
+        [--torch-python /path/to/venv-with-torch/bin/python] [--json results.json]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ REPO = BENCH_DIR.parent
 RECREATION = BENCH_DIR / "seed_notebook.py"
 
 NUMPY_PEER = BENCH_DIR / "numpy_mlp.py"
+TORCH_PEER = BENCH_DIR / "torch_mlp.py"
 GEMM_FLOOR = BENCH_DIR / "gemm_floor.py"
 
 # The issue's targets (issue 9).
@@ -48,8 +52,8 @@ TARGET_RSS_RATIO = 0.6  # mnistlab peak RSS / re-creation's
 TARGET_ACCURACY = 0.975  # every mnistlab run
 
 LABELS = {"recreation": "re-creation", "mnistlab-cold": "mnistlab cold",
-          "mnistlab-warm": "mnistlab warm", "keras-jax": "keras-jax no TF", "numpy": "numpy",
-          "floor": "GEMM floor"}
+          "mnistlab-warm": "mnistlab warm", "keras-jax": "keras-jax no TF", "torch": "torch eager",
+          "torch-bf16": "torch bf16", "numpy": "numpy", "floor": "GEMM floor"}
 
 
 def default_data_dir() -> str:
@@ -210,6 +214,9 @@ def main() -> None:
     parser.add_argument("--peer-python", default=None,
                         help="Python of a venv with Keras + JAX and no TensorFlow: runs the "
                         "re-creation there on JAX. Left out: that peer is skipped.")
+    parser.add_argument("--torch-python", default=None,
+                        help="Python of a venv with PyTorch and NumPy: runs bench/torch_mlp.py "
+                        "there, fp32 and bf16 autocast. Left out: those peers are skipped.")
     parser.add_argument("--json", type=Path, default=None,
                         help="Also write every run and the machine's description here.")
     args = parser.parse_args()
@@ -245,6 +252,16 @@ def main() -> None:
         contenders["keras-jax"] = lambda i: run_bench_script(
             "keras-jax", [args.peer_python, str(RECREATION), "--data-dir", data_dir,
                           "--out", str(work / f"keras-jax-{i}")], work, i, jax_env)
+    if args.torch_python:
+        # torch's default threads (both cores), but sleeping rather than spinning at OpenMP
+        # barriers: spinning threads made each step ~30x slower while other jobs held the cores.
+        torch_env = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
+        contenders["torch"] = lambda i: run_bench_script(
+            "torch", [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir], work, i,
+            torch_env)
+        contenders["torch-bf16"] = lambda i: run_bench_script(
+            "torch-bf16", [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir, "--bf16"],
+            work, i, torch_env)
     contenders["numpy"] = lambda i: run_bench_script(
         "numpy", [sys.executable, str(NUMPY_PEER), "--data-dir", data_dir], work, i,
         # One BLAS thread: OpenBLAS's spinning threads collapse on a shared, loaded machine.

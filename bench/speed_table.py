@@ -19,6 +19,8 @@ LABELS = {
     "mnistlab-cold": "`mnistlab train`, first run (empty cache)",
     "mnistlab-warm": "`mnistlab train`, later runs",
     "keras-jax": "Keras on JAX, no TensorFlow installed",
+    "torch": "PyTorch eager, fp32",
+    "torch-bf16": "PyTorch eager, bf16 autocast",
     "numpy": "NumPy by hand (1 BLAS thread)",
     "floor": "fp32 GEMM floor (XLA)",
 }

@@ -39,6 +39,22 @@ def test_each_model_gets_its_backend_and_keras_backend_overrides_it(tmp_path):
     assert overridden[:2] == ["tensorflow", "tensorflow"]
 
 
+def test_keras_imports_without_scikit_learn_which_stays_importable_after():
+    script = (
+        "import sys; from mnistlab import backend\n"
+        "backend.choose('seed-mlp')\n"
+        "with backend.scikit_learn_deferred():\n"
+        "    import keras\n"
+        "print('during', 'sklearn' in sys.modules)\n"
+        "from sklearn.metrics import accuracy_score\n"
+        "print('after', accuracy_score([1, 2], [1, 3]))\n"
+        "with backend.scikit_learn_deferred():\n"  # Already imported: left as it is.
+        "    import sklearn\n"
+        "print('again', sklearn.__name__)\n"
+    )
+    assert python(script).stdout.split() == ["during", "False", "after", "0.5", "again", "sklearn"]
+
+
 def test_jax_compilation_cache_lives_in_mnistlab_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert backend.jax_cache_dir() == tmp_path / "mnistlab" / "jax"

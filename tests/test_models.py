@@ -39,6 +39,14 @@ def test_each_model_has_its_own_defaults_and_flags_override_them(monkeypatch):
     assert Config.for_model("cnn", mixed_precision=False).mixed_precision is False
 
 
+def test_audit_trains_the_slow_models_fewer_epochs_per_fold_unless_told():
+    assert Config.for_audit("seed-mlp") == Config.for_model("seed-mlp")
+    assert Config.for_audit("cnn") == Config.for_model("cnn", epochs=4)
+    assert Config.for_audit("cnn-best", seed=3).epochs == 4
+    assert Config.for_audit("cnn", epochs=9, folds=3) == Config.for_model("cnn", epochs=9, folds=3)
+    assert Config.for_audit("cnn", epochs=None).epochs == 4
+
+
 def test_bfloat16_by_default_only_where_the_cpu_computes_it_natively(monkeypatch, tmp_path):
     from mnistlab import config
 

@@ -50,6 +50,26 @@ def choose(model: str | None) -> str:
 
 
 @contextlib.contextmanager
+def scikit_learn_deferred() -> Iterator[None]:
+    """While inside, ``import sklearn`` fails as if it were not installed; after, it works.
+
+    Importing Keras imports scikit-learn (1.3 s with SciPy) for its scikit-learn wrappers,
+    which mnistlab never uses, and which Keras builds without scikit-learn when the import
+    fails. Wrapped around ``import keras``, this moves scikit-learn's import off the start-up
+    path to where mnistlab needs it (``pipeline.warm_imports`` loads it while a model trains).
+    """
+    if "sklearn" in sys.modules:
+        yield
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # Python's "not importable" marker.
+    try:
+        yield
+    finally:
+        if sys.modules.get("sklearn", 0) is None:
+            del sys.modules["sklearn"]
+
+
+@contextlib.contextmanager
 def tensorflow_left_alone() -> Iterator[None]:
     """While inside, Keras does not import TensorFlow just to ask whether it is installed.
 

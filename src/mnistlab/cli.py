@@ -70,7 +70,8 @@ def _import_keras(model: str | None = None) -> None:
     except (AttributeError, ValueError, io.UnsupportedOperation):
         fd = None  # Not a real file (e.g. a test runner's capture): nothing to silence.
     if fd is None or os.environ.get("MNISTLAB_DEBUG"):
-        import keras  # noqa: F401
+        with backend.scikit_learn_deferred():
+            import keras  # noqa: F401
 
         return
     sys.stderr.flush()
@@ -78,7 +79,8 @@ def _import_keras(model: str | None = None) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     try:
-        import keras  # noqa: F401
+        with backend.scikit_learn_deferred():
+            import keras  # noqa: F401
     finally:
         os.dup2(saved, fd)
         os.close(saved)
@@ -222,7 +224,7 @@ def audit(
     model: Annotated[str, typer.Option(help=f"Model scoring the images: {', '.join(MODEL_NAMES)}.", callback=_choice(MODEL_NAMES))] = "seed-mlp",
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds over train and test pooled.")] = 5,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (folds and models).")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per fold. [default: the model's own]", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per fold. [default: the model's own; 4 for cnn and cnn-best]", show_default=False)] = None,
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N training images.", show_default=False)] = None,
     test_limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N test images.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Carry on an interrupted audit after its last finished fold, with its own config.", show_default=False)] = None,
@@ -241,8 +243,8 @@ def audit(
 
         config = runs.read_config(resume)
     else:
-        config = Config.for_model(model).replace(
-            dataset=dataset, folds=folds, seed=seed, epochs=epochs,
+        config = Config.for_audit(
+            model, dataset=dataset, folds=folds, seed=seed, epochs=epochs,
             train_limit=train_limit, test_limit=test_limit,
         )  # fmt: skip
     _import_keras(config.model)
