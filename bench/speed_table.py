@@ -39,7 +39,7 @@ def render(results: dict) -> str:
     floor = _median(runs["floor"], "fit")
     rounds = len(runs["recreation"])
     one_minute_loads = (results["load_before"][0], results["load_after"][0])
-    load = f"{min(one_minute_loads):.0f}–{max(one_minute_loads):.0f}"
+    load = f"{min(one_minute_loads):.1f}–{max(one_minute_loads):.1f}"
     lines = [
         f"Measured on {results['machine']}, {rounds} alternating rounds, medians; load average "
         f"{load} while measuring (shared machine: wall times inflated, CPU seconds less so).",

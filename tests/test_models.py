@@ -85,3 +85,34 @@ def test_cosine_schedule_decays_to_one_percent():
     assert np.isclose(float(schedule), config.learning_rate)
     decay = model.optimizer._learning_rate
     assert np.isclose(float(decay(10)), config.learning_rate * 0.01)
+
+
+def test_augmentation_is_a_setting_on_by_default_only_for_cnn_best():
+    assert Config.for_model("cnn-best").augment is True
+    assert Config.for_model("cnn").augment is False and Config().augment is False
+    assert Config.for_model("cnn", augment=True).augment is True
+    # A config written before the setting existed keeps what its model did then.
+    old = {"model": "cnn-best", "epochs": 40}
+    assert Config.from_dict(old).augment is True
+    assert Config.from_dict({"model": "cnn"}).augment is False
+    assert Config.from_dict({**old, "augment": False}).augment is False
+
+
+def test_augmentation_changes_training_images_only_and_is_left_out_for_export():
+    from mnistlab.models import AUGMENTATION_LAYERS, without_augmentation
+
+    images = np.random.default_rng(0).random((4, 784)).astype("float32")
+    for name in ("seed-mlp", "cnn"):
+        plain = build_model(Config.for_model(name), steps_per_epoch=10)
+        augmented = build_model(Config.for_model(name, augment=True), steps_per_epoch=10)
+        assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in plain.layers)
+        assert sum(isinstance(layer, AUGMENTATION_LAYERS) for layer in augmented.layers) == 3
+        assert augmented.count_params() == plain.count_params()  # no weights of its own
+        at_inference = np.asarray(augmented(images, training=False))
+        exported = without_augmentation(augmented)
+        assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in exported.layers)
+        assert np.allclose(np.asarray(exported(images, training=False)), at_inference, atol=1e-6)
+        # While training, the first augmentation layer (a random rotation) moves the images.
+        reshape = augmented.layers[0]
+        moved = augmented.layers[1](reshape(images), training=True)
+        assert not np.allclose(np.asarray(moved), np.asarray(reshape(images)))

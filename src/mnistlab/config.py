@@ -31,6 +31,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "checkpoint": True,
     },
     "cnn-best": {
+        "augment": True,
         "epochs": 40,
         "batch_size": 128,
         "learning_rate": 0.002,
@@ -65,6 +66,9 @@ class Config:
     lr_schedule: str = "constant"
     # Train in bfloat16 with float32 weights; the saved model is float32 either way.
     mixed_precision: bool = False
+    # Random rotations (up to 10 degrees), shifts and zooms (up to 10%) of each training image,
+    # drawn afresh every epoch; inactive at inference and left out of an exported model.
+    augment: bool = False
     # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
     checkpoint: bool = False
     # Fraction of the training set held out (chosen by the seed) and scored every epoch.
@@ -95,7 +99,7 @@ class Config:
             raise ConfigError(
                 f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}"
             )
-        for name in ("mixed_precision", "checkpoint"):
+        for name in ("mixed_precision", "checkpoint", "augment"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; received: {getattr(self, name)!r}")
         _check_int("epochs", self.epochs, minimum=1)
@@ -157,6 +161,9 @@ class Config:
             raise ConfigError(
                 f"unknown config key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
             )
+        if "augment" not in values and values.get("model") in MODEL_DEFAULTS:
+            # Configs written before `augment` existed: cnn-best always augmented.
+            values = {**values, "augment": MODEL_DEFAULTS[values["model"]].get("augment", False)}
         try:
             return cls(**values)
         except TypeError as error:  # e.g. a string where a number belongs, caught by a comparison
