@@ -6,9 +6,11 @@ them, so ``mnistlab --help`` and ``mnistlab data info`` answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,28 +61,32 @@ def _choice(allowed: tuple[str, ...]):
 
 
 def _import_keras(model: str | None = None) -> None:
-    """Choose the backend for ``model`` (backend.choose), then import Keras with fd 2 silenced:
-    TensorFlow and JAX print C++ log lines while they load, which are noise to a CLI user
-    (--debug lets them through)."""
+    """Choose the backend for ``model`` (backend.choose), then import Keras with fd 2 silenced
+    and without scikit-learn (backend.scikit_learn_deferred)."""
     from mnistlab import backend
 
     backend.choose(model)
+    with backend.scikit_learn_deferred(), _native_stderr_silenced():
+        import keras  # noqa: F401
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point fd 2 at /dev/null while inside: TensorFlow and JAX print C++ log lines while they
+    load, which are noise to a CLI user (--debug lets them through)."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
         fd = None  # Not a real file (e.g. a test runner's capture): nothing to silence.
     if fd is None or os.environ.get("MNISTLAB_DEBUG"):
-        with backend.scikit_learn_deferred():
-            import keras  # noqa: F401
-
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     try:
-        with backend.scikit_learn_deferred():
-            import keras  # noqa: F401
+        yield
     finally:
         os.dup2(saved, fd)
         os.close(saved)

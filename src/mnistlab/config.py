@@ -140,9 +140,8 @@ class Config:
     def for_audit(cls, model: str = "seed-mlp", **changes: Any) -> Config:
         """The config ``mnistlab audit`` trains each fold with: the model's own, with
         ``AUDIT_EPOCHS`` for the slow ones; flags (``changes``) override both."""
-        audit_changes = {"epochs": AUDIT_EPOCHS.get(model)}
-        audit_changes.update({k: v for k, v in changes.items() if v is not None})
-        return cls.for_model(model, **audit_changes)
+        given = {name: value for name, value in changes.items() if value is not None}
+        return cls.for_model(model, **{"epochs": AUDIT_EPOCHS.get(model), **given})
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed; None values mean 'keep'."""
