@@ -128,32 +128,33 @@ def _decode(file, label: str) -> Image.Image:
             raise ImageError(f"{label}: not a supported image (expected {expected})") from None
         except Exception as error:  # Pillow's parsers raise many types on malformed headers.
             raise ImageError(f"{label}: damaged or truncated image ({_reason(error)})") from None
-        with image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{label}: image is {width} x {height} pixels, more than the limit of"
-                    f" {MAX_PIXELS:,}; scale it down first"
-                )
-            if width == 0 or height == 0:
-                raise ImageError(f"{label}: image is {width} x {height} pixels, it has no pixels")
-            try:
-                image.seek(0)
-                if image.format == "JPEG" and max(width, height) > 2 * WORKING_SIDE:
-                    # Decode at 1/2, 1/4 or 1/8 scale (cheap in the JPEG decoder), keeping at
-                    # least WORKING_SIDE pixels: normalize_digit would shrink it anyway.
-                    scale = WORKING_SIDE / max(width, height)
-                    image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
-                image.load()
-                frame = image.copy()
-            except Exception as error:  # Truncated data: OSError, SyntaxError, EOFError, ...
-                raise ImageError(
-                    f"{label}: damaged or truncated {image.format} image ({_reason(error)})"
-                ) from None
+        # Not closed here: closing discards the pixels, and a copy would cost a full pass.
+        # The caller's file (or bytes buffer) is what holds resources, and it is closed there.
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageError(
+                f"{label}: image is {width} x {height} pixels, more than the limit of"
+                f" {MAX_PIXELS:,}; scale it down first"
+            )
+        if width == 0 or height == 0:
+            raise ImageError(f"{label}: image is {width} x {height} pixels, it has no pixels")
         try:
-            return ImageOps.exif_transpose(frame)
+            image.seek(0)
+            if image.format == "JPEG" and max(width, height) > 2 * WORKING_SIDE:
+                # Decode at 1/2, 1/4 or 1/8 scale (cheap in the JPEG decoder), keeping at
+                # least WORKING_SIDE pixels: normalize_digit would shrink it anyway.
+                scale = WORKING_SIDE / max(width, height)
+                image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+            image.load()
+        except Exception as error:  # Truncated data: OSError, SyntaxError, EOFError, ...
+            raise ImageError(
+                f"{label}: damaged or truncated {image.format} image ({_reason(error)})"
+            ) from None
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
         except Exception:  # A malformed EXIF block only loses the orientation, not the image.
-            return frame
+            pass
+        return image
 
 
 def _reason(error: BaseException) -> str:
@@ -460,7 +461,11 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         factor = max(image.size) // WORKING_SIDE
         if factor >= 2:
             image = image.reduce(factor)
-        if image.mode in ("RGB", "RGBA"):
+        if image.mode in ("LA", "RGBA") and image.getextrema()[-1][0] == 255:
+            # Fully opaque (a canvas export usually is): the alpha band carries nothing, and
+            # dropping it here halves the pixels to convert below.
+            image = image.convert("L")
+        elif image.mode in ("RGB", "RGBA"):
             # Pillow's luminance (ITU-R 601, as below) in C, rounded to whole levels.
             image = image.convert("L" if image.mode == "RGB" else "LA")
         return np.asarray(image)
@@ -471,7 +476,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 def _unit_range(array: np.ndarray) -> np.ndarray:
     """Scale pixel values to [0, 1]: by the dtype's range for bytes, by the data otherwise."""
     if array.dtype == np.uint8:
-        return array.astype(np.float32) * np.float32(1 / 255)
+        return np.multiply(array, np.float32(1 / 255), dtype=np.float32)
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     values = array.astype(np.float64)
