@@ -200,12 +200,13 @@ def main() -> int:
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
     parser.add_argument("--kinds", default="drawing,photo,scan",
                         help="Comma-separated: drawing, photo, scan (default all).")
+    parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     dataset = load_dataset("mnist", args.data_dir)
     generator = load_module("make_user_digits", HERE / "make_user_digits.py")
-    predictor = Predictor.from_run()
+    predictor = Predictor.from_run(args.model)
     print(f"cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}  baseline: {args.baseline}")
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-images-") as folder:
         modules = {"baseline": load_baseline(args.baseline, Path(folder)), "new": images}
