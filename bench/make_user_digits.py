@@ -31,25 +31,23 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from scipy import ndimage
 
 from mnistlab.data import load_dataset
+# Canvas drawings are the package's own (training uses them too); the other kinds live here.
+from mnistlab.drawings import (  # noqa: F401 - drawing_coverage and colour_drawing: bench_images
+    CANVAS_SIDE,
+    DRAWING_STYLES,
+    colour_drawing,
+    drawing_coverage,
+    place,
+    render_drawing,
+    upscale,
+)
 
 KINDS = ("photo", "mouse", "scan", "font", "drawing")
 PHOTO_SIZE = (400, 300)  # Width, height.
-CANVAS_SIDE = 280
 SCAN_SIDE = 300
 FONT_CANVAS_SIDE = 200
-DRAWING_STYLES = ("white-on-black", "black-on-white", "black-on-transparent")
-DRAWING_WIDTHS = (6.0, 30.0)  # Brush widths in px on the 280 px canvas, as canvas apps use.
-
-
-def upscale(digit: np.ndarray, height: int) -> np.ndarray:
-    """An MNIST digit (28x28 uint8) as an ink map in [0, 1], ``height`` px tall, crisp edges."""
-    image = Image.fromarray(digit.astype(np.float32) / 255)
-    image = image.resize((height, height), Image.Resampling.BICUBIC)
-    # Bicubic upscaling leaves a soft halo; a pen stroke has a firmer edge.
-    return np.clip((np.asarray(image, dtype=np.float64) - 0.25) / 0.5, 0.0, 1.0)
 
 
 def rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
@@ -57,15 +55,6 @@ def rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
         degrees, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0.0
     )
     return np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
-
-
-def place(ink: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """Put ``ink`` at a random position inside a ``width`` x ``height`` canvas."""
-    canvas = np.zeros((height, width))
-    top = int(rng.integers(0, height - ink.shape[0] + 1))
-    left = int(rng.integers(0, width - ink.shape[1] + 1))
-    canvas[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
-    return canvas
 
 
 def smooth_noise(width: int, height: int, cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,99 +102,6 @@ def render_mouse(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
         pixels[..., 3] = alpha
         return Image.fromarray(pixels)
     return Image.fromarray(alpha)
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """One-pixel-wide skeleton of a binary shape (Zhang and Suen, 1984), vectorised."""
-    image = np.pad(mask.astype(np.uint8), 1)
-    while True:
-        changed = False
-        for step in (0, 1):
-            centre = image[1:-1, 1:-1]
-            # Neighbours clockwise from north: p2 (N), p3 (NE), ..., p9 (NW).
-            ring = [image[:-2, 1:-1], image[:-2, 2:], image[1:-1, 2:], image[2:, 2:],
-                    image[2:, 1:-1], image[2:, :-2], image[1:-1, :-2], image[:-2, :-2]]
-            count = sum(ring)
-            rises = sum((ring[i] == 0) & (ring[(i + 1) % 8] == 1) for i in range(8))
-            north, east, south, west = ring[0], ring[2], ring[4], ring[6]
-            if step == 0:
-                keep_corner = (north * east * south == 0) & (east * south * west == 0)
-            else:
-                keep_corner = (north * east * west == 0) & (north * south * west == 0)
-            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner
-            if remove.any():
-                centre[remove] = 0
-                changed = True
-        if not changed:
-            return image[1:-1, 1:-1].astype(bool)
-
-
-def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
-    """The digit's pen path as a 1 px polyline on a canvas ``height`` px tall (plus a margin).
-
-    The skeleton is found at 4x MNIST's resolution (cheap), then each pair of neighbouring
-    skeleton pixels becomes a line segment scaled up to the canvas.
-    """
-    # A low threshold keeps MNIST's faint stroke segments, so the path does not break up.
-    skeleton = thin(upscale(digit, 4 * 28) >= 0.25)
-    scale = height / (4 * 28)
-    margin = DRAWING_WIDTHS[1]
-    side = int(height + 2 * margin)
-    path = Image.new("1", (side, side), 0)
-    draw = ImageDraw.Draw(path)
-    rows, columns = np.nonzero(skeleton)
-    on = set(zip(rows.tolist(), columns.tolist()))
-    for row, column in on:
-        start = (margin + column * scale, margin + row * scale)
-        draw.point(start, fill=1)
-        for step_row, step_column in ((0, 1), (1, -1), (1, 0), (1, 1)):
-            if (row + step_row, column + step_column) in on:
-                end = (margin + (column + step_column) * scale, margin + (row + step_row) * scale)
-                draw.line([start, end], fill=1)
-    return np.asarray(path)
-
-
-def stroke_coverage(skeleton: np.ndarray, width: float) -> np.ndarray:
-    """A round brush of ``width`` px run along the skeleton: round caps and joins, with the
-    one-pixel anti-aliased rim that canvas renderers draw (coverage falls from 1 to 0 across
-    the stroke's edge)."""
-    distance = ndimage.distance_transform_edt(~skeleton)
-    return np.clip(width / 2 + 0.5 - distance, 0.0, 1.0)
-
-
-def render_drawing(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
-    """A canvas drawing of the digit: its pen path (the skeleton) drawn with a round brush of
-    random width, off-centre on a 280x280 canvas, exported as RGBA like ``canvas.toBlob``.
-
-    ``style`` is one of DRAWING_STYLES: white on black (this project's page), black on white,
-    or black on a transparent canvas.
-    """
-    return colour_drawing(drawing_coverage(digit, rng), style)
-
-
-def drawing_coverage(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The brush's coverage of each pixel of the 280x280 canvas, in [0, 1]."""
-    height = int(rng.integers(int(0.45 * CANVAS_SIDE), int(0.85 * CANVAS_SIDE)))
-    width = rng.uniform(*DRAWING_WIDTHS)
-    ink = stroke_coverage(pen_path(digit, height), width)
-    rows, columns = np.nonzero(ink)
-    ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    return place(ink[:CANVAS_SIDE, :CANVAS_SIDE], CANVAS_SIDE, CANVAS_SIDE, rng)
-
-
-def colour_drawing(ink: np.ndarray, style: str) -> Image.Image:
-    """RGBA pixels of a drawing in one of DRAWING_STYLES, from its coverage."""
-    level = np.round(ink * 255).astype(np.uint8)
-    pixels = np.zeros((*ink.shape, 4), np.uint8)
-    if style == "white-on-black":
-        pixels[..., :3] = level[..., None]
-        pixels[..., 3] = 255
-    elif style == "black-on-white":
-        pixels[..., :3] = 255 - level[..., None]
-        pixels[..., 3] = 255
-    else:  # black-on-transparent: the stroke colour is black, its coverage is the alpha.
-        pixels[..., 3] = level
-    return Image.fromarray(pixels)
 
 
 def render_scan(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:

@@ -69,6 +69,10 @@ class Config:
     # Random rotations (up to 10 degrees), shifts and zooms (up to 10%) of each training image,
     # drawn afresh every epoch; inactive at inference and left out of an exported model.
     augment: bool = False
+    # How many training digits are added a second time as canvas drawings (drawings.py: the
+    # digit's skeleton drawn with a round brush of random width, read by normalize_digit as
+    # `mnistlab serve` reads a canvas), so the model learns how people's drawings look.
+    drawings: int = 0
     # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
     checkpoint: bool = False
     # Fraction of the training set held out (chosen by the seed) and scored every epoch.
@@ -108,6 +112,7 @@ class Config:
         _check_int("top_errors", self.top_errors, minimum=0)
         _check_int("excluded_count", self.excluded_count, minimum=0)
         _check_int("folds", self.folds, minimum=2)
+        _check_int("drawings", self.drawings, minimum=0)
         for name in ("exclude", "excluded_sha256"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string; received: {getattr(self, name)!r}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from mnistlab import plots, report, runs
 from mnistlab.config import Config
-from mnistlab.errors import RunError
+from mnistlab.errors import ConfigError, RunError
 from mnistlab.data import IMAGE_SIDE, Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.evaluate import Evaluation, evaluate_probabilities
 
@@ -148,6 +148,13 @@ def train_run(
         train_images, train_labels, validation_images, validation_labels = split_validation(
             dataset.train_images, dataset.train_labels, config.validation_split, config.seed
         )
+        drawing_seconds = 0.0
+        if config.drawings:
+            # Drawn from the training part only: validation stays MNIST, and no digit is
+            # validated on while its drawing is trained on.
+            drawing_started = time.perf_counter()
+            train_images, train_labels = with_drawings(train_images, train_labels, config, hooks)
+            drawing_seconds = time.perf_counter() - drawing_started
         set_seed(config.seed)
         model = build_model(config, steps_per_epoch(len(train_images), config.batch_size))
         hooks.on_phase(f"training {config.model}")
@@ -181,6 +188,8 @@ def train_run(
         raise
     (run_dir / runs.EPOCH_LOG).unlink(missing_ok=True)
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
+    if config.drawings:
+        timings["drawing_seconds"] = drawing_seconds
     _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started, audits_root)
     return run_dir
 
@@ -408,6 +417,21 @@ def render_figures(
         ),
     }
     return {name: runs.figure_png(figure) for name, figure in figures.items()}
+
+
+def with_drawings(
+    images: np.ndarray, labels: np.ndarray, config: Config, hooks: Hooks
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits plus ``config.drawings`` of them redrawn as canvas drawings."""
+    from mnistlab.drawings import drawn_training_digits
+
+    if config.drawings > len(labels):
+        raise ConfigError(
+            f"drawings is {config.drawings:,}, more than the {len(labels):,} training digits"
+        )
+    hooks.on_phase(f"drawing {config.drawings:,} training digits as canvas drawings")
+    drawn, drawn_labels = drawn_training_digits(images, labels, config.drawings, config.seed)
+    return np.concatenate([images, drawn]), np.concatenate([labels, drawn_labels])
 
 
 def with_exclusion(config: Config, exclude: str | Path) -> Config:

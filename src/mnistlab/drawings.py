@@ -1,0 +1,177 @@
+"""MNIST digits redrawn the way people draw them on a canvas, for training and benchmarks.
+
+A person drawing on this project's page (or any canvas app) makes strokes of one width with a
+round brush, anti-aliased, anywhere on a 280x280 canvas. Such a drawing differs from an MNIST
+digit even after ``images.normalize_digit``: the strokes have no pen pressure, and the brush is
+thinner or broader than MNIST's pen. A digit is redrawn here by taking its skeleton as the pen
+path and running a round brush of random width along it, placed at random on the canvas.
+
+``drawn_training_digits`` reads such drawings back through ``normalize_digit``, exactly as
+``mnistlab serve`` reads a canvas, so a model can train on what it will be shown
+(``Config.drawings``); ``bench/bench_images.py`` draws test digits the same way to measure it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+CANVAS_SIDE = 280  # The page's canvas, in px.
+DRAWING_STYLES = ("white-on-black", "black-on-white", "black-on-transparent")
+BRUSH_WIDTHS = (6.0, 30.0)  # Brush widths in px on the 280 px canvas, as canvas apps use.
+DIGIT_HEIGHTS = (0.45, 0.85)  # How tall people draw a digit, as a fraction of the canvas.
+# Drawing one digit takes ~25 ms; below this many per process, starting processes costs more.
+DIGITS_PER_WORKER = 1000
+
+
+def upscale(digit: np.ndarray, height: int) -> np.ndarray:
+    """An MNIST digit (28x28 uint8) as an ink map in [0, 1], ``height`` px tall, crisp edges."""
+    image = Image.fromarray(digit.astype(np.float32) / 255)
+    image = image.resize((height, height), Image.Resampling.BICUBIC)
+    # Bicubic upscaling leaves a soft halo; a pen stroke has a firmer edge.
+    return np.clip((np.asarray(image, dtype=np.float64) - 0.25) / 0.5, 0.0, 1.0)
+
+
+def place(ink: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Put ``ink`` at a random position inside a ``width`` x ``height`` canvas."""
+    canvas = np.zeros((height, width))
+    top = int(rng.integers(0, height - ink.shape[0] + 1))
+    left = int(rng.integers(0, width - ink.shape[1] + 1))
+    canvas[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return canvas
+
+
+def thin(mask: np.ndarray) -> np.ndarray:
+    """One-pixel-wide skeleton of a binary shape (Zhang and Suen, 1984), vectorised."""
+    image = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            centre = image[1:-1, 1:-1]
+            # Neighbours clockwise from north: p2 (N), p3 (NE), ..., p9 (NW).
+            ring = [image[:-2, 1:-1], image[:-2, 2:], image[1:-1, 2:], image[2:, 2:],
+                    image[2:, 1:-1], image[2:, :-2], image[1:-1, :-2], image[:-2, :-2]]
+            count = sum(ring)
+            rises = sum((ring[i] == 0) & (ring[(i + 1) % 8] == 1) for i in range(8))
+            north, east, south, west = ring[0], ring[2], ring[4], ring[6]
+            if step == 0:
+                keep_corner = (north * east * south == 0) & (east * south * west == 0)
+            else:
+                keep_corner = (north * east * west == 0) & (north * south * west == 0)
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner
+            if remove.any():
+                centre[remove] = 0
+                changed = True
+        if not changed:
+            return image[1:-1, 1:-1].astype(bool)
+
+
+def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
+    """The digit's pen path as a 1 px polyline on a canvas ``height`` px tall (plus a margin).
+
+    The skeleton is found at 4x MNIST's resolution (cheap), then each pair of neighbouring
+    skeleton pixels becomes a line segment scaled up to the canvas.
+    """
+    # A low threshold keeps MNIST's faint stroke segments, so the path does not break up.
+    skeleton = thin(upscale(digit, 4 * 28) >= 0.25)
+    scale = height / (4 * 28)
+    margin = BRUSH_WIDTHS[1]
+    side = int(height + 2 * margin)
+    path = Image.new("1", (side, side), 0)
+    draw = ImageDraw.Draw(path)
+    rows, columns = np.nonzero(skeleton)
+    on = set(zip(rows.tolist(), columns.tolist()))
+    for row, column in on:
+        start = (margin + column * scale, margin + row * scale)
+        draw.point(start, fill=1)
+        for step_row, step_column in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            if (row + step_row, column + step_column) in on:
+                end = (margin + (column + step_column) * scale, margin + (row + step_row) * scale)
+                draw.line([start, end], fill=1)
+    return np.asarray(path)
+
+
+def stroke_coverage(skeleton: np.ndarray, width: float) -> np.ndarray:
+    """A round brush of ``width`` px run along the skeleton: round caps and joins, with the
+    one-pixel anti-aliased rim that canvas renderers draw (coverage falls from 1 to 0 across
+    the stroke's edge)."""
+    distance = ndimage.distance_transform_edt(~skeleton)
+    return np.clip(width / 2 + 0.5 - distance, 0.0, 1.0)
+
+
+def drawing_coverage(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The brush's coverage of each pixel of the 280x280 canvas, in [0, 1]."""
+    height = int(rng.integers(int(DIGIT_HEIGHTS[0] * CANVAS_SIDE), int(DIGIT_HEIGHTS[1] * CANVAS_SIDE)))
+    width = rng.uniform(*BRUSH_WIDTHS)
+    ink = stroke_coverage(pen_path(digit, height), width)
+    rows, columns = np.nonzero(ink)
+    ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    return place(ink[:CANVAS_SIDE, :CANVAS_SIDE], CANVAS_SIDE, CANVAS_SIDE, rng)
+
+
+def colour_drawing(ink: np.ndarray, style: str) -> Image.Image:
+    """RGBA pixels of a drawing in one of DRAWING_STYLES, from its coverage, as ``canvas.toBlob``
+    exports them: white on black (this project's page), black on white, or black on a
+    transparent canvas."""
+    level = np.round(ink * 255).astype(np.uint8)
+    pixels = np.zeros((*ink.shape, 4), np.uint8)
+    if style == "white-on-black":
+        pixels[..., :3] = level[..., None]
+        pixels[..., 3] = 255
+    elif style == "black-on-white":
+        pixels[..., :3] = 255 - level[..., None]
+        pixels[..., 3] = 255
+    elif style == "black-on-transparent":  # The stroke colour is black, its coverage the alpha.
+        pixels[..., 3] = level
+    else:
+        raise ValueError(f"unknown drawing style {style!r}; expected one of {DRAWING_STYLES}")
+    return Image.fromarray(pixels)
+
+
+def render_drawing(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
+    """A canvas drawing of an MNIST digit (28x28 uint8) in ``style``, as the page exports it."""
+    return colour_drawing(drawing_coverage(digit, rng), style)
+
+
+def _draw_and_read(task: tuple[np.ndarray, int, int]) -> np.ndarray | None:
+    """One digit drawn white on black, as the page draws, then read as the server reads it."""
+    from mnistlab.errors import ImageError
+    from mnistlab.images import normalize_digit
+
+    digit, seed, index = task
+    drawing = render_drawing(digit, "white-on-black", np.random.default_rng([seed, index]))
+    try:
+        return normalize_digit(drawing)
+    except ImageError:  # A digit whose skeleton is empty (a blank or a speck).
+        return None
+
+
+def drawn_training_digits(
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` of the digits, picked at random, as canvas drawings read by normalize_digit.
+
+    The same (images, count, seed) always give the same digits: each is drawn from its own
+    (seed, index) random stream, on however many processes. Returns uint8 (M, 28, 28) and
+    their labels, M <= count (a digit with no pen path is left out).
+    """
+    if not 0 <= count <= len(labels):
+        raise ValueError(f"cannot draw {count:,} of {len(labels):,} training digits")
+    picked = np.sort(np.random.default_rng(seed).choice(len(labels), count, replace=False))
+    tasks = [(images[index], seed, int(index)) for index in picked]
+    workers = min(os.cpu_count() or 1, max(1, count // DIGITS_PER_WORKER))
+    if workers == 1:
+        read = [_draw_and_read(task) for task in tasks]
+    else:
+        # Spawned, not forked: the parent may already run framework threads.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            read = list(pool.map(_draw_and_read, tasks, chunksize=256))
+    kept = [position for position, digit in enumerate(read) if digit is not None]
+    if not kept:
+        return np.zeros((0, *images.shape[1:]), np.uint8), labels[:0]
+    return np.stack([read[position] for position in kept]), labels[picked[kept]]
