@@ -93,7 +93,9 @@ def test_a_run_trained_with_drawings_reads_drawings_better(tmp_path, mnist_dir):
 
     small = Config(epochs=3, train_limit=4000, test_limit=300, top_errors=2)
     plain = pipeline.train_run(small, data_dir=mnist_dir, out_dir=tmp_path / "plain")
-    drawn = pipeline.train_run(small.replace(drawings=2000), data_dir=mnist_dir, out_dir=tmp_path / "drawn")
+    drawn = pipeline.train_run(
+        small.replace(drawings=2000), data_dir=mnist_dir, out_dir=tmp_path / "drawn"
+    )
     assert runs.read_config(drawn).drawings == 2000
     assert runs.read_json(drawn, "metrics.json")["timings"]["drawing_seconds"] > 0
 

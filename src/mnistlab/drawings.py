@@ -21,6 +21,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from mnistlab.errors import ImageError
+from mnistlab.images import normalize_digit
+
 CANVAS_SIDE = 280  # The page's canvas, in px.
 DRAWING_STYLES = ("white-on-black", "black-on-white", "black-on-transparent")
 BRUSH_WIDTHS = (6.0, 30.0)  # Brush widths in px on the 280 px canvas, as canvas apps use.
@@ -106,7 +109,8 @@ def stroke_coverage(skeleton: np.ndarray, width: float) -> np.ndarray:
 
 def drawing_coverage(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The brush's coverage of each pixel of the 280x280 canvas, in [0, 1]."""
-    height = int(rng.integers(int(DIGIT_HEIGHTS[0] * CANVAS_SIDE), int(DIGIT_HEIGHTS[1] * CANVAS_SIDE)))
+    lowest, highest = (int(fraction * CANVAS_SIDE) for fraction in DIGIT_HEIGHTS)
+    height = int(rng.integers(lowest, highest))
     width = rng.uniform(*BRUSH_WIDTHS)
     ink = stroke_coverage(pen_path(digit, height), width)
     rows, columns = np.nonzero(ink)
@@ -140,14 +144,11 @@ def render_drawing(digit: np.ndarray, style: str, rng: np.random.Generator) -> I
 
 def _draw_and_read(task: tuple[np.ndarray, int, int]) -> np.ndarray | None:
     """One digit drawn white on black, as the page draws, then read as the server reads it."""
-    from mnistlab.errors import ImageError
-    from mnistlab.images import normalize_digit
-
     digit, seed, index = task
     drawing = render_drawing(digit, "white-on-black", np.random.default_rng([seed, index]))
     try:
         return normalize_digit(drawing)
-    except ImageError:  # A digit whose skeleton is empty (a blank or a speck).
+    except ImageError:  # No digit-like ink in the drawing.
         return None
 
 
@@ -158,7 +159,7 @@ def drawn_training_digits(
 
     The same (images, count, seed) always give the same digits: each is drawn from its own
     (seed, index) random stream, on however many processes. Returns uint8 (M, 28, 28) and
-    their labels, M <= count (a digit with no pen path is left out).
+    their labels, M <= count (a drawing that normalize_digit rejects is left out).
     """
     if not 0 <= count <= len(labels):
         raise ValueError(f"cannot draw {count:,} of {len(labels):,} training digits")
@@ -172,6 +173,5 @@ def drawn_training_digits(
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             read = list(pool.map(_draw_and_read, tasks, chunksize=256))
     kept = [position for position, digit in enumerate(read) if digit is not None]
-    if not kept:
-        return np.zeros((0, *images.shape[1:]), np.uint8), labels[:0]
-    return np.stack([read[position] for position in kept]), labels[picked[kept]]
+    digits = np.array([read[position] for position in kept], np.uint8)
+    return digits.reshape(len(kept), *images.shape[1:]), labels[picked[kept]]
