@@ -56,6 +56,9 @@ MIN_SIGNAL_TO_NOISE = 6.0  # ... and by six times the noise (texture, grain) of 
 SPECK_FRACTION = 0.02  # Blobs under 2% of the largest blob's area are specks ...
 NEAR_FRACTION = 0.25  # ... and so are blobs under 25% of it that lie away from it.
 SOLID_FILL = 0.75  # Ink filling 75% of a squarish bounding box is a sheet of paper, not strokes.
+# On a flat background a sheet is a drawn rectangle that fills its box; a small digit drawn with
+# a broad brush, its loops nearly closed, fills 76-83% of its box and is still a digit.
+CLEAN_SHEET_FILL = 0.9
 # An image whose one most common value covers half of it, and whose other pixels are mostly
 # clear marks (at most a quarter faint), is a drawing on a flat background.
 CLEAN_PAPER_FRACTION = 0.5
@@ -181,7 +184,7 @@ def normalize_digit(image: Image.Image | np.ndarray) -> np.ndarray:
     if clean is not None:
         # A drawing on a flat background (a canvas export): no lighting or noise to model.
         strokes = _clean_strokes(gray, *clean)
-        if _solid_box(strokes) is None:
+        if _solid_box(strokes, CLEAN_SHEET_FILL) is None:
             return _center(_fit_box(_match_pen_width(strokes)))
     strokes = _find_strokes(gray)
     sheet = _solid_box(strokes)
@@ -355,11 +358,12 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(values))
 
 
-def _solid_box(strokes: np.ndarray) -> tuple[int, int, int, int] | None:
+def _solid_box(strokes: np.ndarray, fill: float = SOLID_FILL) -> tuple[int, int, int, int] | None:
     """The inside of the ink's bounding box if the ink is one compact block, else None.
 
     Handwritten digits fill at most about half of their bounding box; a '1' can fill all of
-    it, but its box is narrow. A sheet of paper fills its box and is roughly square.
+    it, but its box is narrow. A sheet of paper fills its box and is roughly square: a block
+    is ink filling more than ``fill`` of a box whose short side is over 0.3 of its long one.
     """
     solid = strokes >= 0.5
     count = np.count_nonzero(solid)
@@ -367,7 +371,7 @@ def _solid_box(strokes: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     rows, columns = _ink_box(solid)
     height, width = rows.stop - rows.start, columns.stop - columns.start
-    if count <= SOLID_FILL * height * width or min(height, width) <= 0.3 * max(height, width):
+    if count <= fill * height * width or min(height, width) <= 0.3 * max(height, width):
         return None
     margin_y, margin_x = 2 + height // 20, 2 + width // 20  # Stay clear of the sheet's edge.
     top, bottom = rows.start + margin_y, rows.stop - margin_y
