@@ -14,6 +14,7 @@ import tracemalloc
 import zlib
 
 import numpy as np
+from scipy import ndimage
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -535,6 +536,30 @@ def test_broad_brush_is_thinned_to_mnist_pen_width(monkeypatch):
     assert abs(stroke_width(thinned) - 2.7) < abs(stroke_width(as_drawn) - 2.7) - 0.5
     check_mnist_like(thinned)
     assert (kept == normalize_digit(normal)).all(), "a brush narrower than MNIST's is kept"
+
+
+def loop(centre_x: float, centre_y: float, radius_x: float, radius_y: float) -> list:
+    angles = np.linspace(0, 2 * np.pi, 33)
+    return [(centre_x + radius_x * np.sin(a), centre_y - radius_y * np.cos(a)) for a in angles]
+
+
+EIGHT = [loop(0.5, 0.27, 0.2, 0.22), loop(0.5, 0.72, 0.25, 0.23)]
+
+
+def test_small_digit_drawn_with_a_broad_brush_stays_one_digit():
+    # A small 8 drawn with a broad brush fills most of its box, as a sheet of paper would,
+    # but its loops are still open: it must be read as a digit, not searched for one.
+    bold = canvas_drawing(EIGHT, width=32, size=90)
+    assert images._solid_box(images._grayscale(bold) >= 0.5) is not None, "looks like a sheet"
+    digit = normalize_digit(load_image(encode(bold)))
+    check_mnist_like(digit)
+    _, pieces = ndimage.label(digit >= 128, np.ones((3, 3)))
+    assert pieces == 1
+    rows, _ = np.nonzero(digit)
+    assert np.ptp(rows) + 1 in (20, 21)
+    drawn_finely = normalize_digit(canvas_drawing(EIGHT, width=12, size=200))
+    assert correlation(digit, drawn_finely) > 0.6
+    assert correlation(digit, drawn_finely) > correlation(digit, normalize_digit(canvas_drawing(ONE)))
 
 
 def general_path(image) -> np.ndarray:

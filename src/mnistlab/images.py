@@ -678,7 +678,7 @@ def _match_pen_width(crop: np.ndarray) -> np.ndarray:
     broad one fills loops and merges strokes, and the model reads such digits worse. The
     width is measured at 4x the final scale (twice the ink's area over its boundary length);
     strokes wider than MNIST's median pen are eroded to it. Returns ``crop`` itself when
-    nothing needs thinning, else the thinned ink at the 4x scale.
+    nothing needs thinning, else the thinned ink at the 4x scale, cropped to its marks.
     """
     side = 4 * DIGIT_BOX_SIDE
     height, width = crop.shape
@@ -697,7 +697,9 @@ def _match_pen_width(crop: np.ndarray) -> np.ndarray:
         return crop
     # Distance of each ink pixel to the nearest paper; peel off half the excess on each side.
     inside = ndimage.distance_transform_edt(mask)[1:-1, 1:-1]
-    return np.minimum(ink, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
+    thinned = np.minimum(ink, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
+    # Peeling moved the outer edge inwards; MNIST's 20 px box is the box of the ink itself.
+    return _crop_to_ink(thinned)
 
 
 def _center(box: np.ndarray) -> np.ndarray:
