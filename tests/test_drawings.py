@@ -111,3 +111,36 @@ def test_a_run_trained_with_drawings_reads_drawings_better(tmp_path, mnist_dir):
         for name, run in (("plain", plain), ("drawn", drawn))
     }
     assert scores["drawn"] > scores["plain"], scores
+
+
+def nine(head_filled: bool) -> np.ndarray:
+    """A 9 as MNIST writes it: a head and a stem 2-3 px wide; a broad pen fills the head."""
+    rows, columns = np.mgrid[0:28, 0:28]
+    radius = np.hypot(rows - 9.5, columns - 14)
+    image = np.zeros((28, 28), np.uint8)
+    image[radius < 5.5 if head_filled else (radius > 3.2) & (radius < 5.5)] = 255
+    image[9:25, 18:20] = 255
+    return image
+
+
+def encloses_a_loop(path: np.ndarray) -> bool:
+    from scipy import ndimage
+
+    return bool((ndimage.binary_fill_holes(path) & ~path.astype(bool)).any())
+
+
+def test_the_pen_goes_around_a_loop_a_broad_pen_filled():
+    # The skeleton of a filled head is a line: the 9 would be redrawn as a 1.
+    filled = drawings.upscale(nine(head_filled=True), 4 * 28)
+    assert not encloses_a_loop(drawings.thin(filled >= 0.25))
+    assert encloses_a_loop(drawings.pen_path(nine(head_filled=True), 150))
+    assert encloses_a_loop(drawings.pen_path(nine(head_filled=False), 150))
+
+
+def test_digits_of_even_strokes_keep_all_their_ink_in_the_pen_area():
+    # Only a faint rim inside a loop may go; a stroke's firm ink and the path's shape stay.
+    for digit in mnist_like_digits(6, seed=3)[0]:
+        ink = drawings.upscale(digit, 4 * 28)
+        area = drawings.pen_area(ink)
+        assert (area <= (ink >= 0.25)).all() and (area >= (ink >= 0.75)).all()
+        assert encloses_a_loop(drawings.thin(area)) == encloses_a_loop(drawings.thin(ink >= 0.25))
