@@ -74,8 +74,8 @@ def thin(mask: np.ndarray) -> np.ndarray:
             return image[1:-1, 1:-1].astype(bool)
 
 
-def pen_area(ink: np.ndarray) -> np.ndarray:
-    """The region whose skeleton is the pen path: the ink, less the loops MNIST's pen filled.
+def pen_skeleton(ink: np.ndarray) -> np.ndarray:
+    """The pen path's pixels: the skeleton of the ink, less the loops MNIST's pen filled.
 
     A broad pen fills a small loop (a 9's head, an 8's eyes) partly or wholly, and the skeleton
     of a filled loop is a line: a 9 would be redrawn as a 1. A person drawing that 9 on a
@@ -86,14 +86,15 @@ def pen_area(ink: np.ndarray) -> np.ndarray:
     area = ink >= 0.25
     firm = ink >= 0.75
     area &= ~(ndimage.binary_fill_holes(firm) & ~firm)
+    skeleton = thin(area)
     inside = ndimage.distance_transform_edt(area)
-    half_width = float(np.median(inside[thin(area)]))
+    half_width = float(np.median(inside[skeleton]))
     cores = inside > 2.2 * half_width
     if not cores.any():
-        return area
+        return skeleton
     wide, _ = ndimage.label(inside > 1.3 * half_width)
     filled = np.isin(wide, np.unique(wide[cores])) & (wide > 0)
-    return area & ~filled
+    return thin(area & ~filled)
 
 
 def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
@@ -102,7 +103,7 @@ def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
     The skeleton is found at 4x MNIST's resolution (cheap), then each pair of neighbouring
     skeleton pixels becomes a line segment scaled up to the canvas.
     """
-    skeleton = thin(pen_area(upscale(digit, 4 * 28)))
+    skeleton = pen_skeleton(upscale(digit, 4 * 28))
     scale = height / (4 * 28)
     margin = BRUSH_WIDTHS[1]
     side = int(height + 2 * margin)
