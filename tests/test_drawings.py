@@ -9,7 +9,7 @@ from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from mnistlab.images import normalize_digit
 
-from tests.test_images import stroke_width
+from tests.test_images import correlation, stroke_width
 
 
 def mnist_like_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -27,10 +27,6 @@ def mnist_like_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
-
-
 def test_every_digit_drawn_is_its_own_digit_read_like_mnist():
     images, labels = mnist_like_digits(12)
     drawn, drawn_labels = drawings.drawn_training_digits(images, labels, len(labels), seed=0)
@@ -40,7 +36,7 @@ def test_every_digit_drawn_is_its_own_digit_read_like_mnist():
     for digit, original, label in zip(drawn, images, labels):
         assert not np.array_equal(digit, original), "a drawing, not a copy"
         rows, columns = np.nonzero(digit)
-        # 20 px, less what thinning a brush broader than MNIST's pen takes off the outline.
+        # MNIST's 20 px box (a thinned drawing is cropped to its ink again).
         assert 16 <= max(np.ptp(rows), np.ptp(columns)) + 1 <= 21
         assert 1.5 <= stroke_width(digit) <= 5.0
         # More like its own kind of digit (ring or bar) than like the other kind.
