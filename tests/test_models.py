@@ -116,3 +116,27 @@ def test_augmentation_changes_training_images_only_and_is_left_out_for_export():
         reshape = augmented.layers[0]
         moved = augmented.layers[1](reshape(images), training=True)
         assert not np.allclose(np.asarray(moved), np.asarray(reshape(images)))
+
+
+def test_trained_weights_carry_over_with_or_without_augmentation():
+    from mnistlab.errors import ConfigError
+    from mnistlab.models import load_trained_weights
+
+    keras.utils.set_random_seed(1)
+    trained = build_model(Config.for_model("cnn", augment=False), steps_per_epoch=10)
+    keras.utils.set_random_seed(2)
+    fresh = build_model(Config.for_model("cnn", augment=True), steps_per_epoch=10)
+    images = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    assert not np.allclose(fresh.predict(images, verbose=0), trained.predict(images, verbose=0))
+
+    load_trained_weights(fresh, trained)
+    # Augmentation is the identity at inference, so the two now compute the same function.
+    np.testing.assert_allclose(fresh.predict(images, verbose=0), trained.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+
+    other = build_model(Config.for_model("seed-mlp"))
+    try:
+        load_trained_weights(other, trained)
+    except ConfigError as error:
+        assert "the networks differ" in str(error)
+    else:
+        raise AssertionError("a seed-mlp took a cnn's weights")

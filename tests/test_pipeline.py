@@ -125,3 +125,26 @@ def test_warm_imports_loads_the_evaluation_stack_in_the_background():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
+
+
+def test_init_from_starts_where_the_given_run_ended(tmp_path, mnist_dir):
+    from mnistlab.errors import ConfigError
+
+    first = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "first")
+    # A learning rate too small to move the weights: the result is the starting point.
+    still = SMALL.replace(epochs=1, learning_rate=1e-9, seed=3)
+    tuned = pipeline.train_run(still.replace(init_from=str(first)), data_dir=mnist_dir, out_dir=tmp_path / "tuned")
+    for left, right in zip(weights(first), weights(tuned), strict=True):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(first)
+    accuracy = {d.name: runs.read_json(d, "metrics.json")["test"]["accuracy"] for d in (first, tuned)}
+    assert accuracy["tuned"] == pytest.approx(accuracy["first"], abs=0.002)
+
+    scratch = pipeline.train_run(still, data_dir=mnist_dir, out_dir=tmp_path / "scratch")
+    assert runs.read_json(scratch, "metrics.json")["test"]["accuracy"] < accuracy["first"] - 0.3
+
+    with pytest.raises(ConfigError, match="holds a seed-mlp model; this run trains cnn"):
+        pipeline.train_run(
+            Config.for_model("cnn", init_from=str(first)), data_dir=mnist_dir, out_dir=tmp_path / "bad"
+        )
+    assert not (tmp_path / "bad").exists()

@@ -167,6 +167,7 @@ def train(
     mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best where the CPU has bfloat16 instructions]", show_default=False)] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random rotations, shifts and zooms of the training images. [default: on for cnn-best]", show_default=False)] = None,
     drawings: Annotated[Optional[int], typer.Option(min=0, help="Also train on N training digits redrawn as canvas drawings (a round brush along each digit's skeleton), read as `serve` reads a canvas; about 25 ms each per core. [default: 0]", show_default=False)] = None,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Start from this run's trained weights (fine-tuning) instead of random ones; 'shipped' is the shipped model. The run must hold the same model.", show_default=False)] = None,
     validation_split: Annotated[Optional[float], typer.Option(help="Fraction of the training set held out for validation. [default: 0.1]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed. [default: 0]", show_default=False)] = None,
     top_errors: Annotated[Optional[int], typer.Option(min=0, help="How many confident mistakes to show. [default: 10]", show_default=False)] = None,
@@ -199,6 +200,7 @@ def train(
         mixed_precision=mixed_precision,
         augment=augment,
         drawings=drawings,
+        init_from=_run_path(init_from),
         dataset=dataset,
         epochs=epochs,
         batch_size=batch_size,
@@ -215,6 +217,15 @@ def train(
         config = pipeline.with_exclusion(config, exclude)
     _import_keras(config.model)
     _train(config, data_dir, out)
+
+
+def _run_path(value: Optional[str]) -> Optional[str]:
+    """A run directory given on the command line; 'shipped' names the shipped model's."""
+    if value == "shipped":
+        from mnistlab.predict import pretrained_dir
+
+        return str(pretrained_dir())
+    return value
 
 
 def _train(config: Config, data_dir: Optional[Path], out: Optional[Path], resume: bool = False) -> None:

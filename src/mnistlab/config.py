@@ -73,6 +73,9 @@ class Config:
     # digit's skeleton drawn with a round brush of random width, read by normalize_digit as
     # `mnistlab serve` reads a canvas), so the model learns how people's drawings look.
     drawings: int = 0
+    # Start from this run directory's trained weights instead of random ones (fine-tuning,
+    # e.g. the shipped model on drawings). The run must hold the same model.
+    init_from: str | None = None
     # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
     checkpoint: bool = False
     # Fraction of the training set held out (chosen by the seed) and scored every epoch.
@@ -113,7 +116,7 @@ class Config:
         _check_int("excluded_count", self.excluded_count, minimum=0)
         _check_int("folds", self.folds, minimum=2)
         _check_int("drawings", self.drawings, minimum=0)
-        for name in ("exclude", "excluded_sha256"):
+        for name in ("exclude", "excluded_sha256", "init_from"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string; received: {getattr(self, name)!r}")
         for name in ("train_limit", "test_limit"):

@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from mnistlab.config import MODEL_NAMES, Config
+from mnistlab.errors import ConfigError
 from mnistlab.data import IMAGE_SIDE, NUM_CLASSES
 
 NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -166,6 +167,31 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     if len(kept) == len(model.layers):
         return model
     return keras.Sequential([keras.Input(shape=(NUM_PIXELS,)), *kept], name=f"{model.name}_inference")
+
+
+def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
+    """Copy ``trained``'s weights into ``model``, layer by layer.
+
+    The augmentation layers hold only random-number state, not learned weights, so a model
+    built with or without augmentation takes the weights of one trained either way.
+    Raises ConfigError when the two are not the same network.
+    """
+
+    def learned(network: keras.Model) -> list[layers.Layer]:
+        return [layer for layer in network.layers if layer.weights and not _is_augmentation(layer)]
+
+    targets, sources = learned(model), learned(trained)
+    shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
+    if shapes != [[tuple(w.shape) for w in layer.weights] for layer in sources]:
+        raise ConfigError(
+            f"cannot start {model.name} from a trained {trained.name}: the networks differ"
+        )
+    for target, source in zip(targets, sources):
+        target.set_weights(source.get_weights())
+
+
+def _is_augmentation(layer: layers.Layer) -> bool:
+    return isinstance(layer, (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom))
 
 
 def float32_copy(model: keras.Model, config: Config) -> keras.Model:

@@ -114,11 +114,18 @@ def train_run(
     """
     import keras
 
-    from mnistlab.models import build_model, float32_copy, steps_per_epoch
+    from mnistlab.models import build_model, float32_copy, load_trained_weights, steps_per_epoch
     from mnistlab.train import fit, set_seed
 
     hooks = hooks or Hooks()
     started = time.perf_counter()
+    if config.init_from is not None and not resume:
+        initial = Path(config.init_from)
+        source = runs.read_config(initial)  # A missing or foreign directory fails here, early.
+        if source.model != config.model:
+            raise ConfigError(
+                f"init_from {initial} holds a {source.model} model; this run trains {config.model}"
+            )
     if resume:
         run_dir = Path(out_dir)
         if runs.checkpointed_epochs(run_dir) == 0:
@@ -157,6 +164,8 @@ def train_run(
             drawing_seconds = time.perf_counter() - drawing_started
         set_seed(config.seed)
         model = build_model(config, steps_per_epoch(len(train_images), config.batch_size))
+        if config.init_from is not None and not resume:  # On resume the checkpoint wins.
+            load_trained_weights(model, runs.load_model(Path(config.init_from)))
         hooks.on_phase(f"training {config.model}")
         warm_imports()
         fit_started = time.perf_counter()
