@@ -153,10 +153,19 @@ def test_ranking_uses_validation_accuracy_never_test_accuracy():
 # --- Real sweeps ------------------------------------------------------------------------------
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, and not one handed out before: the OS can give two sockets
+    opened and closed in a row the same port, and a Ray node given one port twice fails."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def mnistlab(*args, **options) -> subprocess.Popen:
