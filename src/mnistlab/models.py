@@ -13,8 +13,8 @@ import keras
 from keras import layers
 
 from mnistlab.config import MODEL_NAMES, Config
-from mnistlab.errors import ConfigError
 from mnistlab.data import IMAGE_SIDE, NUM_CLASSES
+from mnistlab.errors import ConfigError
 
 NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
@@ -178,7 +178,11 @@ def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
     """
 
     def learned(network: keras.Model) -> list[layers.Layer]:
-        return [layer for layer in network.layers if layer.weights and not _is_augmentation(layer)]
+        return [
+            layer
+            for layer in network.layers
+            if layer.weights and not isinstance(layer, AUGMENTATION_LAYERS)
+        ]
 
     targets, sources = learned(model), learned(trained)
     shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
@@ -188,10 +192,6 @@ def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
         )
     for target, source in zip(targets, sources):
         target.set_weights(source.get_weights())
-
-
-def _is_augmentation(layer: layers.Layer) -> bool:
-    return isinstance(layer, (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom))
 
 
 def float32_copy(model: keras.Model, config: Config) -> keras.Model:
