@@ -618,3 +618,10 @@ def test_twelve_megapixel_photo_is_decoded_small_and_normalised():
     check_mnist_like(digit)
     assert peak < 40_000_000, f"{peak:,} bytes of arrays for one photo"
     assert correlation(digit, normalize_digit(draw_digit())) > 0.85
+
+
+def test_pixel_count_reads_only_the_header():
+    header_only = encode(draw_digit(canvas=(300, 200)))[:100]  # Cut before the pixel data.
+    assert images.pixel_count(header_only) == 300 * 200
+    assert images.pixel_count(b"not an image") is None
+    assert images.pixel_count(b"") is None

@@ -544,3 +544,22 @@ def test_image_work_runs_on_a_small_thread_pool(client):
 
     limit = client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens)
     assert limit == IMAGE_THREADS
+
+
+def test_a_canvas_is_read_on_the_event_loop_and_a_photo_in_a_thread(client, monkeypatch):
+    import mnistlab.serve
+
+    handed_over = []
+    real = mnistlab.serve.run_in_threadpool
+
+    async def recording(work, *args):
+        handed_over.append(args[1])
+        return await real(work, *args)
+
+    monkeypatch.setattr(mnistlab.serve, "run_in_threadpool", recording)
+    canvas, photo = drawing("7"), drawing("7", side=1200)
+    for data in (canvas, photo):
+        answer = client.post("/api/predict", content=data, headers={"Content-Type": "image/png"})
+        assert answer.json()["label"] == 7
+    assert handed_over == [photo]
+

@@ -110,6 +110,18 @@ def load_image(source: bytes | str | os.PathLike) -> Image.Image:
         return _decode(file, label)
 
 
+def pixel_count(data: bytes) -> int | None:
+    """Width x height from an image's header, without decoding it; None if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+                width, height = image.size
+    except Exception:  # Not an image, or a damaged header: load_image says which.
+        return None
+    return width * height
+
+
 def _decode(file, label: str) -> Image.Image:
     """Open, check the size, load the first frame and apply EXIF orientation."""
     expected = ", ".join(SUPPORTED_FORMATS[:-1]) + f" or {SUPPORTED_FORMATS[-1]}"
@@ -620,6 +632,8 @@ def _drop_specks(mask: np.ndarray) -> np.ndarray:
     # Blobs are 8-connected and numbered 1..count in the order a row-by-row scan meets them
     # (0 is the background), so among equally large blobs the first one met is the largest.
     labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    if count == 1:  # One blob, as most drawings are: it is kept, whatever it touches.
+        return mask
     found = np.arange(1, count + 1)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])

@@ -33,7 +33,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnistlab import __version__, runs
+from mnistlab import __version__, images, runs
 from mnistlab.errors import ImageError, MnistlabError, RunError
 from mnistlab.predict import (
     DEFAULT_MIN_CONFIDENCE,
@@ -50,6 +50,10 @@ DEFAULT_MAX_UPLOAD_MB = 10.0
 # CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
 # contention, not speed; a few let a small drawing pass a big photo being decoded.
 IMAGE_THREADS = 4
+# Handing an image to a thread costs about 1 ms on a 2-core machine, a fifth of a whole canvas
+# request, so an image this small (a canvas; read in a few ms) is read on the event loop, and
+# larger ones in a thread so that the loop keeps answering meanwhile.
+INLINE_PIXELS = 512 * 512
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 # Raw bodies with these types are decoded directly; Pillow recognises the format itself.
 IMAGE_TYPES = (
@@ -421,9 +425,11 @@ def create_app(
             raise _unsupported(media_type, ACCEPTED)
         if not data:
             raise BadRequest(400, "empty file: the upload holds 0 bytes")
-        prediction = await run_in_threadpool(
-            _safely, predict_bytes, data, predictor, min_confidence, filename
-        )
+        arguments = (predict_bytes, data, predictor, min_confidence, filename)
+        if (images.pixel_count(data) or 0) <= INLINE_PIXELS:
+            prediction = _safely(*arguments)
+        else:
+            prediction = await run_in_threadpool(_safely, *arguments)
         return JSONResponse(to_response(prediction))
 
     @app.post(
