@@ -477,7 +477,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         factor = max(image.size) // WORKING_SIDE
         if factor >= 2:
             image = image.reduce(factor)
-        if image.mode in ("LA", "RGBA") and image.getextrema()[-1][0] == 255:
+        if image.mode in ("LA", "RGBA") and image.getchannel("A").getextrema()[0] == 255:
             # Fully opaque (a canvas export usually is): the alpha band carries nothing, and
             # dropping it here halves the pixels to convert below.
             image = image.convert("L")
