@@ -48,7 +48,7 @@ from mnistlab.predict import (
 DEFAULT_MAX_UPLOAD_MB = 10.0
 # Threads reading images at once, per process (Starlette's default is 40). Image work is
 # CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
-# contention, not speed; a few let a small drawing pass a big photo being decoded.
+# contention, not speed; a few let one photo pass another that is being decoded.
 IMAGE_THREADS = 4
 # Handing an image to a thread costs about 1 ms on a 2-core machine, a fifth of a whole canvas
 # request, so an image this small (a canvas; read in a few ms) is read on the event loop, and
