@@ -127,12 +127,23 @@ def speed(modules: dict, inputs: dict[str, bytes], predictor: Predictor, repeats
         print(f"  ({count} repeats, {len(data):,} bytes)")
 
 
+def picked_digits(split: str, count: int) -> np.ndarray:
+    """The test-digit indices of ``split`` that accuracy is measured on, sorted."""
+    start, stop = SPLITS[split]
+    return np.sort(np.random.default_rng(1).choice(np.arange(start, stop), count, replace=False))
+
+
+def drawing_ink(generator, digit: np.ndarray, index: int) -> np.ndarray:
+    """Test digit ``index``'s pen path and brush: one per digit, whatever the style."""
+    return generator.drawing_coverage(digit, np.random.default_rng([0, index]))
+
+
 def render(generator, digit: np.ndarray, kind: str, index: int) -> list[tuple[str, bytes]]:
     """The encoded images of one MNIST digit for ``kind``; drawings come in every style."""
     rng = np.random.default_rng([0, index])
     if kind == "drawing":
         # One pen path and brush per digit, drawn in each style: only the colours differ.
-        ink = generator.drawing_coverage(digit, rng)
+        ink = drawing_ink(generator, digit, index)
         return [
             (style, encode(generator.colour_drawing(ink, style), "PNG"))
             for style in generator.DRAWING_STYLES
@@ -166,7 +177,7 @@ def gap_with_interval(reference: np.ndarray, correct: np.ndarray) -> tuple[float
 def accuracy(modules: dict, generator, dataset, predictor, split: str, count: int,
              kinds: list[str]) -> None:
     start, stop = SPLITS[split]
-    picked = np.sort(np.random.default_rng(1).choice(np.arange(start, stop), count, replace=False))
+    picked = picked_digits(split, count)
     reference = predictor.probabilities(dataset.test_images[picked]).argmax(1)
     reference_correct = reference == dataset.test_labels[picked]
     print(f"\naccuracy, {count} MNIST test digits from {start}-{stop - 1} ({split} split);"

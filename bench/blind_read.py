@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench_images import SPLITS
+from bench_images import SPLITS, drawing_ink, picked_digits
 from mnistlab import drawings, images
 from mnistlab.data import load_dataset
 from mnistlab.predict import Predictor
@@ -32,9 +32,8 @@ COLUMNS = 14
 
 
 def drawing(digit: np.ndarray, index: int) -> Image.Image:
-    """The benchmark's drawing of test digit ``index`` (same pen path and brush as bench_images)."""
-    ink = drawings.drawing_coverage(digit, np.random.default_rng([0, index]))
-    return drawings.colour_drawing(ink, "white-on-black").convert("L")
+    """The benchmark's drawing of test digit ``index``, white on black, as bench_images draws it."""
+    return drawings.colour_drawing(drawing_ink(drawings, digit, index), "white-on-black").convert("L")
 
 
 def tile(image: Image.Image) -> Image.Image:
@@ -49,8 +48,7 @@ def tile(image: Image.Image) -> Image.Image:
 def make_sheet(args: argparse.Namespace) -> int:
     dataset = load_dataset("mnist", args.data_dir)
     predictor = Predictor.from_run(args.model)
-    start, stop = SPLITS[args.split]
-    picked = np.sort(np.random.default_rng(1).choice(np.arange(start, stop), args.count, replace=False))
+    picked = picked_digits(args.split, args.count)
     labels = dataset.test_labels[picked]
     from_mnist = predictor.probabilities(dataset.test_images[picked]).argmax(1) == labels
     seen = np.stack([

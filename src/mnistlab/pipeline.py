@@ -119,8 +119,9 @@ def train_run(
 
     hooks = hooks or Hooks()
     started = time.perf_counter()
-    if config.init_from is not None and not resume:
-        initial = Path(config.init_from)
+    # The run whose weights this one starts from; on resume the checkpoint wins.
+    initial = Path(config.init_from) if config.init_from is not None and not resume else None
+    if initial is not None:
         source = runs.read_config(initial)  # A missing or foreign directory fails here, early.
         if source.model != config.model:
             raise ConfigError(
@@ -164,8 +165,8 @@ def train_run(
             drawing_seconds = time.perf_counter() - drawing_started
         set_seed(config.seed)
         model = build_model(config, steps_per_epoch(len(train_images), config.batch_size))
-        if config.init_from is not None and not resume:  # On resume the checkpoint wins.
-            load_trained_weights(model, runs.load_model(Path(config.init_from)))
+        if initial is not None:
+            load_trained_weights(model, runs.load_model(initial))
         hooks.on_phase(f"training {config.model}")
         warm_imports()
         fit_started = time.perf_counter()
