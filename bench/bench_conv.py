@@ -3,7 +3,8 @@
 In alternating rounds: the keras.io convnet (bench/keras_io_convnet.py) and `mnistlab train
 --model M --epochs E` for every M:E given. Per run: whole-process wall seconds, CPU seconds,
 test accuracy, seconds per epoch. Prints accuracy against wall time and the targets:
->= 99.0% in <= 10 s, >= 99.5% in <= 90 s, one model >= 99.70% in <= 15 min.
+>= 99.0% in <= 10 s, >= 99.5% in <= 90 s, one model >= 99.70% in <= 15 min, each also scaled to
+this machine by the keras.io convnet's seconds per epoch (6.5 s where the targets were set).
 
     .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
         --runs cnn:2 cnn:15 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
@@ -27,6 +28,9 @@ from bench_train import (BENCH_DIR, default_data_dir, find_mnistlab, machine_des
                          run_bench_script, run_child, tail)
 
 TARGETS = ((0.990, 10.0), (0.995, 90.0), (0.997, 15 * 60.0))  # (accuracy, whole seconds)
+# Issue 9 timed the keras.io convnet at 6.5 s per epoch on the machine its targets were set on;
+# the same script's epoch here, in the same run, scales them to this machine.
+ISSUE_CONVNET_EPOCH_SECONDS = 6.5
 
 
 def run_mnistlab(exe: str, data_dir: str, spec: str, work: Path, index: int, env: dict) -> dict:
@@ -90,10 +94,16 @@ def main() -> None:
         m = medians[name]
         print(f"{name:<26}{m['whole']:>10.1f}{m['cpu']:>9.1f}{m['epoch']:>9.2f}{m['acc']:>10.4f}")
     print()
+    convnet_epoch = medians[f"keras.io convnet:{args.convnet_epochs}"]["epoch"]
+    factor = convnet_epoch / ISSUE_CONVNET_EPOCH_SECONDS
+    print(f"the keras.io convnet's epoch: {convnet_epoch:.1f} s here, {ISSUE_CONVNET_EPOCH_SECONDS}"
+          f" s on the machine issue 9 was written on: this machine is {factor:.1f}x slower")
     for accuracy, seconds in TARGETS:
-        met = [name for name, m in medians.items()
-               if not name.startswith("keras.io") and m["acc"] >= accuracy and m["whole"] <= seconds]
-        print(f">= {accuracy:.1%} in <= {seconds:.0f} s: {'PASS ' + ', '.join(met) if met else 'MISS'}")
+        for limit, label in ((seconds, ""), (seconds * factor, " (scaled to this machine)")):
+            met = [name for name, m in medians.items()
+                   if not name.startswith("keras.io") and m["acc"] >= accuracy and m["whole"] <= limit]
+            print(f">= {accuracy:.1%} in <= {limit:.0f} s{label}:"
+                  f" {'PASS ' + ', '.join(met) if met else 'MISS'}")
     print(f"load avg after: {os.getloadavg()[0]:.1f} (wall times depend on other load)")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "runs": results}, indent=2))
