@@ -39,20 +39,22 @@ def test_each_model_gets_its_backend_and_keras_backend_overrides_it(tmp_path):
     assert overridden[:2] == ["tensorflow", "tensorflow"]
 
 
-def test_keras_imports_without_scikit_learn_which_stays_importable_after():
+def test_keras_imports_without_its_optional_libraries_which_stay_importable_after():
     script = (
         "import sys; from mnistlab import backend\n"
         "backend.choose('seed-mlp')\n"
-        "with backend.scikit_learn_deferred():\n"
+        "with backend.optional_imports_deferred():\n"
         "    import keras\n"
-        "print('during', 'sklearn' in sys.modules)\n"
+        "print('during', *[name in sys.modules for name in backend.OPTIONAL_FOR_KERAS])\n"
         "from sklearn.metrics import accuracy_score\n"
-        "print('after', accuracy_score([1, 2], [1, 3]))\n"
-        "with backend.scikit_learn_deferred():\n"  # Already imported: left as it is.
+        "import pandas, matplotlib.pyplot\n"
+        "print('after', accuracy_score([1, 2], [1, 3]), pandas.DataFrame([[1]]).shape[0])\n"
+        "with backend.optional_imports_deferred():\n"  # Already imported: left as it is.
         "    import sklearn\n"
         "print('again', sklearn.__name__)\n"
     )
-    assert python(script).stdout.split() == ["during", "False", "after", "0.5", "again", "sklearn"]
+    during = ["during"] + ["False"] * len(backend.OPTIONAL_FOR_KERAS)
+    assert python(script).stdout.split() == [*during, "after", "0.5", "1", "again", "sklearn"]
 
 
 def test_jax_compilation_cache_lives_in_mnistlab_cache(tmp_path, monkeypatch):
@@ -72,10 +74,14 @@ def train_in_subprocess(run_dir: Path, data_dir: Path, cache_home: Path) -> dict
         "except SystemExit as exit_:\n"
         "    assert not exit_.code, exit_.code\n"
         "print('MODULES', sorted(m for m in ('tensorflow', 'jax', 'torch') if m in sys.modules))\n"
+        "from mnistlab import figure_workers\n"
+        "print('PLOTTING', sorted(m for m in ('matplotlib', 'sklearn', 'pandas') if m in sys.modules),"
+        " 'WORKERS', len(figure_workers.worker_pids()))\n"
     )
     result = python(script, {"XDG_CACHE_HOME": str(cache_home)})
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["modules"] = result.stdout.split("MODULES", 1)[1].strip()
+    metrics["modules"] = result.stdout.split("MODULES", 1)[1].split("PLOTTING")[0].strip()
+    metrics["plotting"] = result.stdout.split("PLOTTING", 1)[1].strip()
     metrics["stderr"] = result.stderr
     return metrics
 
@@ -87,6 +93,8 @@ def test_jax_run_never_imports_tensorflow_and_survives_a_corrupt_cache(tmp_path,
     first = train_in_subprocess(tmp_path / "first", mnist_dir, cache_home)
     assert first["versions"]["keras_backend"] == "jax"
     assert first["modules"] == "['jax']"  # TensorFlow is installed, but a JAX run leaves it alone
+    # Scoring and drawing ran in the figure worker: the training process never loaded them.
+    assert first["plotting"] == "[] WORKERS 1"
     entries = [path for path in (cache_home / "mnistlab" / "jax").rglob("*") if path.is_file()]
     assert entries, "the JAX compilation cache was not written"
 

@@ -49,24 +49,31 @@ def choose(model: str | None) -> str:
     return name
 
 
-@contextlib.contextmanager
-def scikit_learn_deferred() -> Iterator[None]:
-    """While inside, ``import sklearn`` fails as if it were not installed; after, it works.
+# Libraries Keras imports only to offer features mnistlab does not use, each skipped when
+# missing: scikit-learn (wrappers), matplotlib's pyplot (keras.visualization), pandas (fit on
+# DataFrames) and IPython: over a second of `import keras` on JAX. (Keras imports requests
+# too, but TensorFlow needs it.)
+OPTIONAL_FOR_KERAS = ("sklearn", "matplotlib", "pandas", "IPython")
 
-    Importing Keras imports scikit-learn (1.3 s with SciPy) for its scikit-learn wrappers,
-    which mnistlab never uses, and which Keras builds without scikit-learn when the import
-    fails. Wrapped around ``import keras``, this moves scikit-learn's import off the start-up
-    path to where mnistlab needs it (``pipeline.warm_imports`` loads it while a model trains).
+
+@contextlib.contextmanager
+def optional_imports_deferred() -> Iterator[None]:
+    """While inside, importing any of ``OPTIONAL_FOR_KERAS`` fails as if it were not installed;
+    after, each imports normally.
+
+    Wrapped around ``import keras``, this takes them off the start-up path: Keras builds those
+    features without them, and mnistlab imports scikit-learn, matplotlib and pandas only where
+    it evaluates and draws (in the figure workers, when they run).
     """
-    if "sklearn" in sys.modules:
-        yield
-        return
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # Python's "not importable" marker.
+    deferred = [name for name in OPTIONAL_FOR_KERAS if name not in sys.modules]
+    for name in deferred:
+        sys.modules[name] = None  # type: ignore[assignment]  # Python's "not importable" marker.
     try:
         yield
     finally:
-        if sys.modules.get("sklearn", 0) is None:
-            del sys.modules["sklearn"]
+        for name in deferred:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 @contextlib.contextmanager

@@ -63,13 +63,22 @@ def _choice(allowed: tuple[str, ...]):
     return check
 
 
+def _start_figure_workers() -> None:
+    """For commands that end by drawing a run's figures: start the workers before Keras is
+    imported, so their own imports overlap it (see figure_workers)."""
+    from mnistlab import figure_workers
+
+    figure_workers.start()
+
+
 def _import_keras(model: str | None = None) -> None:
     """Choose the backend for ``model`` (backend.choose), then import Keras with fd 2 silenced
-    and without scikit-learn (backend.scikit_learn_deferred)."""
+    and without the libraries it imports for features mnistlab does not use
+    (backend.optional_imports_deferred)."""
     from mnistlab import backend
 
     backend.choose(model)
-    with backend.scikit_learn_deferred(), _native_stderr_silenced():
+    with backend.optional_imports_deferred(), _native_stderr_silenced():
         import keras  # noqa: F401
 
 
@@ -192,6 +201,7 @@ def train(
         from mnistlab import runs
 
         config = runs.read_config(resume)
+        _start_figure_workers()
         _import_keras(config.model)
         _train(config, data_dir, resume, resume=True)
         return
@@ -218,6 +228,7 @@ def train(
         from mnistlab import pipeline
 
         config = pipeline.with_exclusion(config, exclude)
+    _start_figure_workers()
     _import_keras(config.model)
     _train(config, data_dir, out)
 
@@ -314,6 +325,7 @@ def evaluate(
     from mnistlab import runs
 
     config = runs.read_config(run_dir)  # Fail fast, before the slow imports, on a wrong directory.
+    _start_figure_workers()
     _import_keras(config.model)
     from mnistlab import pipeline
 
@@ -530,6 +542,7 @@ def ensemble(
 
     for run_dir in run_dirs:
         runs.read_config(run_dir)  # Fail fast on a wrong directory, before the slow imports.
+    _start_figure_workers()
     _import_keras()
     from mnistlab import pipeline
 
@@ -595,15 +608,19 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(result, int) and result:
             if result == 130:  # Typer turns Ctrl-C into exit code 130.
                 _print_error("interrupted")
+            _stop_figure_workers(kill=True)
             sys.exit(result)
         if argv is None:
             _exit_now()
     except typer.Exit as exit_:
+        _stop_figure_workers(kill=exit_.exit_code != 0)
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
+        _stop_figure_workers(kill=True)
         sys.exit(130)
     except MnistlabError as error:
+        _stop_figure_workers(kill=True)
         if debug:
             raise
         _print_error(str(error))
@@ -619,8 +636,10 @@ def main(argv: list[str] | None = None) -> None:
 def _exit_now() -> None:
     """End a successful command without interpreter teardown (about 1 s after Keras and its
     backend loaded). Every file is already closed and renamed into place by then; only the
-    standard streams may still hold output. Only for the real command line, never a library call.
+    standard streams may still hold output, and figure workers may still be waiting for work.
+    Only for the real command line, never a library call.
     """
+    _stop_figure_workers()
     if "logging" in sys.modules:
         import logging
 
@@ -628,6 +647,13 @@ def _exit_now() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _stop_figure_workers(kill: bool = False) -> None:
+    """Stop the figure workers if this command started them; ``kill`` after a failure, so the
+    error is not kept waiting on a worker's imports."""
+    if "mnistlab.figure_workers" in sys.modules:
+        sys.modules["mnistlab.figure_workers"].shutdown(kill=kill)
 
 
 def _print_error(message: str) -> None:

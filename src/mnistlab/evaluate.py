@@ -142,8 +142,8 @@ def evaluate_probabilities(
             f"expected probabilities of shape ({len(labels)}, {NUM_CLASSES});"
             f" received: {probabilities.shape}"
         )
-    # Imported here: scikit-learn takes about a second to import, and train_run warms it in a
-    # background thread while the model trains (pipeline.warm_imports).
+    # Imported here: scikit-learn takes about a second to import, which `mnistlab train` spends
+    # in its figure worker, and train_run otherwise overlaps with training (pipeline.warm_imports).
     from sklearn import metrics
 
     classes = list(range(NUM_CLASSES))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import plots, report, runs
+from mnistlab import figure_workers, report, runs
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.data import IMAGE_SIDE, Dataset, DownloadProgress, load_dataset, split_validation
@@ -41,8 +41,9 @@ class Hooks:
 
 def warm_imports() -> threading.Thread:
     """Import what evaluation and figures need (scikit-learn, seaborn and pandas: about 1.5 s)
-    in a background thread, so the import overlaps training instead of following it. Python's
-    import lock makes a later import of the same module wait for this one, never run twice."""
+    in a background thread, so the import overlaps training instead of following it, when no
+    figure workers do it in their own processes. Python's import lock makes a later import of
+    the same module wait for this one, never run twice."""
 
     def work() -> None:
         try:
@@ -168,7 +169,8 @@ def train_run(
         if initial is not None:
             load_trained_weights(model, runs.load_model(initial))
         hooks.on_phase(f"training {config.model}")
-        warm_imports()
+        if not figure_workers.started():
+            warm_imports()
         fit_started = time.perf_counter()
         history = fit(
             model,
@@ -247,7 +249,9 @@ def _evaluate_and_write(
     hooks.on_phase("evaluating on the test set")
     evaluate_started = time.perf_counter()
     probabilities = predict_probabilities(model, dataset.test_images)
-    evaluation = evaluate_probabilities(probabilities, dataset.test_labels, config.top_errors)
+    [evaluation] = figure_workers.run(
+        [(evaluate_probabilities, (probabilities, dataset.test_labels, config.top_errors))]
+    )
     timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
     audit_dir = _audit_for(config, audits_root)
     flagged = runs.read_flagged_test_indices(audit_dir) if audit_dir else set()
@@ -404,29 +408,43 @@ def render_figures(
     probabilities: np.ndarray,
     audit_flagged: set[int] = frozenset(),
 ) -> dict[str, bytes]:
-    """Every figure of a run, as PNG bytes keyed like ``runs.FIGURE_FILES``."""
+    """Every figure of a run, as PNG bytes keyed like ``runs.FIGURE_FILES``, drawn by the
+    figure workers when they are started."""
     sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
+    # The first training image of each digit: all samples_per_digit shows, and far less to send.
+    firsts = np.concatenate([np.flatnonzero(dataset.train_labels == digit)[:1] for digit in range(10)])
+    # Slowest first: dealt alternately to the worker and its copy, they split the time evenly.
     figures = {
-        "samples": plots.samples_per_digit(dataset.train_images, dataset.train_labels),
-        "training_curves": plots.training_curves(history),
-        "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix),
-        "confusion_matrix_normalized": plots.confusion_matrix(
-            evaluation.confusion_matrix, normalize=True
+        "confusion_matrix": ("confusion_matrix", evaluation.confusion_matrix),
+        "confusion_matrix_normalized": ("confusion_matrix", evaluation.confusion_matrix, True),
+        "training_curves": ("training_curves", history),
+        "confident_errors": (
+            "confident_errors", dataset.test_images, evaluation.top_errors, audit_flagged
         ),
-        "confident_errors": plots.confident_errors(
-            dataset.test_images, evaluation.top_errors, audit_flagged
+        "samples": (
+            "samples_per_digit", dataset.train_images[firsts], dataset.train_labels[firsts]
         ),
-        "sample_prediction": plots.sample_prediction(
+        "reliability": (
+            "reliability_diagram", evaluation.calibration_bins, evaluation.expected_calibration_error
+        ),
+        "sample_prediction": (
+            "sample_prediction",
             dataset.test_images[sample],
             int(dataset.test_labels[sample]),
             int(probabilities[sample].argmax()),
             float(probabilities[sample].max()),
         ),
-        "reliability": plots.reliability_diagram(
-            evaluation.calibration_bins, evaluation.expected_calibration_error
-        ),
     }
-    return {name: runs.figure_png(figure) for name, figure in figures.items()}
+    pngs = dict(zip(figures, figure_workers.run([(figure_png, args) for args in figures.values()])))
+    return {name: pngs[name] for name in runs.FIGURE_FILES}
+
+
+def figure_png(plot: str, *arguments) -> bytes:
+    """``plots.<plot>(*arguments)`` as PNG bytes. Named by a string so that a caller sending it
+    to a figure worker need not import matplotlib itself."""
+    from mnistlab import plots
+
+    return runs.figure_png(getattr(plots, plot)(*arguments))
 
 
 def with_drawings(
