@@ -35,6 +35,7 @@ def test_each_model_gets_its_backend_and_keras_backend_overrides_it(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     assert python(script, env).stdout.split() == ["jax", "jax", "False"]
     assert python(script.replace("'seed-mlp'", "'cnn-best'"), env).stdout.split()[0] == "tensorflow"
+    assert python(script.replace("'seed-mlp'", "'cnn-fast'"), env).stdout.split()[0] == "jax"
     overridden = python(script, {**env, "KERAS_BACKEND": "tensorflow"}).stdout.split()
     assert overridden[:2] == ["tensorflow", "tensorflow"]
 
@@ -62,10 +63,12 @@ def test_jax_compilation_cache_lives_in_mnistlab_cache(tmp_path, monkeypatch):
     assert backend.jax_cache_dir() == tmp_path / "mnistlab" / "jax"
 
 
-def train_in_subprocess(run_dir: Path, data_dir: Path, cache_home: Path) -> dict:
-    """`mnistlab train` (seed-mlp, backend chosen by mnistlab) in a fresh process; returns its
-    metrics plus which frameworks the process had imported when it finished."""
-    args = ["train", *SMALL_FLAGS, "--data-dir", str(data_dir), "--out", str(run_dir)]
+def train_in_subprocess(
+    run_dir: Path, data_dir: Path, cache_home: Path, flags: list[str] = SMALL_FLAGS
+) -> dict:
+    """`mnistlab train` (seed-mlp unless ``flags`` say, backend chosen by mnistlab) in a fresh
+    process; returns its metrics plus which frameworks the process had imported at the end."""
+    args = ["train", *flags, "--data-dir", str(data_dir), "--out", str(run_dir)]
     script = (
         "import sys\n"
         "from mnistlab.cli import main\n"
@@ -106,3 +109,25 @@ def test_jax_run_never_imports_tensorflow_and_survives_a_corrupt_cache(tmp_path,
     assert json.loads((tmp_path / "second" / "history.json").read_text()) == json.loads(
         (tmp_path / "first" / "history.json").read_text()
     )
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, mnist_dir):
+    pytest.importorskip("jax")
+    flags = ["--model", "cnn-fast", "--epochs", "2", "--train-limit", "6000", "--test-limit", "1000"]
+    metrics = train_in_subprocess(tmp_path / "run", mnist_dir, tmp_path / "cache", flags)
+    assert metrics["versions"]["keras_backend"] == "jax"
+    assert metrics["modules"] == "['jax']"
+    assert metrics["test"]["accuracy"] > 0.9  # chance is 0.1
+    # Batch norm calibrated: the test set scores what validation said, even this early.
+    validation = json.loads((tmp_path / "run" / "history.json").read_text())["val_accuracy"][-1]
+    assert abs(metrics["test"]["accuracy"] - validation) < 0.05
+
+    # The .keras file a JAX run saved exports on TensorFlow, and ONNX reads its digits the same.
+    exported = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "export", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (tmp_path / "run" / "model.onnx").is_file()

@@ -37,6 +37,9 @@ def test_each_model_has_its_own_defaults_and_flags_override_them(monkeypatch):
     )
     assert Config.for_model("cnn-best").epochs == 40
     assert Config.for_model("cnn", mixed_precision=False).mixed_precision is False
+    fast = Config.for_model("cnn-fast")
+    assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.lr_schedule) == (4, 128, 0.003, "cosine")
+    assert fast.mixed_precision is False and fast.augment is False
 
 
 def test_audit_trains_the_slow_models_fewer_epochs_per_fold_unless_told():
@@ -66,7 +69,7 @@ def test_bfloat16_by_default_only_where_the_cpu_computes_it_natively(monkeypatch
 def test_convolutional_models_take_the_same_input_and_train_in_bfloat16():
     from mnistlab.models import float32_copy
 
-    for name in ("cnn", "cnn-best"):
+    for name in ("cnn", "cnn-best", "cnn-fast"):
         config = Config.for_model(name, mixed_precision=True)  # whatever this CPU's default
         model = build_model(config, steps_per_epoch=10)
         assert model.input_shape == (None, 784) and model.output_shape == (None, 10)

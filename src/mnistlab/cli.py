@@ -172,9 +172,9 @@ def train(
         typer.Option(help=f"Dataset: {', '.join(DATASETS)}. [default: mnist]",
                      callback=_choice(DATASETS), show_default=False),
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs. [default: 10; cnn 15, cnn-best 40]", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512; cnn, cnn-best 128]", show_default=False)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001; the model's own for cnn, cnn-best]", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs. [default: 10; cnn 15, cnn-best 40, cnn-fast 4]", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size. [default: 512; 128 for the convolutional models]", show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001; the model's own for the convolutional models]", show_default=False)] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule: {', '.join(LR_SCHEDULES)}.", callback=_choice(LR_SCHEDULES), show_default=False)] = None,
     mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best where the CPU has bfloat16 instructions]", show_default=False)] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random rotations, shifts and zooms of the training images. [default: on for cnn-best]", show_default=False)] = None,
@@ -195,7 +195,7 @@ def train(
     """Train a model, evaluate it on the test set and write a run directory.
 
     Without --config, settings start from the model's own defaults: the seed notebook's for
-    seed-mlp, tuned ones for cnn and cnn-best. Flags override either.
+    seed-mlp, tuned ones for the convolutional models. Flags override either.
     """
     if resume is not None:
         from mnistlab import runs

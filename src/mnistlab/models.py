@@ -111,10 +111,39 @@ def build_cnn_best(dtype: str | None = None, augment: bool = True) -> keras.Mode
     )
 
 
+def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Model:
+    """Two strided convolutions with batch norm, then a dense layer: ~99.0% in 4 epochs.
+
+    Built for time to accuracy on a CPU: the strides shrink the image at once (no pooling), so
+    an epoch costs about a fifth of ``cnn``'s, and XLA (JAX) runs it fastest.
+    """
+
+    def conv_block(filters: int, kernel: int) -> list[layers.Layer]:
+        return [
+            layers.Conv2D(filters, kernel, strides=2, padding="same", use_bias=False, dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.Activation("relu", dtype=dtype),
+        ]
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=(NUM_PIXELS,)),
+            *_images(dtype, augment),
+            *conv_block(16, 5),
+            *conv_block(32, 3),
+            layers.Flatten(dtype=dtype),
+            layers.Dense(128, activation="relu", dtype=dtype),
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        ],
+        name="cnn_fast",
+    )
+
+
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "seed-mlp": build_seed_mlp,
     "cnn": build_cnn,
     "cnn-best": build_cnn_best,
+    "cnn-fast": build_cnn_fast,
 }
 assert tuple(BUILDERS) == MODEL_NAMES, "config.MODEL_NAMES and models.BUILDERS must agree"
 
