@@ -71,13 +71,13 @@ def _start_figure_workers() -> None:
     figure_workers.start()
 
 
-def _import_keras(model: str | None = None) -> None:
-    """Choose the backend for ``model`` (backend.choose), then import Keras with fd 2 silenced
-    and without the libraries it imports for features mnistlab does not use
+def _import_keras(model: str | None = None, augment: bool = False) -> None:
+    """Choose the backend for training ``model`` (backend.choose), then import Keras with fd 2
+    silenced and without the libraries it imports for features mnistlab does not use
     (backend.optional_imports_deferred)."""
     from mnistlab import backend
 
-    backend.choose(model)
+    backend.choose(model, augment)
     with backend.optional_imports_deferred(), _native_stderr_silenced():
         import keras  # noqa: F401
 
@@ -202,7 +202,7 @@ def train(
 
         config = runs.read_config(resume)
         _start_figure_workers()
-        _import_keras(config.model)
+        _import_keras(config.model, config.augment)
         _train(config, data_dir, resume, resume=True)
         return
     base = Config.from_json_file(config_file) if config_file else Config.for_model(model or "seed-mlp")
@@ -229,7 +229,7 @@ def train(
 
         config = pipeline.with_exclusion(config, exclude)
     _start_figure_workers()
-    _import_keras(config.model)
+    _import_keras(config.model, config.augment)
     _train(config, data_dir, out)
 
 
@@ -282,7 +282,7 @@ def audit(
             model, dataset=dataset, folds=folds, seed=seed, epochs=epochs,
             train_limit=train_limit, test_limit=test_limit,
         )  # fmt: skip
-    _import_keras(config.model)
+    _import_keras(config.model, config.augment)
     from mnistlab import audit_workflow, runs
 
     hooks, downloads = _hooks(config.epochs)
