@@ -98,7 +98,8 @@ def test_ctrl_c_in_a_terminal_stops_the_run_and_its_worker_with_one_line(tmp_pat
     """Ctrl-C signals the terminal's whole process group: the worker must leave the answer to
     the main process, not print a traceback of its own or linger."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.cli", "train", "--epochs", "50", "--train-limit", "20000",
+        # Far more epochs than the test waits for: on a fast hour, 50 of them ended in 7 s.
+        [sys.executable, "-m", "mnistlab.cli", "train", "--epochs", "5000", "--train-limit", "20000",
          "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
@@ -110,7 +111,11 @@ def test_ctrl_c_in_a_terminal_stops_the_run_and_its_worker_with_one_line(tmp_pat
         time.sleep(0.2)
     time.sleep(3)  # into the epochs
     os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # Ctrl-C did not stop it: leave nothing running.
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "error: interrupted"
     time.sleep(0.5)
