@@ -128,6 +128,22 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
     validation = json.loads((tmp_path / "run" / "history.json").read_text())["val_accuracy"][-1]
     assert abs(metrics["test"]["accuracy"] - validation) < 0.05
 
+    # Without model.onnx, predict loads the .keras file on TensorFlow: one line per image and
+    # none of TensorFlow's C++ start-up log lines.
+    from PIL import Image, ImageDraw
+
+    one = Image.new("L", (100, 100), 0)
+    ImageDraw.Draw(one).line([(50, 15), (50, 85)], fill=255, width=9)
+    one.save(tmp_path / "one.png")
+    predicted = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "predict", "--model", str(tmp_path / "run"),
+         str(tmp_path / "one.png")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert predicted.stdout.startswith(f"{tmp_path / 'one.png'}: ")
+    assert predicted.stderr == ""
+
     # The .keras file a JAX run saved exports on TensorFlow, and ONNX reads its digits the same.
     exported = subprocess.run(
         [sys.executable, "-m", "mnistlab.cli", "export", str(tmp_path / "run")],

@@ -98,10 +98,13 @@ def test_ctrl_c_in_a_terminal_stops_the_run_and_its_worker_with_one_line(tmp_pat
     """Ctrl-C signals the terminal's whole process group: the worker must leave the answer to
     the main process, not print a traceback of its own or linger."""
     process = subprocess.Popen(
-        # Far more epochs than the test waits for: on a fast hour, 50 of them ended in 7 s.
-        [sys.executable, "-m", "mnistlab.cli", "train", "--epochs", "5000", "--train-limit", "20000",
+        # More epochs than the test waits for, even on a fast hour (~0.1 s each).
+        [sys.executable, "-m", "mnistlab.cli", "train", "--epochs", "500", "--train-limit", "20000",
          "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # As in a terminal: a test runner started in the background has SIGINT ignored, and
+        # its children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
     # The run directory's config appears once the worker is forked and training is under way.
