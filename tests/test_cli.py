@@ -4,6 +4,7 @@ backend must differ). User errors must be one line on stderr and a non-zero exit
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,42 @@ def test_fast_exit_keeps_every_line_of_output(mnist_dir):
     result = mnistlab_subprocess("data", "info", "--data-dir", mnist_dir)
     assert "train images per class: 0:5923" in result.stdout
     assert result.stdout.rstrip().endswith("9:5949")  # the last thing printed
+
+
+# A Ctrl-C that lands inside a garbage-collector callback (JAX registers one) becomes a
+# KeyboardInterrupt that Python prints and drops; this one is sent from inside such a callback.
+LOST_INTERRUPT = """
+import gc, os, signal
+import keras, numpy as np
+from mnistlab import cli
+
+cli._install_interrupt_handler()
+sent = []
+def interrupt_during_collection(phase, info):
+    if not sent:
+        sent.append(phase)
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10_000))  # The handler runs here, inside the callback.
+gc.callbacks.append(interrupt_during_collection)
+gc.collect()
+gc.callbacks.remove(interrupt_during_collection)
+print("LOST", cli._interrupted.is_set())
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+model.compile(optimizer="sgd", loss="mse")
+try:
+    model.fit(np.zeros((64, 4)), np.zeros((64, 2)), epochs=50, verbose=0,
+              callbacks=[cli._interrupt_check()])
+except KeyboardInterrupt:
+    print("STOPPED")
+"""
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_training():
+    done = subprocess.run(
+        [sys.executable, "-c", LOST_INTERRUPT], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" in done.stderr  # Python did drop the KeyboardInterrupt ...
+    assert done.stdout.split() == ["LOST", "True", "STOPPED"]  # ... and training still stopped.

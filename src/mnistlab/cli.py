@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -129,10 +131,42 @@ def _hooks(epochs: int):
         Hooks(
             on_phase=_notice,
             on_download=downloads,
-            fit_callbacks=(training_progress(error_console, epochs),),
+            fit_callbacks=(training_progress(error_console, epochs), _interrupt_check()),
         ),
         downloads,
     )
+
+
+# Ctrl-C raises KeyboardInterrupt wherever the main thread is. Inside a garbage-collector
+# callback (JAX registers one) Python prints the exception and drops it, and a run went on
+# training. The flag outlives that: training checks it after every call into the backend.
+_interrupted = threading.Event()
+
+
+def _on_interrupt(signum, frame) -> None:
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> None:
+    """Remember every Ctrl-C (see _interrupted); a SIGINT that the parent ignores stays ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _interrupt_check():
+    """A Keras callback that stops training with KeyboardInterrupt once Ctrl-C was pressed,
+    even if the exception itself was lost."""
+    import keras
+
+    class InterruptCheck(keras.callbacks.Callback):
+        def _check(self, *args, **kwargs) -> None:
+            if _interrupted.is_set():
+                raise KeyboardInterrupt
+
+        on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    return InterruptCheck()
 
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:
@@ -614,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     command = typer.main.get_command(app)
+    _install_interrupt_handler()
     try:
         # Without standalone mode, an Exit raised by a command comes back as its exit code.
         result = command.main(args=args, prog_name="mnistlab", standalone_mode=False)
