@@ -5,9 +5,9 @@ For each backend (a fresh subprocess each, since Keras picks its backend once) a
 network: compile and run 16 steps, then time one epoch over N random images (batch 128, Adam),
 and print images per second and the seconds an epoch of 54,000 images would take.
 Networks: mnistlab's ``cnn``, ``cnn-best`` and ``cnn-fast``, and smaller designs that were
-candidates for a faster recipe (``tiny``: two strided convolutions; ``small``: two 3x3 "same" convolutions with
-pooling; ``bn-small``: three 3x3 convolutions with batch norm and pooling; ``bn-strided``: four
-3x3 convolutions with batch norm, two strided).
+candidates for a faster recipe (``tiny``: two strided convolutions; ``small``: two 3x3 "same"
+convolutions with pooling; ``bn-small``: three 3x3 convolutions with batch norm and pooling;
+``bn-strided``: four 3x3 convolutions with batch norm, two strided).
 
     .venv/bin/python bench/conv_backends.py [--images 8192] [--networks cnn tiny small]
 """

@@ -84,16 +84,6 @@ def _import_keras(model: str | None = None, augment: bool = False) -> None:
         import keras  # noqa: F401
 
 
-def _import_keras_unless_onnx(run_dir: Path | None) -> None:
-    """Before loading a run to predict with: import Keras the quiet way (_import_keras) when the
-    run has no model.onnx, since its Keras model is what will be loaded; the ONNX path
-    never imports a framework."""
-    from mnistlab import predict as predicting, runs
-
-    if not ((run_dir or predicting.pretrained_dir()) / runs.ONNX_FILE).is_file():
-        _import_keras()
-
-
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Point fd 2 at /dev/null while inside: TensorFlow and JAX print C++ log lines while they
@@ -445,8 +435,8 @@ def predict(
 
     from mnistlab import predict as predicting
 
-    _import_keras_unless_onnx(model)
-    predictor = predicting.Predictor.from_run(model)
+    with _native_stderr_silenced():  # A run without model.onnx loads Keras and its backend.
+        predictor = predicting.Predictor.from_run(model)
     failures = 0
     for index, item in enumerate(predicting.predict_files(paths, predictor, min_confidence)):
         if isinstance(item, predicting.FileError):
@@ -482,9 +472,9 @@ def serve(
     """
     from mnistlab import predict as predicting, serve as serving
 
-    _import_keras_unless_onnx(model)
     # One thread per call: many small requests in parallel beat one request on all cores.
-    predictor = predicting.Predictor.from_run(model, threads=1)
+    with _native_stderr_silenced():  # A run without model.onnx loads Keras and its backend.
+        predictor = predicting.Predictor.from_run(model, threads=1)
     listener = serving.listen(host, port)
     plural = "s" if workers > 1 else ""
     console.print(
