@@ -646,6 +646,8 @@ def main(argv: list[str] | None = None) -> None:
             if result == 130:  # Typer turns Ctrl-C into exit code 130.
                 _print_error("interrupted")
             _stop_figure_workers(kill=True)
+            if result == 130 and argv is None:
+                _exit_now(130)
             sys.exit(result)
         if argv is None:
             _exit_now()
@@ -655,6 +657,8 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         _stop_figure_workers(kill=True)
+        if argv is None:
+            _exit_now(130)
         sys.exit(130)
     except MnistlabError as error:
         _stop_figure_workers(kill=True)
@@ -670,10 +674,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(getattr(error, "exit_code", 2))
 
 
-def _exit_now() -> None:
-    """End a successful command without interpreter teardown (about 1 s after Keras and its
-    backend loaded). Every file is already closed and renamed into place by then; only the
-    standard streams may still hold output, and figure workers may still be waiting for work.
+def _exit_now(code: int = 0) -> None:
+    """End a successful or interrupted command without interpreter teardown (about 1 s after
+    Keras and its backend loaded, and teardown in the middle of a JAX step can crash). Every
+    file is already closed and renamed into place, or removed, by then; only the standard
+    streams may still hold output, and figure workers may still be waiting for work.
     Only for the real command line, never a library call.
     """
     _stop_figure_workers()
@@ -683,7 +688,7 @@ def _exit_now() -> None:
         logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _stop_figure_workers(kill: bool = False) -> None:
