@@ -68,7 +68,11 @@ def test_jax_compilation_cache_lives_in_mnistlab_cache(tmp_path, monkeypatch):
 
 
 def train_in_subprocess(
-    run_dir: Path, data_dir: Path, cache_home: Path, flags: list[str] = SMALL_FLAGS
+    run_dir: Path,
+    data_dir: Path,
+    cache_home: Path,
+    flags: list[str] = SMALL_FLAGS,
+    env: dict | None = None,
 ) -> dict:
     """`mnistlab train` (seed-mlp unless ``flags`` say, backend chosen by mnistlab) in a fresh
     process; returns its metrics plus which frameworks the process had imported at the end."""
@@ -85,7 +89,7 @@ def train_in_subprocess(
         "print('PLOTTING', sorted(m for m in ('matplotlib', 'sklearn', 'pandas') if m in sys.modules),"
         " 'WORKERS', len(figure_workers.worker_pids()))\n"
     )
-    result = python(script, {"XDG_CACHE_HOME": str(cache_home)})
+    result = python(script, {"XDG_CACHE_HOME": str(cache_home), **(env or {})})
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["modules"] = result.stdout.split("MODULES", 1)[1].split("PLOTTING")[0].strip()
     metrics["plotting"] = result.stdout.split("PLOTTING", 1)[1].strip()
@@ -113,6 +117,20 @@ def test_jax_run_never_imports_tensorflow_and_survives_a_corrupt_cache(tmp_path,
     assert json.loads((tmp_path / "second" / "history.json").read_text()) == json.loads(
         (tmp_path / "first" / "history.json").read_text()
     )
+
+
+@pytest.mark.mnist
+def test_jax_traces_the_training_step_once_though_the_data_leaves_a_short_last_batch(
+    tmp_path, mnist_dir
+):
+    pytest.importorskip("jax")
+    # 1,800 training images in batches of 512: 3 full batches and 264 images left over.
+    metrics = train_in_subprocess(
+        tmp_path / "run", mnist_dir, tmp_path / "cache", env={"JAX_LOG_COMPILES": "1"}
+    )
+    assert metrics["versions"]["keras_backend"] == "jax"
+    assert metrics["stderr"].count("Finished tracing train_step") == 1, metrics["stderr"][-2000:]
+    assert metrics["stderr"].count("Finished tracing test_step") == 1
 
 
 @pytest.mark.mnist

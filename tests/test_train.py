@@ -1,4 +1,5 @@
-"""Fitting helpers: batch-norm statistics that match the data after any number of epochs."""
+"""Fitting helpers: batch-norm statistics that match the data after any number of epochs, and
+equal-sized training batches that train on every image once per epoch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from mnistlab import pipeline, runs
 from mnistlab.config import Config
-from mnistlab.train import calibrate_batch_norm
+from mnistlab.data import to_model_input
+from mnistlab.train import EqualBatches, calibrate_batch_norm
 
 
 def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
@@ -33,6 +35,63 @@ def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
     np.testing.assert_allclose(
         np.asarray(model.layers[3].moving_mean), reaching_second.mean(axis=0), rtol=1e-4, atol=1e-5
     )
+
+
+def _epoch(batches: EqualBatches) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    epoch = [batches[index] for index in range(batches.num_batches)]
+    batches.on_epoch_end()
+    return epoch
+
+
+def test_equal_batches_hold_every_image_once_per_epoch_in_a_fresh_order():
+    count, batch_size = 1100, 512  # 2 full batches and 76 left over
+    index = np.arange(count)
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = index // 256, index % 256  # each image says which it is
+    labels = index % 10
+    np.random.seed(7)
+    batches = EqualBatches(images, labels, batch_size)
+    first, second = _epoch(batches), _epoch(batches)
+
+    assert batches.num_batches == 3
+    for epoch in (first, second):
+        assert all(len(x) == len(y) == len(w) == batch_size for x, y, w in epoch)
+        inputs = np.concatenate([x for x, _, _ in epoch])
+        targets = np.concatenate([y for _, y, _ in epoch])
+        weights = np.concatenate([w for _, _, w in epoch])
+        assert inputs.dtype == np.float32 and inputs.max() <= 1.0
+        which = np.round(inputs[:, 0] * 255).astype(int) * 256 + np.round(inputs[:, 1] * 255).astype(int)
+        assert np.array_equal(targets.argmax(axis=1), which % 10)  # labels travel with images
+        real = weights > 0
+        assert np.array_equal(np.sort(which[real]), index)  # every image once, with weight
+        assert (~real).sum() == 3 * batch_size - count
+        # The real images of the filled-up batch weigh batch/real, the others 1.
+        np.testing.assert_allclose(weights[2 * batch_size : count], batch_size / 76)
+        assert np.all(weights[: 2 * batch_size] == 1)
+    assert not np.array_equal(first[0][0], second[0][0])  # a new order each epoch
+    np.random.seed(7)
+    again = _epoch(EqualBatches(images, labels, batch_size))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))  # seeded like fit
+
+
+def test_a_filled_up_batch_has_the_loss_of_its_real_images_alone():
+    rng = np.random.default_rng(0)
+    count, batch_size = 600, 256  # the last batch: 88 real images, 168 fillers
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=count)
+    batches = EqualBatches(images, labels, batch_size)
+    inputs, targets, weights = batches[batches.num_batches - 1]
+    predictions = keras.ops.softmax(rng.normal(size=(batch_size, 10)).astype(np.float32))
+    loss = keras.losses.CategoricalCrossentropy()  # Keras's reduction: sum over batch size
+
+    real = weights > 0
+    padded = float(loss(targets, predictions, sample_weight=weights))
+    alone = float(loss(targets[real], np.asarray(predictions)[real]))
+    assert real.sum() == 88
+    assert padded == pytest.approx(alone, rel=1e-5)
+    order = batches.order[(batches.num_batches - 1) * batch_size :]
+    assert np.array_equal(targets.argmax(axis=1), labels[order])
+    np.testing.assert_allclose(inputs, to_model_input(images[order]))
 
 
 @pytest.mark.mnist
