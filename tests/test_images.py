@@ -325,8 +325,9 @@ def test_bad_paths_raise_image_error(tmp_path):
         Image.new("RGB", (640, 480), (20, 20, 20)),
         Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
         Image.new("L", (1, 1), 0),
+        Image.new("RGBA", (280, 280), (0, 0, 0, 255)),
     ],
-    ids=["white", "black-rgb", "transparent", "one-pixel"],
+    ids=["white", "black-rgb", "transparent", "one-pixel", "cleared-canvas"],
 )
 def test_blank_images_have_no_ink(image):
     with pytest.raises(ImageError, match="no digit-like ink found: the image is uniform"):

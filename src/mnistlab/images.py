@@ -229,9 +229,12 @@ def _ink_box(marks: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
     )
 
 
+UNIFORM_IMAGE = "no digit-like ink found: the image is uniform (one flat colour)"
+
+
 def _clean_paper(gray: np.ndarray) -> tuple[float, tuple[slice, slice]] | None:
     """The paper's value and the marks' box if the image is marks on a perfectly flat
-    background, else None.
+    background, else None; ImageError if it is nothing but the flat background.
 
     A canvas export has one exact background value covering most of the image, and its marks
     are solid strokes with a thin anti-aliased rim. Photos and scans have noise, so no single
@@ -243,7 +246,9 @@ def _clean_paper(gray: np.ndarray) -> tuple[float, tuple[slice, slice]] | None:
     paper = gray.dtype.type(np.median(gray[::7, ::7]))
     marks = gray != paper
     count = np.count_nonzero(marks)
-    if count > (1 - CLEAN_PAPER_FRACTION) * gray.size or count == 0:
+    if count == 0:  # A blank canvas: said here, not after a search of the whole image (10 ms).
+        raise ImageError(UNIFORM_IMAGE)
+    if count > (1 - CLEAN_PAPER_FRACTION) * gray.size:
         return None
     # Two pixels of paper around the marks: the blur and the dilation each reach one.
     box = _ink_box(marks, margin=2)
@@ -309,7 +314,7 @@ def _strokes(
         noise = 0.0
     if peak < MIN_INK_CONTRAST:
         if float(gray.max() - gray.min()) < 1e-6:
-            raise ImageError("no digit-like ink found: the image is uniform (one flat colour)")
+            raise ImageError(UNIFORM_IMAGE)
         raise ImageError(
             f"no digit-like ink found: the strongest marks differ from the background by"
             f" {peak:.0%} of full brightness, at least {MIN_INK_CONTRAST:.0%} is needed"
