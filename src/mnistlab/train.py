@@ -47,14 +47,15 @@ def fit(
         callbacks.append(BatchNormCalibration(train_images[:CALIBRATION_IMAGES]))
     if keras.backend.backend() == "jax":
         # Ordered by EqualBatches itself; fit's shuffle would reorder its batches.
-        training = dict(x=EqualBatches(train_images, train_labels, config.batch_size), shuffle=False)
+        batches = EqualBatches(train_images, train_labels, config.batch_size)
+        training = {"x": batches, "shuffle": False}
     else:
-        training = dict(
-            x=to_model_input(train_images),
-            y=keras.utils.to_categorical(train_labels, NUM_CLASSES),
-            batch_size=config.batch_size,
-            shuffle=True,
-        )
+        training = {
+            "x": to_model_input(train_images),
+            "y": keras.utils.to_categorical(train_labels, NUM_CLASSES),
+            "batch_size": config.batch_size,
+            "shuffle": True,
+        }
     history = model.fit(
         **training,
         validation_data=(
