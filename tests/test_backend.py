@@ -162,7 +162,7 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
     assert predicted.stdout.startswith(f"{tmp_path / 'one.png'}: ")
     assert predicted.stderr == ""
 
-    # The .keras file a JAX run saved exports on TensorFlow, and ONNX reads its digits the same.
+    # The .keras file a JAX run saved exports to ONNX on TensorFlow.
     exported = subprocess.run(
         [sys.executable, "-m", "mnistlab.cli", "export", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=600,

@@ -40,7 +40,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "checkpoint": True,
     },
     # Tuned for time to 99%: four epochs at a higher learning rate. `mnistlab train` on a
-    # 2-core AVX2 CPU (JAX, float32), seeds 0-3: 99.02-99.12% test accuracy in 29-32 s whole.
+    # 2-core AVX2 CPU (JAX, float32), seeds 0-3: 98.99-99.12% test accuracy in 29-38 s whole.
     "cnn-fast": {
         "epochs": 4,
         "batch_size": 128,
