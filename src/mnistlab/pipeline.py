@@ -57,6 +57,24 @@ def warm_imports() -> threading.Thread:
     return thread
 
 
+def release_freed_memory() -> bool:
+    """Hand the C heap's free pages back to the operating system; True if that was possible.
+
+    Training frees its batches and arrays, but glibc keeps freed heap pages for reuse, so the
+    process would hold them (about 50 MB after the seed model) while it waits for the figure
+    workers, whose memory adds to it. Elsewhere than glibc (musl, macOS) this does nothing.
+    """
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # The C library this process already runs on.
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
 def library_versions() -> dict[str, str]:
     import keras
 
@@ -257,6 +275,7 @@ def _evaluate_and_write(
     flagged = runs.read_flagged_test_indices(audit_dir) if audit_dir else set()
 
     hooks.on_phase("drawing figures")
+    release_freed_memory()  # Before the figure workers' memory peaks beside this process's.
     figures = render_figures(dataset, history, evaluation, probabilities, flagged)
     for name, png in figures.items():
         runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
