@@ -156,7 +156,6 @@ def test_release_freed_memory_hands_a_fragmented_heap_back():
     # 3,000 blocks of 64 KiB come from the heap (below glibc's mmap threshold); keeping every
     # tenth alive stops glibc trimming the freed ones by itself.
     script = """
-import sys
 from mnistlab.pipeline import release_freed_memory
 
 def resident_mib():
