@@ -82,7 +82,8 @@ def test_seed_model_reaches_the_notebooks_accuracy(tmp_path, mnist_dir):
 
 
 def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_dir, capsys):
-    """With checkpoints, Ctrl-C after two of four epochs keeps the run; --resume finishes it."""
+    """With checkpoints, Ctrl-C after two of four epochs keeps the run; --resume finishes it
+    with the very weights an uninterrupted run ends with."""
     from mnistlab.pipeline import Hooks
     from tests.test_cli import run_cli
 
@@ -107,6 +108,9 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
     assert len(history["loss"]) == len(history["val_accuracy"]) == 4
     assert not (run_dir / runs.CHECKPOINT_DIR).exists() and not (run_dir / runs.EPOCH_LOG).exists()
     assert json.loads((run_dir / "metrics.json").read_text())["test"]["num_examples"] == 500
+    uninterrupted = pipeline.train_run(config, data_dir=mnist_dir, out_dir=tmp_path / "whole")
+    for resumed, whole in zip(weights(run_dir), weights(uninterrupted), strict=True):
+        assert np.array_equal(resumed, whole)
 
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
     assert code == 1 and "no checkpoint" in err

@@ -42,22 +42,13 @@ def fit(
     notebook does for categorical cross-entropy. The history holds ``loss``, ``accuracy``,
     ``val_loss`` and ``val_accuracy``, one float per epoch.
     """
-    callbacks = list(callbacks)
+    batches = EqualBatches(train_images, train_labels, config.batch_size, config.seed)
+    callbacks = [EpochRandomness(batches, config.seed), *callbacks]
     if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
         callbacks.append(BatchNormCalibration(train_images[:CALIBRATION_IMAGES]))
-    if keras.backend.backend() == "jax":
-        # Ordered by EqualBatches itself; fit's shuffle would reorder its batches.
-        batches = EqualBatches(train_images, train_labels, config.batch_size)
-        training = {"x": batches, "shuffle": False}
-    else:
-        training = {
-            "x": to_model_input(train_images),
-            "y": keras.utils.to_categorical(train_labels, NUM_CLASSES),
-            "batch_size": config.batch_size,
-            "shuffle": True,
-        }
     history = model.fit(
-        **training,
+        batches,
+        shuffle=False,  # EqualBatches orders the images; fit's shuffle would reorder batches.
         validation_data=(
             to_model_input(validation_images),
             keras.utils.to_categorical(validation_labels, NUM_CLASSES),
@@ -72,44 +63,76 @@ def fit(
 
 class EqualBatches(keras.utils.PyDataset):
     """Every training image once per epoch, in a fresh order, in batches that all have
-    ``batch_size`` images, for JAX, which compiles the training step once per batch shape.
+    ``batch_size`` images.
 
-    Without it, the short last batch (54,000 = 105 x 512 + 240 for the seed model) costs a
-    second trace and compile of the step in every run. Here the last batch is filled up with
-    images from the start of the epoch's order, weighted 0, and its real images are weighted
-    ``batch_size / real``: Keras divides a batch's weighted loss by the batch size, so that
-    batch's loss and gradient are the mean over its real images, as in a short batch. The
-    order comes from NumPy's global generator, as ``model.fit(shuffle=True)`` draws it, so
-    ``set_seed`` fixes it. Images stay uint8 until a batch is taken (a quarter of the memory).
+    JAX compiles the training step once per batch shape, so a short last batch (54,000 =
+    105 x 512 + 240 for the seed model) would cost a second trace and compile in every run.
+    Here the last batch is filled up with images from the start of the epoch's order, weighted
+    0, and its real images are weighted ``batch_size / real``: Keras divides a batch's weighted
+    loss by the batch size, so that batch's loss and gradient are the mean over its real
+    images, as in a short batch. Images stay uint8 until a batch is taken (a quarter of the
+    memory).
+
+    The order of epoch ``e`` depends on ``(seed, e)`` only, not on what ran before, so a run
+    resumed at epoch ``e`` sees the batches an uninterrupted run sees (``EpochRandomness``
+    tells this dataset which epoch ``fit`` is on).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         self.images = images
         self.targets = keras.utils.to_categorical(labels, NUM_CLASSES)
         self.batch_size = batch_size
+        self.seed = seed
         batches = -(-len(images) // batch_size)
         self.weights = np.ones(batches * batch_size, dtype=np.float32)
         last_real = len(images) - (batches - 1) * batch_size
         self.weights[(batches - 1) * batch_size :] = np.float32(batch_size / last_real)
         self.weights[len(images) :] = 0.0
-        self.order = self._new_order()
+        self.set_epoch(0)
 
     @property
     def num_batches(self) -> int:
         return len(self.weights) // self.batch_size
 
-    def _new_order(self) -> np.ndarray:
+    def set_epoch(self, epoch: int) -> None:
+        """Order the images as epoch ``epoch`` (0-based) trains on them."""
+        permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
         # np.resize repeats the order from its start to fill the last batch.
-        return np.resize(np.random.permutation(len(self.images)), len(self.weights))
-
-    def on_epoch_end(self) -> None:
-        self.order = self._new_order()
+        self.order = np.resize(permutation, len(self.weights))
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
         chosen = self.order[batch]
         return to_model_input(self.images[chosen]), self.targets[chosen], self.weights[batch]
+
+
+class EpochRandomness(keras.callbacks.Callback):
+    """As each epoch begins, draw everything random in it from ``(seed, epoch)``: the batch
+    order and the state of every random layer (dropout, augmentation).
+
+    A checkpoint holds the weights and the optimizer but not the random layers' state, so
+    without this a resumed run would repeat the first epochs' dropout masks and orders; with it,
+    ``--resume`` ends with the very weights of a run never interrupted (a test checks this).
+    Keras calls ``on_epoch_begin`` with the true epoch, resumed ones included.
+    """
+
+    def __init__(self, batches: EqualBatches, seed: int):
+        super().__init__()
+        self.batches = batches
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+        generators = [
+            value
+            for layer in self.model.layers
+            for value in vars(layer).values()
+            if isinstance(value, keras.random.SeedGenerator)
+        ]
+        starts = np.random.default_rng([self.seed, epoch, 1]).integers(1, 2**30, len(generators))
+        for generator, start in zip(generators, starts):
+            generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
 
 
 # Images whose activations set each batch-norm layer's statistics: ~600,000 values per channel.
