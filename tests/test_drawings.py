@@ -140,3 +140,27 @@ def test_digits_of_even_strokes_keep_their_pen_path():
         assert (path <= (ink >= 0.25)).all()
         assert encloses_a_loop(path) == encloses_a_loop(plain)
         assert ndimage.distance_transform_edt(~path)[plain].max() <= 2
+
+
+
+def endpoints(path: np.ndarray) -> int:
+    neighbours = ndimage.convolve(path.astype(int), np.ones((3, 3), int), mode="constant") - path
+    return int((path & (neighbours == 1)).sum())
+
+
+@pytest.mark.mnist
+def test_the_pen_keeps_the_short_arms_of_a_bold_digit(mnist_dir):
+    from mnistlab.data import load_dataset
+
+    # Training digit 1341, a bold 3: thinning eats its middle arm, leaving a bracket.
+    ink = drawings.upscale(load_dataset("mnist", mnist_dir).train_images[1341], 4 * 28)
+    plain, path = drawings.thin(ink >= 0.25), drawings.pen_skeleton(ink)
+    assert endpoints(plain) == 2
+    assert endpoints(path) >= 3  # the middle arm's end too
+    assert (path <= (ink >= 0.25)).all()
+    assert ndimage.distance_transform_edt(~path)[plain].max() <= 2  # the bracket stays
+    # A plain stroke has no arm to keep: its path is its skeleton.
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 12:17] = 255
+    bar_ink = drawings.upscale(bar, 4 * 28)
+    assert np.array_equal(drawings.pen_skeleton(bar_ink), drawings.thin(bar_ink >= 0.25))

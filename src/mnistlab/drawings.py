@@ -49,9 +49,11 @@ def place(ink: np.ndarray, width: int, height: int, rng: np.random.Generator) ->
     return canvas
 
 
-def thin(mask: np.ndarray) -> np.ndarray:
-    """One-pixel-wide skeleton of a binary shape (Zhang and Suen, 1984), vectorised."""
+def thin(mask: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """One-pixel-wide skeleton of a binary shape (Zhang and Suen, 1984), vectorised; pixels in
+    ``keep`` are never removed, so the skeleton reaches them."""
     image = np.pad(mask.astype(np.uint8), 1)
+    kept = keep if keep is not None else np.zeros(mask.shape, bool)
     while True:
         changed = False
         for step in (0, 1):
@@ -66,7 +68,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
                 keep_corner = (north * east * south == 0) & (east * south * west == 0)
             else:
                 keep_corner = (north * east * west == 0) & (north * south * west == 0)
-            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner & ~kept
             if remove.any():
                 centre[remove] = 0
                 changed = True
@@ -80,7 +82,9 @@ def pen_skeleton(ink: np.ndarray) -> np.ndarray:
     A broad pen fills a small loop (a 9's head, an 8's eyes) partly or wholly, and the skeleton
     of a filled loop is a line: a 9 would be redrawn as a 1. A person drawing that 9 on a
     canvas draws the loop, so the path must go around it: a hole in the firm ink, or the
-    middle of a blob much wider than the digit's typical stroke, is cut out first.
+    middle of a blob much wider than the digit's typical stroke, is cut out first. Thinning
+    also eats short, bold arms (a bold 3 became a bracket); the path keeps them
+    (``eaten_arms``).
     """
     # A low threshold keeps MNIST's faint stroke segments, so the path does not break up.
     area = ink >= 0.25
@@ -90,11 +94,40 @@ def pen_skeleton(ink: np.ndarray) -> np.ndarray:
     inside = ndimage.distance_transform_edt(area)
     half_width = float(np.median(inside[skeleton]))
     cores = inside > 2.2 * half_width
-    if not cores.any():
-        return skeleton
-    wide, _ = ndimage.label(inside > 1.3 * half_width)
-    filled = np.isin(wide, np.unique(wide[cores])) & (wide > 0)
-    return thin(area & ~filled)
+    if cores.any():
+        wide, _ = ndimage.label(inside > 1.3 * half_width)
+        filled = np.isin(wide, np.unique(wide[cores])) & (wide > 0)
+        area = area & ~filled
+        skeleton = thin(area)
+        inside = ndimage.distance_transform_edt(area)
+    arms = eaten_arms(skeleton, area, inside, half_width)
+    return thin(area, keep=arms) if arms.any() else skeleton
+
+
+# In half-widths of the digit's median stroke: the first values tried, not tuned.
+ARM_DEPTH, ARM_REACH = 0.5, 1.2
+
+
+def eaten_arms(
+    skeleton: np.ndarray, area: np.ndarray, inside: np.ndarray, half_width: float
+) -> np.ndarray:
+    """Ridge pixels of the ink's distance map far from the skeleton: the axes of arms that
+    thinning ate (it peels a shape from all sides, so an arm shorter than the stroke is wide, as
+    in a bold 3, goes as a bump).
+
+    A ridge pixel is at least as far inside the ink as its two neighbours along one of four
+    directions. Kept: those over ARM_DEPTH half-widths inside the ink (not the rim) and over
+    ARM_REACH half-widths from the skeleton (farther than a stroke's own edge).
+    """
+    padded = np.pad(inside, 1)
+    centre = padded[1:-1, 1:-1]
+    ridge = np.zeros(inside.shape, bool)
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        ahead = padded[1 + dr : padded.shape[0] - 1 + dr, 1 + dc : padded.shape[1] - 1 + dc]
+        behind = padded[1 - dr : padded.shape[0] - 1 - dr, 1 - dc : padded.shape[1] - 1 - dc]
+        ridge |= (centre >= ahead) & (centre >= behind) & (centre > np.minimum(ahead, behind))
+    away = ndimage.distance_transform_edt(~skeleton)
+    return area & ridge & (inside >= ARM_DEPTH * half_width) & (away >= ARM_REACH * half_width)
 
 
 def pen_path(digit: np.ndarray, height: int) -> np.ndarray:
