@@ -68,7 +68,8 @@ def thin(mask: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
                 keep_corner = (north * east * south == 0) & (east * south * west == 0)
             else:
                 keep_corner = (north * east * west == 0) & (north * south * west == 0)
-            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner & ~kept
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (rises == 1) & keep_corner
+            remove &= ~kept
             if remove.any():
                 centre[remove] = 0
                 changed = True
