@@ -142,7 +142,6 @@ def test_digits_of_even_strokes_keep_their_pen_path():
         assert ndimage.distance_transform_edt(~path)[plain].max() <= 2
 
 
-
 def endpoints(path: np.ndarray) -> int:
     neighbours = ndimage.convolve(path.astype(int), np.ones((3, 3), int), mode="constant") - path
     return int((path & (neighbours == 1)).sum())

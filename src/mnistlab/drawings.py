@@ -28,6 +28,9 @@ CANVAS_SIDE = 280  # The page's canvas, in px.
 DRAWING_STYLES = ("white-on-black", "black-on-white", "black-on-transparent")
 BRUSH_WIDTHS = (6.0, 30.0)  # Brush widths in px on the 280 px canvas, as canvas apps use.
 DIGIT_HEIGHTS = (0.45, 0.85)  # How tall people draw a digit, as a fraction of the canvas.
+# Where the pen path keeps an arm thinning ate (``eaten_arms``), in half-widths of the digit's
+# median stroke: the first values tried, not tuned.
+ARM_DEPTH, ARM_REACH = 0.5, 1.2
 # Drawing one digit takes ~25 ms; below this many per process, starting processes costs more.
 DIGITS_PER_WORKER = 1000
 
@@ -103,10 +106,6 @@ def pen_skeleton(ink: np.ndarray) -> np.ndarray:
         inside = ndimage.distance_transform_edt(area)
     arms = eaten_arms(skeleton, area, inside, half_width)
     return thin(area, keep=arms) if arms.any() else skeleton
-
-
-# In half-widths of the digit's median stroke: the first values tried, not tuned.
-ARM_DEPTH, ARM_REACH = 0.5, 1.2
 
 
 def eaten_arms(
