@@ -40,7 +40,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "checkpoint": True,
     },
     # Tuned for time to 99%: four epochs at a higher learning rate. `mnistlab train` (JAX,
-    # float32), seeds 0-3: 99.02-99.07% test accuracy in 15-18 s whole on a 2-core AVX-512 CPU
+    # float32), seeds 0-3: 98.95-99.10% test accuracy in 16-19 s whole on a 2-core AVX-512 CPU
     # (98.99-99.12% in 29-38 s on a 2-core AVX2 one).
     "cnn-fast": {
         "epochs": 4,
