@@ -43,7 +43,7 @@ def fit(
     ``val_loss`` and ``val_accuracy``, one float per epoch.
     """
     batches = EqualBatches(train_images, train_labels, config.batch_size, config.seed)
-    callbacks = [EpochRandomness(batches, config.seed), *callbacks]
+    callbacks = [EpochRandomness(batches), *callbacks]
     if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
         callbacks.append(BatchNormCalibration(train_images[:CALIBRATION_IMAGES]))
     history = model.fit(
@@ -108,8 +108,8 @@ class EqualBatches(keras.utils.PyDataset):
 
 
 class EpochRandomness(keras.callbacks.Callback):
-    """As each epoch begins, draw everything random in it from ``(seed, epoch)``: the batch
-    order and the state of every random layer (dropout, augmentation).
+    """As each epoch begins, draw everything random in it from ``(seed, epoch)``, the seed being
+    the batches': the batch order and the state of every random layer (dropout, augmentation).
 
     A checkpoint holds the weights and the optimizer but not the random layers' state, so
     without this a resumed run would repeat the first epochs' dropout masks and orders; with it,
@@ -117,10 +117,9 @@ class EpochRandomness(keras.callbacks.Callback):
     Keras calls ``on_epoch_begin`` with the true epoch, resumed ones included.
     """
 
-    def __init__(self, batches: EqualBatches, seed: int):
+    def __init__(self, batches: EqualBatches):
         super().__init__()
         self.batches = batches
-        self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.set_epoch(epoch)
@@ -130,7 +129,8 @@ class EpochRandomness(keras.callbacks.Callback):
             for value in vars(layer).values()
             if isinstance(value, keras.random.SeedGenerator)
         ]
-        starts = np.random.default_rng([self.seed, epoch, 1]).integers(1, 2**30, len(generators))
+        rng = np.random.default_rng([self.batches.seed, epoch, 1])
+        starts = rng.integers(1, 2**30, len(generators))
         for generator, start in zip(generators, starts):
             generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
 
