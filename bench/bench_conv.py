@@ -7,7 +7,7 @@ test accuracy, seconds per epoch. Prints accuracy against wall time and the targ
 this machine by the keras.io convnet's seconds per epoch (6.5 s where the targets were set).
 
     .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
-        --runs cnn-fast:4 cnn:15 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
+        --runs cnn-fast:2 cnn:15 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
 
 A run is MODEL:EPOCHS or MODEL:EPOCHS:SEED. ``--keep DIR`` keeps mnistlab's run directories
 there (for example as members of ``mnistlab ensemble``) instead of deleting them.
@@ -53,7 +53,7 @@ def run_mnistlab(exe: str, data_dir: str, spec: str, work: Path, index: int, env
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--runs", nargs="+", default=["cnn-fast:4"], help="MODEL:EPOCHS[:SEED] for mnistlab.")
+    parser.add_argument("--runs", nargs="+", default=["cnn-fast:2"], help="MODEL:EPOCHS[:SEED] for mnistlab.")
     parser.add_argument("--convnet-epochs", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)

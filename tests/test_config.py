@@ -28,6 +28,12 @@ def test_defaults_are_the_seed_notebooks():
         {"validation_split": 0},
         {"seed": -3},
         {"train_limit": 0},
+        {"shift_pixels": -1},
+        {"shift_pixels": 5},  # past MNIST's 4-pixel margin
+        {"shift_pixels": 1.5},
+        {"warmup_epochs": -0.5},
+        {"warmup_epochs": 10},  # all of the default 10 epochs
+        {"warmup_epochs": "slow"},
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(changes):

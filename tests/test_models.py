@@ -38,8 +38,13 @@ def test_each_model_has_its_own_defaults_and_flags_override_them(monkeypatch):
     assert Config.for_model("cnn-best").epochs == 40
     assert Config.for_model("cnn", mixed_precision=False).mixed_precision is False
     fast = Config.for_model("cnn-fast")
-    assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.lr_schedule) == (4, 128, 0.003, "cosine")
+    assert (fast.epochs, fast.batch_size, fast.learning_rate) == (2, 128, 0.01)
+    assert (fast.lr_schedule, fast.warmup_epochs, fast.shift_pixels) == ("cosine", 0.25, 1)
     assert fast.mixed_precision is False and fast.augment is False
+    assert (cnn.warmup_epochs, cnn.shift_pixels) == (0.25, 1)
+    # Only the models that set them warm up or shift: the shipped cnn-best's recipe is unchanged.
+    for name in ("seed-mlp", "cnn-best"):
+        assert (Config.for_model(name).warmup_epochs, Config.for_model(name).shift_pixels) == (0, 0)
 
 
 def test_audit_trains_the_slow_models_fewer_epochs_per_fold_unless_told():
@@ -82,12 +87,31 @@ def test_convolutional_models_take_the_same_input_and_train_in_bfloat16():
 
 
 def test_cosine_schedule_decays_to_one_percent():
-    config = Config.for_model("cnn", epochs=2)
+    config = Config.for_model("cnn", epochs=2, warmup_epochs=0)
     model = build_model(config, steps_per_epoch=5)
     schedule = model.optimizer.learning_rate  # evaluated at the current step, 0
     assert np.isclose(float(schedule), config.learning_rate)
     decay = model.optimizer._learning_rate
     assert np.isclose(float(decay(10)), config.learning_rate * 0.01)
+
+
+def test_warm_up_rises_linearly_then_the_schedule_runs_over_the_steps_left():
+    steps_per_epoch = 40
+    cosine = Config.for_model("cnn", epochs=2, learning_rate=0.01, warmup_epochs=0.25)
+    rate = build_model(cosine, steps_per_epoch).optimizer._learning_rate
+    # 10 warm-up steps from 0 to the rate, then 70 of cosine decay to 1% of it.
+    assert float(rate(0)) == 0.0
+    assert np.isclose(float(rate(5)), 0.005) and np.isclose(float(rate(10)), 0.01)
+    assert np.isclose(float(rate(45)), 0.01 * (0.01 + 0.99 * 0.5))  # half-way through the decay
+    assert np.isclose(float(rate(80)), 0.0001)
+    constant = Config(epochs=2, learning_rate=0.01, warmup_epochs=0.25)
+    rate = build_model(constant, steps_per_epoch).optimizer._learning_rate
+    assert np.isclose(float(rate(5)), 0.005)
+    assert all(np.isclose(float(rate(step)), 0.01) for step in (10, 45, 80))
+    assert not isinstance(
+        build_model(Config(), steps_per_epoch).optimizer._learning_rate,
+        keras.optimizers.schedules.LearningRateSchedule,
+    )  # no warm-up, constant: a plain rate, as the seed notebook's
 
 
 def test_augmentation_is_a_setting_on_by_default_only_for_cnn_best():

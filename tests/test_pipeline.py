@@ -92,7 +92,8 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    config = SMALL.replace(epochs=4, checkpoint=True)
+    # Shifted images and a warm-up too: their randomness and schedule must resume as well.
+    config = SMALL.replace(epochs=4, checkpoint=True, shift_pixels=1, warmup_epochs=1.5)
     run_dir = tmp_path / "run"
     messages = []
     hooks = Hooks(on_phase=messages.append, fit_callbacks=[StopAfterSecondEpoch()])

@@ -55,8 +55,9 @@ def test_parse_space_splits_fixed_values_from_domains():
 
 
 def test_trial_config_starts_from_the_models_own_defaults():
-    space = sweep.parse_space({"model": {"choice": ["seed-mlp", "cnn"]}, "seed": {"randint": [0, 3]}})
-    assert space.max_epochs == Config.for_model("cnn").epochs
+    models = ["seed-mlp", "cnn", "cnn-best"]
+    space = sweep.parse_space({"model": {"choice": models}, "seed": {"randint": [0, 3]}})
+    assert space.max_epochs == max(Config.for_model(m).epochs for m in models) == 40
     assert space.trial_config({"model": "cnn", "seed": 2}) == Config.for_model("cnn", seed=2)
 
 

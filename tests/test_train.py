@@ -10,7 +10,7 @@ import pytest
 from mnistlab import pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import to_model_input
-from mnistlab.train import EqualBatches, calibrate_batch_norm
+from mnistlab.train import EqualBatches, calibrate_batch_norm, shifted
 
 
 def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
@@ -74,6 +74,54 @@ def test_equal_batches_hold_every_image_once_per_epoch_in_a_fresh_order():
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(second, resumed))
     other_seed = _epoch(EqualBatches(images, labels, batch_size, seed=8), 1)
     assert not np.array_equal(second[0][0], other_seed[0][0])
+
+
+def test_shifts_move_each_image_by_whole_pixels_within_the_limit():
+    count = 2000
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    images[:, 10:18, 12:16] = np.arange(1, 33, dtype=np.uint8).reshape(8, 4)  # a marked block
+    moved = shifted(images, 2, np.random.default_rng(0))
+
+    assert moved.shape == images.shape and moved.dtype == np.uint8
+    found = set()
+    for before, after in zip(images, moved):
+        rows, cols = np.nonzero(after)
+        down, right = rows.min() - 10, cols.min() - 12
+        assert abs(down) <= 2 and abs(right) <= 2
+        # The whole block, unchanged, in its new place, and nothing else.
+        assert np.array_equal(np.roll(before, (down, right), axis=(0, 1)), after)
+        found.add((int(down), int(right)))
+    assert len(found) == 25  # every move within 2 pixels occurs
+    assert np.array_equal(shifted(images, 2, np.random.default_rng(0)), moved)
+    # What is moved past the edge is lost, not wrapped round to the other side.
+    edge = np.zeros((200, 28, 28), dtype=np.uint8)
+    edge[:, 0, :] = 255
+    moved = shifted(edge, 1, np.random.default_rng(1)).astype(int)
+    # Moved up: the row is lost; sideways: one pixel of it.
+    assert set(moved.sum(axis=(1, 2))) == {0, 27 * 255, 28 * 255}
+    assert moved[:, 27].sum() == 0  # rolled, the lost row would come back at the bottom
+
+
+def test_shifted_batches_move_afresh_each_epoch_and_repeat_on_resume():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(300, 28, 28), dtype=np.uint8)
+    images[:, :2], images[:, -2:], images[:, :, :2], images[:, :, -2:] = 0, 0, 0, 0
+    labels = rng.integers(0, 10, size=300)
+    plain = _epoch(EqualBatches(images, labels, 100, seed=3), 1)
+    moving = EqualBatches(images, labels, 100, seed=3, shift_pixels=2)
+    first, second = _epoch(moving, 0), _epoch(moving, 1)
+
+    for (x, y, w), (x0, y0, w0) in zip(second, plain):
+        assert np.array_equal(y, y0) and np.array_equal(w, w0)  # the same order and labels
+        assert not np.array_equal(x, x0)
+        # Each image only moved: the same pixel values, all of them still in the frame.
+        assert np.array_equal(np.sort(x, axis=1), np.sort(x0, axis=1))
+    resumed = _epoch(EqualBatches(images, labels, 100, seed=3, shift_pixels=2), 1)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(second, resumed))
+    again = EqualBatches(images, labels, 100, seed=3, shift_pixels=2)
+    again.set_epoch(1)
+    first_order_moves = _epoch(again, 0)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, first_order_moves))
 
 
 def test_a_filled_up_batch_has_the_loss_of_its_real_images_alone():

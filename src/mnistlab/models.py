@@ -53,7 +53,8 @@ def build_seed_mlp(dtype: str | None = None, augment: bool = False) -> keras.Mod
 def build_cnn(dtype: str | None = None, augment: bool = False) -> keras.Model:
     """A small LeNet-style network: two 5x5 convolutions with pooling, then a dense layer.
 
-    ~99.5% in 15 epochs (about 30 s per epoch on a 2-core AVX2 CPU in float32).
+    ~99.5% in 8 epochs on images shifted by up to a pixel (about 30 s per epoch on a 2-core
+    AVX2 CPU in float32, 6-10 s on an AVX-512 one in bfloat16).
     """
     return keras.Sequential(
         [
@@ -112,7 +113,7 @@ def build_cnn_best(dtype: str | None = None, augment: bool = True) -> keras.Mode
 
 
 def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Model:
-    """Two strided convolutions with batch norm, then a dense layer: ~99.0% in 4 epochs.
+    """Two strided convolutions with batch norm, then a dense layer: ~99.1% in 2 epochs.
 
     Built for time to accuracy on a CPU: the strides shrink the image at once (no pooling), so
     an epoch costs about a fifth of ``cnn``'s, and XLA (JAX) runs it fastest.
@@ -167,18 +168,37 @@ def _compile(model: keras.Model, learning_rate) -> keras.Model:
 def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Model:
     """A compiled model for ``config``: Adam, categorical cross-entropy, accuracy.
 
-    ``steps_per_epoch`` sizes the cosine learning-rate schedule; it is needed only then.
+    ``steps_per_epoch`` sizes the learning-rate schedule (cosine decay, warm-up); it is
+    needed only for those.
     """
     dtype = "mixed_bfloat16" if config.mixed_precision else None
     model = BUILDERS[config.model](dtype=dtype, augment=config.augment)
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        if not steps_per_epoch:
-            raise ValueError("a cosine schedule needs steps_per_epoch")
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+    return _compile(model, learning_rate_schedule(config, steps_per_epoch))
+
+
+def learning_rate_schedule(config: Config, steps_per_epoch: int | None):
+    """Adam's rate: ``config.learning_rate``, or a schedule when warm-up or cosine decay
+    needs the run's step count."""
+    if config.lr_schedule == "constant" and not config.warmup_epochs:
+        return config.learning_rate
+    if not steps_per_epoch:
+        raise ValueError("a learning-rate schedule needs steps_per_epoch")
+    total = config.epochs * steps_per_epoch
+    # Config keeps warmup_epochs below epochs; a decay needs at least one step after it.
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+    # After any warm-up, cosine decays to 1% of the rate; alpha=1 holds it constant.
+    alpha = 0.01 if config.lr_schedule == "cosine" else 1.0
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=total, alpha=alpha
         )
-    return _compile(model, learning_rate)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=total - warmup,
+        alpha=alpha,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
