@@ -187,16 +187,11 @@ def learning_rate_schedule(config: Config, steps_per_epoch: int | None):
     # Config keeps warmup_epochs below epochs; a decay needs at least one step after it.
     warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
     # After any warm-up, cosine decays to 1% of the rate; alpha=1 holds it constant.
-    alpha = 0.01 if config.lr_schedule == "cosine" else 1.0
-    if not warmup:
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=total, alpha=alpha
-        )
     return keras.optimizers.schedules.CosineDecay(
-        0.0,
+        0.0 if warmup else config.learning_rate,
         decay_steps=total - warmup,
-        alpha=alpha,
-        warmup_target=config.learning_rate,
+        alpha=0.01 if config.lr_schedule == "cosine" else 1.0,
+        warmup_target=config.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
 
