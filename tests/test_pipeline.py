@@ -117,6 +117,42 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
     assert code == 1 and "no checkpoint" in err
 
 
+def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
+    tmp_path, mnist_dir, capsys, monkeypatch
+):
+    """A checkpoint saved before a model's layers changed (an older mnistlab) cannot be
+    resumed: one line says so, nothing is deleted, and no resume hint is printed."""
+    from mnistlab import models
+    from mnistlab.pipeline import Hooks
+    from tests.test_cli import run_cli
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    hooks = Hooks(fit_callbacks=[StopAfterFirstEpoch()])
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_run(SMALL.replace(epochs=3, checkpoint=True), data_dir=mnist_dir, out_dir=run_dir, hooks=hooks)
+    kept = sorted(path.name for path in (run_dir / runs.CHECKPOINT_DIR).iterdir())
+
+    def narrower_seed_mlp(dtype=None, augment=False):
+        return keras.Sequential(
+            [keras.Input(shape=(784,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+            name="seed_mlp",
+        )
+
+    monkeypatch.setitem(models.BUILDERS, "seed-mlp", narrower_seed_mlp)
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir, "--data-dir", mnist_dir)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    assert "cannot be resumed" in err and "seed-mlp" in err
+    assert "--resume" not in out + err
+    assert runs.checkpointed_epochs(run_dir) == 1
+    assert sorted(path.name for path in (run_dir / runs.CHECKPOINT_DIR).iterdir()) == kept
+
+
 def test_warm_imports_loads_the_evaluation_stack_in_the_background():
     """train_run overlaps these imports with training; in a fresh process nothing else has
     imported them yet."""

@@ -20,5 +20,9 @@ class RunError(MnistlabError):
     """A run directory is missing, incomplete or unreadable."""
 
 
+class CheckpointMismatch(RunError):
+    """A run's checkpoint holds weights of another network than its config now builds."""
+
+
 class ImageError(MnistlabError):
     """A user's image cannot be read or holds no digit."""

@@ -116,12 +116,16 @@ def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Mod
     """Two strided convolutions with batch norm, then a dense layer: ~99.1% in 2 epochs.
 
     Built for time to accuracy on a CPU: the strides shrink the image at once (no pooling), so
-    an epoch costs about a fifth of ``cnn``'s, and XLA (JAX) runs it fastest.
+    an epoch costs about a fifth of ``cnn``'s, and XLA (JAX) runs it fastest. The first
+    convolution is unpadded, so 12x12 comes out instead of 14x14: its windows miss only the
+    last row and column, where ink is rare, and every layer after it has 27% less to do. These
+    layers are bound by memory, not arithmetic: an epoch took 2.4-2.9 s instead of 3.4-3.9 s,
+    at the same accuracy.
     """
 
-    def conv_block(filters: int, kernel: int) -> list[layers.Layer]:
+    def conv_block(filters: int, kernel: int, padding: str) -> list[layers.Layer]:
         return [
-            layers.Conv2D(filters, kernel, strides=2, padding="same", use_bias=False, dtype=dtype),
+            layers.Conv2D(filters, kernel, strides=2, padding=padding, use_bias=False, dtype=dtype),
             layers.BatchNormalization(dtype=dtype),
             layers.Activation("relu", dtype=dtype),
         ]
@@ -130,8 +134,8 @@ def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Mod
         [
             keras.Input(shape=(NUM_PIXELS,)),
             *_images(dtype, augment),
-            *conv_block(16, 5),
-            *conv_block(32, 3),
+            *conv_block(16, 5, padding="valid"),
+            *conv_block(32, 3, padding="same"),
             layers.Flatten(dtype=dtype),
             layers.Dense(128, activation="relu", dtype=dtype),
             layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),

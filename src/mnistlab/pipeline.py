@@ -17,7 +17,7 @@ import numpy as np
 
 from mnistlab import figure_workers, report, runs
 from mnistlab.config import Config
-from mnistlab.errors import ConfigError, RunError
+from mnistlab.errors import CheckpointMismatch, ConfigError, RunError
 from mnistlab.data import IMAGE_SIDE, Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.evaluate import Evaluation, evaluate_probabilities
 
@@ -134,7 +134,7 @@ def train_run(
     import keras
 
     from mnistlab.models import build_model, float32_copy, load_trained_weights, steps_per_epoch
-    from mnistlab.train import fit, set_seed
+    from mnistlab.train import Checkpoint, fit, set_seed
 
     hooks = hooks or Hooks()
     started = time.perf_counter()
@@ -160,7 +160,7 @@ def train_run(
         # epoch on resume (read_epoch_log keeps the last row) rather than losing its row.
         callbacks += [
             keras.callbacks.CSVLogger(str(run_dir / runs.EPOCH_LOG), append=True),
-            keras.callbacks.BackupAndRestore(str(run_dir / runs.CHECKPOINT_DIR), double_checkpoint=True),
+            Checkpoint(str(run_dir / runs.CHECKPOINT_DIR), double_checkpoint=True),
         ]
     try:
         excluded = excluded_train_indices(config, run_dir)
@@ -206,15 +206,15 @@ def train_run(
             model = float32_copy(model, config)
         runs.write_json(run_dir / runs.HISTORY_FILE, history)
         runs.save_model(model, run_dir)
-    except BaseException:
+    except BaseException as error:
         finished = runs.checkpointed_epochs(run_dir) if config.checkpoint else 0
-        if finished:
+        if not finished:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif not isinstance(error, CheckpointMismatch):
             hooks.on_phase(
                 f"stopped after {finished} of {config.epochs} epochs; the checkpoint is kept:"
                 f" resume with `mnistlab train --resume {run_dir}`"
             )
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     (run_dir / runs.EPOCH_LOG).unlink(missing_ok=True)
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}

@@ -10,6 +10,7 @@ import numpy as np
 from mnistlab.backend import tensorflow_left_alone
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES, to_model_input
+from mnistlab.errors import CheckpointMismatch
 
 
 # Batch size for validation and prediction. It divides MNIST's 12,000 validation, 10,000 test
@@ -170,6 +171,21 @@ class EpochRandomness(keras.callbacks.Callback):
         starts = rng.integers(1, 2**30, len(generators))
         for generator, start in zip(generators, starts):
             generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
+
+
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, with a checkpoint the network cannot take (one saved before
+    its layers changed) reported as a CheckpointMismatch instead of Keras's ValueError."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except ValueError:
+            raise CheckpointMismatch(
+                f"{self.backup_dir} holds weights of a network other than this mnistlab's"
+                f" {self.model.name.replace('_', '-')} (saved by an older version?), so the run"
+                " cannot be resumed; train it afresh"
+            ) from None
 
 
 # Images whose activations set each batch-norm layer's statistics: ~600,000 values per channel.
