@@ -117,6 +117,7 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
     assert code == 1 and "no checkpoint" in err
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
     tmp_path, mnist_dir, capsys, monkeypatch
 ):
