@@ -7,7 +7,7 @@ test accuracy, seconds per epoch. Prints accuracy against wall time and the targ
 this machine by the keras.io convnet's seconds per epoch (6.5 s where the targets were set).
 
     .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
-        --runs cnn-fast:2 cnn:15 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
+        --runs cnn-fast:2 cnn:8 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
 
 A run is MODEL:EPOCHS or MODEL:EPOCHS:SEED. ``--keep DIR`` keeps mnistlab's run directories
 there (for example as members of ``mnistlab ensemble``) instead of deleting them.
