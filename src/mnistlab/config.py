@@ -48,7 +48,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
     },
     # Tuned for time to 99%: two epochs at a high learning rate, reached after a warm-up, on
     # images shifted by up to a pixel. `mnistlab train` (JAX, float32), seeds 0-7: 99.10-99.22%
-    # test accuracy in 8.1-11.7 s whole on a 2-core AVX-512 CPU (bench/bench_conv.py).
+    # test accuracy in 7.4-11.7 s whole on a 2-core AVX-512 CPU (bench/bench_conv.py).
     "cnn-fast": {
         "epochs": 2,
         "batch_size": 128,
