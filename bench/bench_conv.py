@@ -9,7 +9,9 @@ this machine by the keras.io convnet's seconds per epoch (6.5 s where the target
     .venv/bin/python bench/bench_conv.py --data-dir /work/shared/data \
         --runs cnn-fast:2 cnn:8 [--convnet-epochs 15] [--repeats 1] [--keep DIR]
 
-A run is MODEL:EPOCHS or MODEL:EPOCHS:SEED. ``--keep DIR`` keeps mnistlab's run directories
+A run is MODEL:EPOCHS or MODEL:EPOCHS:SEED, optionally followed (in the same quoted argument) by
+more `mnistlab train` flags, e.g. "cnn-best:19:0 --validation-split 0 --ema-momentum 0.999".
+``--keep DIR`` keeps mnistlab's run directories
 there (for example as members of ``mnistlab ensemble``) instead of deleting them.
 """
 
@@ -33,13 +35,16 @@ TARGETS = ((0.990, 10.0), (0.995, 90.0), (0.997, 15 * 60.0))  # (accuracy, whole
 ISSUE_CONVNET_EPOCH_SECONDS = 6.5
 
 
-def run_mnistlab(exe: str, data_dir: str, spec: str, work: Path, index: int, env: dict) -> dict:
-    model, epochs, *seed = spec.split(":")
+def run_mnistlab(
+    exe: str, data_dir: str, spec: str, work: Path, index: int, env: dict, number: int
+) -> dict:
+    run, *flags = spec.split()
+    model, epochs, *seed = run.split(":")
     seed = seed[0] if seed else "0"
-    name = f"{model}-{epochs}-seed{seed}-{index}"
+    name = f"{model}-{epochs}-seed{seed}-run{number}-{index}"
     log = work / f"{name}.log"
     argv = [exe, "train", "--model", model, "--epochs", epochs, "--seed", seed,
-            "--no-checkpoint", "--out", str(work / name), "--data-dir", data_dir]
+            "--no-checkpoint", "--out", str(work / name), "--data-dir", data_dir, *flags]
     code, wall, _, cpu = run_child(argv, log, env)
     metrics_path = work / name / "metrics.json"
     if code != 0 or not metrics_path.is_file():
@@ -53,7 +58,8 @@ def run_mnistlab(exe: str, data_dir: str, spec: str, work: Path, index: int, env
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--runs", nargs="+", default=["cnn-fast:2"], help="MODEL:EPOCHS[:SEED] for mnistlab.")
+    parser.add_argument("--runs", nargs="+", default=["cnn-fast:2"],
+                        help="MODEL:EPOCHS[:SEED] [FLAGS...] for mnistlab, each one argument.")
     parser.add_argument("--convnet-epochs", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
@@ -78,21 +84,22 @@ def main() -> None:
             run["epoch"] = run["fit"] / args.convnet_epochs
             results.setdefault(name, []).append(run)
             print(f"  {name} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
-            for spec in args.runs:
-                run = run_mnistlab(exe, data_dir, spec, work, index, env)
+            for number, spec in enumerate(args.runs, 1):
+                run = run_mnistlab(exe, data_dir, spec, work, index, env, number)
                 results.setdefault(spec, []).append(run)
                 print(f"  {spec} #{index}: whole {run['whole']:.1f}s acc {run['acc']:.4f}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'run':<26}{'whole (s)':>10}{'cpu (s)':>9}{'s/epoch':>9}{'test acc':>10}")
+    width = max(26, *(len(name) + 2 for name in results))
+    print(f"\n{'run':<{width}}{'whole (s)':>10}{'cpu (s)':>9}{'s/epoch':>9}{'test acc':>10}")
     medians = {}
     for name, runs in results.items():
         medians[name] = {key: statistics.median(r[key] for r in runs)
                          for key in ("whole", "cpu", "epoch", "acc")}
         m = medians[name]
-        print(f"{name:<26}{m['whole']:>10.1f}{m['cpu']:>9.1f}{m['epoch']:>9.2f}{m['acc']:>10.4f}")
+        print(f"{name:<{width}}{m['whole']:>10.1f}{m['cpu']:>9.1f}{m['epoch']:>9.2f}{m['acc']:>10.4f}")
     print()
     convnet_epoch = medians[f"keras.io convnet:{args.convnet_epochs}"]["epoch"]
     factor = convnet_epoch / ISSUE_CONVNET_EPOCH_SECONDS

@@ -25,7 +25,10 @@ def test_defaults_are_the_seed_notebooks():
         {"learning_rate": 0},
         {"learning_rate": "fast"},
         {"validation_split": 1.0},
-        {"validation_split": 0},
+        {"validation_split": -0.1},
+        {"ema_momentum": 1.0},
+        {"ema_momentum": -0.5},
+        {"ema_momentum": True},
         {"seed": -3},
         {"train_limit": 0},
         {"shift_pixels": -1},
@@ -41,6 +44,12 @@ def test_bad_values_raise_config_error_naming_the_field(changes):
         Config(**changes)
     name = next(iter(changes))
     assert name.split("_")[0] in str(caught.value)
+
+
+def test_no_validation_split_and_no_averaging_are_valid_zeros():
+    config = Config(validation_split=0, ema_momentum=0)
+    assert (config.validation_split, config.ema_momentum) == (0, 0)
+    assert Config().ema_momentum == 0.0  # the seed notebook saves the last step's weights
 
 
 def test_json_round_trip(tmp_path):

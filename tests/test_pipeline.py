@@ -73,6 +73,63 @@ def test_interrupted_training_leaves_no_run_directory(tmp_path, mnist_dir, monke
     assert not (tmp_path / "run").exists()
 
 
+def validation_scores(run_dir, mnist_dir):
+    """(accuracy, loss) of the run's saved model on the validation images its training held out."""
+    from mnistlab.data import split_validation
+    from mnistlab.train import predict_probabilities
+
+    config = runs.read_config(run_dir)
+    dataset = pipeline.load_for_config(config, mnist_dir)
+    *_, images, labels = split_validation(
+        dataset.train_images, dataset.train_labels, config.validation_split, config.seed
+    )
+    probabilities = predict_probabilities(runs.load_model(run_dir), images)
+    accuracy = np.mean(probabilities.argmax(axis=1) == labels)
+    # Categorical cross-entropy as Keras computes it, probabilities clipped at 1e-7.
+    loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1)))
+    return accuracy, loss
+
+
+def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, mnist_dir):
+    """With ema_momentum, each epoch validates the average, and the run saves it: the saved
+    model scores on the held-out images what the last epoch's validation said."""
+    config = SMALL.replace(ema_momentum=0.9)
+    averaged = pipeline.train_run(config, data_dir=mnist_dir, out_dir=tmp_path / "averaged")
+    last = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "last")
+    # The same seed and steps: only the averaging differs.
+    assert not np.allclose(weights(averaged)[0], weights(last)[0], atol=1e-3)
+    for run_dir in (averaged, last):
+        history = json.loads((run_dir / "history.json").read_text())
+        accuracy, loss = validation_scores(run_dir, mnist_dir)
+        assert accuracy == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
+        assert loss == pytest.approx(history["val_loss"][-1], rel=1e-4)
+    assert validation_scores(averaged, mnist_dir)[1] != pytest.approx(
+        validation_scores(last, mnist_dir)[1], rel=1e-3
+    )
+
+
+@pytest.mark.slow
+def test_training_on_every_image_still_calibrates_batch_norm(tmp_path, mnist_dir, capsys):
+    """--validation-split 0 trains on every image and validates nothing; batch norm is still
+    calibrated (when training ends), so one short epoch of cnn-best tests far above chance."""
+    from tests.test_cli import run_cli
+
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "--model", "cnn-best", "--epochs", "1", "--validation-split", "0",
+        "--no-mixed-precision", "--train-limit", "6000",
+        "--test-limit", "1000", "--out", run_dir, "--data-dir", mnist_dir,
+    )
+    assert code == 0, err
+    assert "epoch 1/1" in out + err and "val_" not in out + err
+    history = json.loads((run_dir / "history.json").read_text())
+    assert set(history) == {"loss", "accuracy"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["final_epoch"]) == {"loss", "accuracy"}
+    assert metrics["test"]["accuracy"] > 0.6  # chance is 0.1; uncalibrated it scores about that
+    assert "val_accuracy" not in (run_dir / "report.html").read_text()
+
+
 @pytest.mark.slow
 def test_seed_model_reaches_the_notebooks_accuracy(tmp_path, mnist_dir):
     """The full seed configuration: 10 epochs on all 60k images."""
@@ -92,8 +149,11 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    # Shifted images and a warm-up too: their randomness and schedule must resume as well.
-    config = SMALL.replace(epochs=4, checkpoint=True, shift_pixels=1, warmup_epochs=1.5)
+    # Shifted images, a warm-up and averaged weights too: their randomness, schedule and
+    # average must resume as well.
+    config = SMALL.replace(
+        epochs=4, checkpoint=True, shift_pixels=1, warmup_epochs=1.5, ema_momentum=0.9
+    )
     run_dir = tmp_path / "run"
     messages = []
     hooks = Hooks(on_phase=messages.append, fit_callbacks=[StopAfterSecondEpoch()])

@@ -79,6 +79,9 @@ def test_trial_config_starts_from_the_models_own_defaults():
         ({"batch_size": {"randint": [0, 64]}}, "with batch_size=0: batch_size must be"),
         ({"learning_rate": {"uniform": [0.5, 20]}}, "learning_rate must be a number in (0, 10]"),
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        # Trials are ranked by validation accuracy: a run without a validation split has none.
+        ({"validation_split": 0}, "validation_split 0 leaves no validation accuracy"),
+        ({"validation_split": {"uniform": [0, 0.2]}}, "with validation_split=0: validation_split 0"),
     ],
 )
 def test_bad_spaces_are_one_line_config_errors(values, message):

@@ -102,8 +102,13 @@ class Config:
     init_from: str | None = None
     # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
     checkpoint: bool = False
-    # Fraction of the training set held out (chosen by the seed) and scored every epoch.
+    # Fraction of the training set held out (chosen by the seed) and scored every epoch; 0
+    # trains the final model on every image, with no validation score (sweeps need one).
     validation_split: float = 0.1
+    # Above 0, Adam keeps an exponential moving average of the weights with this momentum
+    # (0.999: about the last 1,000 steps); validation scores it and the run saves it instead of
+    # the last step's weights. 0 saves the last step's weights.
+    ema_momentum: float = 0.0
     seed: int = 0
     # Evaluation: how many of the most confident mistakes to show.
     top_errors: int = 10
@@ -157,12 +162,10 @@ class Config:
             raise ConfigError(
                 f"learning_rate must be a number in (0, 10]; received: {self.learning_rate!r}"
             )
-        if not isinstance(self.validation_split, (int, float)) or not (
-            0 < self.validation_split < 1
-        ):
-            raise ConfigError(
-                f"validation_split must be a number in (0, 1); received: {self.validation_split!r}"
-            )
+        for name in ("validation_split", "ema_momentum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be a number in [0, 1); received: {value!r}")
         if (
             isinstance(self.warmup_epochs, bool)
             or not isinstance(self.warmup_epochs, (int, float))

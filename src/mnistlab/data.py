@@ -167,14 +167,14 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 def split_validation(
     images: np.ndarray, labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out ``fraction`` of the examples, chosen by ``seed``.
+    """Hold out ``fraction`` of the examples, chosen by ``seed``; none when it is 0.
 
     Returns (train_images, train_labels, validation_images, validation_labels).
     """
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} != {len(labels)}")
     count = len(images)
-    num_validation = max(1, round(count * fraction))
+    num_validation = max(1, round(count * fraction)) if fraction else 0
     if num_validation >= count:
         raise DataError(
             f"validation split {fraction} of {count} examples leaves nothing to train on"

@@ -158,9 +158,13 @@ assert tuple(BUILDERS) == MODEL_NAMES, "config.MODEL_NAMES and models.BUILDERS m
 STEPS_PER_EXECUTION = 32
 
 
-def _compile(model: keras.Model, learning_rate) -> keras.Model:
+def _compile(model: keras.Model, learning_rate, ema_momentum: float = 0.0) -> keras.Model:
+    if ema_momentum:
+        optimizer = keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=ema_momentum)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=optimizer,
         loss="categorical_crossentropy",
         # Weighted: a filled-up last batch (train.EqualBatches) counts only its real images.
         weighted_metrics=["accuracy"],
@@ -170,14 +174,15 @@ def _compile(model: keras.Model, learning_rate) -> keras.Model:
 
 
 def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Model:
-    """A compiled model for ``config``: Adam, categorical cross-entropy, accuracy.
+    """A compiled model for ``config``: Adam (averaging the weights if the config says so),
+    categorical cross-entropy, accuracy.
 
     ``steps_per_epoch`` sizes the learning-rate schedule (cosine decay, warm-up); it is
     needed only for those.
     """
     dtype = "mixed_bfloat16" if config.mixed_precision else None
     model = BUILDERS[config.model](dtype=dtype, augment=config.augment)
-    return _compile(model, learning_rate_schedule(config, steps_per_epoch))
+    return _compile(model, learning_rate_schedule(config, steps_per_epoch), config.ema_momentum)
 
 
 def learning_rate_schedule(config: Config, steps_per_epoch: int | None):

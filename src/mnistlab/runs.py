@@ -130,6 +130,8 @@ def read_epoch_log(run_dir: Path) -> dict[str, list[float]]:
     by_epoch = {int(row.pop("epoch")): row for row in rows}
     ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
     names = list(ordered[0]) if ordered else []
+    # Keras's CSVLogger writes val_ columns of "NA" for a run without validation.
+    names = [name for name in names if any(row[name] != "NA" for row in ordered)]
     return {name: [float(row[name]) for row in ordered] for name in names}
 
 

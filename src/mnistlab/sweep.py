@@ -93,7 +93,13 @@ class SearchSpace:
         """A trial's Config: the model's own defaults, then the space's values."""
         values = dict(values)
         model = values.pop("model", "seed-mlp")
-        return Config.for_model(model, **values)
+        config = Config.for_model(model, **values)
+        if not config.validation_split:
+            raise ConfigError(
+                "validation_split 0 leaves no validation accuracy to rank trials by; a sweep"
+                " needs a split above 0"
+            )
+        return config
 
 
 def parse_space(values: Any, source: str = "space file") -> SearchSpace:
