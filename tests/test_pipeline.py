@@ -98,14 +98,12 @@ def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, mnist_dir):
     last = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "last")
     # The same seed and steps: only the averaging differs.
     assert not np.allclose(weights(averaged)[0], weights(last)[0], atol=1e-3)
-    for run_dir in (averaged, last):
+    scores = {run_dir: validation_scores(run_dir, mnist_dir) for run_dir in (averaged, last)}
+    for run_dir, (accuracy, loss) in scores.items():
         history = json.loads((run_dir / "history.json").read_text())
-        accuracy, loss = validation_scores(run_dir, mnist_dir)
         assert accuracy == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
         assert loss == pytest.approx(history["val_loss"][-1], rel=1e-4)
-    assert validation_scores(averaged, mnist_dir)[1] != pytest.approx(
-        validation_scores(last, mnist_dir)[1], rel=1e-3
-    )
+    assert scores[averaged][1] != pytest.approx(scores[last][1], rel=1e-3)
 
 
 @pytest.mark.slow
