@@ -48,6 +48,7 @@ def test_help_lists_the_commands(capsys):
         (["train", "--no-such-flag"], 2, "no-such-flag"),
         (["train", "--learning-rate", "-1"], 1, "learning_rate"),
         (["train", "--validation-split", "1.5"], 1, "validation_split"),
+        (["train", "--dropout", "1.5"], 1, "dropout must be a number in [0, 1)"),
         (["train", "--shift-pixels", "6"], 1, "shift_pixels must be at most 4"),
         (["train", "--epochs", "2", "--warmup-epochs", "3"], 1, "warmup_epochs"),
         (["evaluate", "/nonexistent/run"], 1, "does not exist"),

@@ -29,6 +29,10 @@ def test_defaults_are_the_seed_notebooks():
         {"ema_momentum": 1.0},
         {"ema_momentum": -0.5},
         {"ema_momentum": True},
+        {"dropout": 1.0},
+        {"dropout": -0.1},
+        {"dropout": True},
+        {"dropout": "high"},
         {"seed": -3},
         {"train_limit": 0},
         {"shift_pixels": -1},
@@ -50,6 +54,7 @@ def test_no_validation_split_and_no_averaging_are_valid_zeros():
     config = Config(validation_split=0, ema_momentum=0)
     assert (config.validation_split, config.ema_momentum) == (0, 0)
     assert Config().ema_momentum == 0.0  # the seed notebook saves the last step's weights
+    assert Config().dropout is None and Config(dropout=0).dropout == 0  # None: the model's own
 
 
 def test_json_round_trip(tmp_path):

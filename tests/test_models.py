@@ -167,3 +167,24 @@ def test_trained_weights_carry_over_with_or_without_augmentation():
         assert "the networks differ" in str(error)
     else:
         raise AssertionError("a seed-mlp took a cnn's weights")
+
+
+def test_dropout_setting_replaces_every_rate_in_training_and_in_the_saved_copy():
+    from mnistlab.models import float32_copy
+
+    def rates(model):
+        return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+    assert rates(build_model(Config.for_model("cnn-best"), steps_per_epoch=10)) == [0.4] * 3
+    config = Config.for_model("cnn-best", dropout=0.25, mixed_precision=False)
+    model = build_model(config, steps_per_epoch=10)
+    assert rates(model) == [0.25] * 3
+    assert rates(float32_copy(model, config)) == [0.25] * 3
+
+    # The rate is what the layers use: at 0, training mode drops nothing, so the seed MLP (no
+    # batch norm) computes the same in training as at inference; at its own 0.25 it does not.
+    images = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    for dropout, same in ((0.0, True), (None, False)):
+        mlp = build_model(Config(dropout=dropout))
+        trained_mode = np.asarray(mlp(images, training=True))
+        assert np.allclose(trained_mode, np.asarray(mlp(images, training=False))) is same

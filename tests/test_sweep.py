@@ -61,6 +61,12 @@ def test_trial_config_starts_from_the_models_own_defaults():
     assert space.trial_config({"model": "cnn", "seed": 2}) == Config.for_model("cnn", seed=2)
 
 
+def test_dropout_is_searched_like_any_other_field():
+    space = sweep.parse_space({"model": "cnn-best", "dropout": {"uniform": [0.2, 0.4]}})
+    assert space.domains["dropout"] == sweep.Domain("uniform", (0.2, 0.4))
+    assert space.trial_config({"model": "cnn-best", "dropout": 0.3}).dropout == 0.3
+
+
 @pytest.mark.parametrize(
     "values, message",
     [
@@ -82,6 +88,7 @@ def test_trial_config_starts_from_the_models_own_defaults():
         # Trials are ranked by validation accuracy: a run without a validation split has none.
         ({"validation_split": 0}, "validation_split 0 leaves no validation accuracy"),
         ({"validation_split": {"uniform": [0, 0.2]}}, "with validation_split=0: validation_split 0"),
+        ({"dropout": {"uniform": [0.2, 1.0]}}, "with dropout=1.0: dropout must be a number in [0, 1)"),
     ],
 )
 def test_bad_spaces_are_one_line_config_errors(values, message):

@@ -181,8 +181,20 @@ def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Mod
     needed only for those.
     """
     dtype = "mixed_bfloat16" if config.mixed_precision else None
-    model = BUILDERS[config.model](dtype=dtype, augment=config.augment)
+    model = _with_dropout(BUILDERS[config.model](dtype=dtype, augment=config.augment), config)
     return _compile(model, learning_rate_schedule(config, steps_per_epoch), config.ema_momentum)
+
+
+def _with_dropout(model: keras.Model, config: Config) -> keras.Model:
+    """``model`` with every dropout layer at ``config.dropout``, when the config sets one.
+
+    Set before the first call traces the layer; the saved model records the rate it trained with.
+    """
+    if config.dropout is not None:
+        for layer in model.layers:
+            if isinstance(layer, layers.Dropout):
+                layer.rate = float(config.dropout)
+    return model
 
 
 def learning_rate_schedule(config: Config, steps_per_epoch: int | None):
@@ -251,6 +263,6 @@ def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
 def float32_copy(model: keras.Model, config: Config) -> keras.Model:
     """The same network with float32 compute and the trained weights: what a run saves, so
     inference and ONNX export never depend on bfloat16 kernels."""
-    copy = BUILDERS[config.model](dtype="float32", augment=config.augment)
+    copy = _with_dropout(BUILDERS[config.model](dtype="float32", augment=config.augment), config)
     copy.set_weights(model.get_weights())
     return _compile(copy, config.learning_rate)
