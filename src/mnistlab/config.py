@@ -165,16 +165,10 @@ class Config:
             raise ConfigError(
                 f"learning_rate must be a number in (0, 10]; received: {self.learning_rate!r}"
             )
-        for name in ("validation_split", "ema_momentum"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(f"{name} must be a number in [0, 1); received: {value!r}")
-        if self.dropout is not None and (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, (int, float))
-            or not 0 <= self.dropout < 1
-        ):
-            raise ConfigError(f"dropout must be a number in [0, 1); received: {self.dropout!r}")
+        _check_fraction("validation_split", self.validation_split)
+        _check_fraction("ema_momentum", self.ema_momentum)
+        if self.dropout is not None:
+            _check_fraction("dropout", self.dropout)
         if (
             isinstance(self.warmup_epochs, bool)
             or not isinstance(self.warmup_epochs, (int, float))
@@ -251,3 +245,8 @@ def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}; received: {value!r}")
+
+
+def _check_fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be a number in [0, 1); received: {value!r}")
