@@ -22,10 +22,11 @@ SMALL = Config(epochs=1, train_limit=2000, test_limit=400, top_errors=3)
 def test_ensemble_output_is_the_mean_of_its_members(digit_images):
     images, _ = digit_images
     members = []
-    # Two seed MLPs and a cnn-best, whose augmentation layers the ensemble drops.
-    for seed, model in ((0, "seed-mlp"), (1, "seed-mlp"), (2, "cnn-best")):
+    # Two seed MLPs and the shipped cnn-best, whose augmentation layers the ensemble drops.
+    for seed in (0, 1):
         keras.utils.set_random_seed(seed)
-        members.append(build_model(Config(model=model), steps_per_epoch=1))
+        members.append(build_model(Config(), steps_per_epoch=1))
+    members.append(runs.load_model(predict.pretrained_dir()))
     expected = np.mean([predict_probabilities(m, images) for m in members], axis=0)
     ensemble = build_ensemble(members)
     actual = predict_probabilities(ensemble, images)

@@ -125,39 +125,46 @@ def test_augmentation_is_a_setting_on_by_default_only_for_cnn_best():
     assert Config.from_dict({**old, "augment": False}).augment is False
 
 
-def test_augmentation_changes_training_images_only_and_is_left_out_for_export():
+def _shipped_model() -> keras.Model:
+    """The shipped cnn-best, saved when augmentation was three Keras layers inside the model."""
+    from mnistlab import runs
+    from mnistlab.predict import pretrained_dir
+
+    return runs.load_model(pretrained_dir())
+
+
+def test_models_hold_no_augmentation_and_one_saved_with_its_layers_drops_them_for_inference():
     from mnistlab.models import AUGMENTATION_LAYERS, without_augmentation
 
+    for name in ("seed-mlp", "cnn-best"):
+        model = build_model(Config.for_model(name, augment=True), steps_per_epoch=10)
+        assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in model.layers)
+        assert without_augmentation(model) is model
+
+    shipped = _shipped_model()
+    assert sum(isinstance(layer, AUGMENTATION_LAYERS) for layer in shipped.layers) == 3
+    inference = without_augmentation(shipped)
+    assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in inference.layers)
     images = np.random.default_rng(0).random((4, 784)).astype("float32")
-    for name in ("seed-mlp", "cnn"):
-        plain = build_model(Config.for_model(name), steps_per_epoch=10)
-        augmented = build_model(Config.for_model(name, augment=True), steps_per_epoch=10)
-        assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in plain.layers)
-        assert sum(isinstance(layer, AUGMENTATION_LAYERS) for layer in augmented.layers) == 3
-        assert augmented.count_params() == plain.count_params()  # no weights of its own
-        at_inference = np.asarray(augmented(images, training=False))
-        exported = without_augmentation(augmented)
-        assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in exported.layers)
-        assert np.allclose(np.asarray(exported(images, training=False)), at_inference, atol=1e-6)
-        # While training, the first augmentation layer (a random rotation) moves the images.
-        reshape = augmented.layers[0]
-        moved = augmented.layers[1](reshape(images), training=True)
-        assert not np.allclose(np.asarray(moved), np.asarray(reshape(images)))
+    at_inference = np.asarray(shipped(images, training=False))
+    assert np.allclose(np.asarray(inference(images, training=False)), at_inference, atol=1e-6)
+    # While training, the old layers still move the images (so inference must leave them out).
+    reshape, rotation = shipped.layers[:2]
+    moved = rotation(reshape(images), training=True)
+    assert not np.allclose(np.asarray(moved), np.asarray(reshape(images)))
 
 
-def test_trained_weights_carry_over_with_or_without_augmentation():
+def test_trained_weights_carry_over_from_a_model_saved_with_augmentation_layers():
     from mnistlab.errors import ConfigError
     from mnistlab.models import load_trained_weights
 
-    keras.utils.set_random_seed(1)
-    trained = build_model(Config.for_model("cnn", augment=False), steps_per_epoch=10)
-    keras.utils.set_random_seed(2)
-    fresh = build_model(Config.for_model("cnn", augment=True), steps_per_epoch=10)
+    trained = _shipped_model()
+    fresh = build_model(Config.for_model("cnn-best", mixed_precision=False), steps_per_epoch=10)
     images = np.random.default_rng(0).random((4, 784), dtype=np.float32)
     assert not np.allclose(fresh.predict(images, verbose=0), trained.predict(images, verbose=0))
 
     load_trained_weights(fresh, trained)
-    # Augmentation is the identity at inference, so the two now compute the same function.
+    # The old layers are the identity at inference, so the two now compute the same function.
     np.testing.assert_allclose(fresh.predict(images, verbose=0), trained.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
 
     other = build_model(Config.for_model("seed-mlp"))

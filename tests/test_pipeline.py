@@ -196,7 +196,7 @@ def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
         pipeline.train_run(SMALL.replace(epochs=3, checkpoint=True), data_dir=mnist_dir, out_dir=run_dir, hooks=hooks)
     kept = sorted(path.name for path in (run_dir / runs.CHECKPOINT_DIR).iterdir())
 
-    def narrower_seed_mlp(dtype=None, augment=False):
+    def narrower_seed_mlp(dtype=None):
         return keras.Sequential(
             [keras.Input(shape=(784,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")],
             name="seed_mlp",

@@ -10,7 +10,7 @@ import pytest
 from mnistlab import pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import to_model_input
-from mnistlab.train import EqualBatches, calibrate_batch_norm, shifted
+from mnistlab.train import EqualBatches, calibrate_batch_norm
 
 
 def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
@@ -76,32 +76,6 @@ def test_equal_batches_hold_every_image_once_per_epoch_in_a_fresh_order():
     assert not np.array_equal(second[0][0], other_seed[0][0])
 
 
-def test_shifts_move_each_image_by_whole_pixels_within_the_limit():
-    count = 2000
-    images = np.zeros((count, 28, 28), dtype=np.uint8)
-    images[:, 10:18, 12:16] = np.arange(1, 33, dtype=np.uint8).reshape(8, 4)  # a marked block
-    moved = shifted(images, 2, np.random.default_rng(0))
-
-    assert moved.shape == images.shape and moved.dtype == np.uint8
-    found = set()
-    for before, after in zip(images, moved):
-        rows, cols = np.nonzero(after)
-        down, right = rows.min() - 10, cols.min() - 12
-        assert abs(down) <= 2 and abs(right) <= 2
-        # The whole block, unchanged, in its new place, and nothing else.
-        assert np.array_equal(np.roll(before, (down, right), axis=(0, 1)), after)
-        found.add((int(down), int(right)))
-    assert len(found) == 25  # every move within 2 pixels occurs
-    assert np.array_equal(shifted(images, 2, np.random.default_rng(0)), moved)
-    # What is moved past the edge is lost, not wrapped round to the other side.
-    edge = np.zeros((200, 28, 28), dtype=np.uint8)
-    edge[:, 0, :] = 255
-    moved = shifted(edge, 1, np.random.default_rng(1)).astype(int)
-    # Moved up: the row is lost; sideways: one pixel of it.
-    assert set(moved.sum(axis=(1, 2))) == {0, 27 * 255, 28 * 255}
-    assert moved[:, 27].sum() == 0  # rolled, the lost row would come back at the bottom
-
-
 def test_shifted_batches_move_afresh_each_epoch_and_repeat_on_resume():
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, size=(300, 28, 28), dtype=np.uint8)
@@ -122,6 +96,35 @@ def test_shifted_batches_move_afresh_each_epoch_and_repeat_on_resume():
     again.set_epoch(1)
     first_order_moves = _epoch(again, 0)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, first_order_moves))
+
+
+def test_augmented_batches_are_warped_afresh_each_epoch_and_repeat_on_resume(digit_images):
+    images, labels = (np.tile(array, (15,) + (1,) * (array.ndim - 1)) for array in digit_images)
+    plain = _epoch(EqualBatches(images, labels, 100, seed=3), 1)
+    warping = EqualBatches(images, labels, 100, seed=3, augment=True)
+    second = _epoch(warping, 1)
+
+    for (x, y, w), (x0, y0, w0) in zip(second, plain):
+        assert np.array_equal(y, y0) and np.array_equal(w, w0)  # the same order and labels
+        assert x.dtype == x0.dtype and x.shape == x0.shape
+        assert (x != x0).any(axis=1).all()  # every image moved
+        # Turned, zoomed and moved a little, a bar keeps most of its ink.
+        ink = x.sum(axis=1, dtype=np.float64) / x0.sum(axis=1, dtype=np.float64)
+        assert 0.7 < ink.min() and ink.max() < 1.3
+    resumed = _epoch(EqualBatches(images, labels, 100, seed=3, augment=True), 1)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(second, resumed))
+    # Each image is warped afresh every epoch, not once for the whole run.
+    def by_image(epoch: int) -> np.ndarray:
+        warping.set_epoch(epoch)
+        batch_size = warping.batch_size
+        seen = np.empty((len(images), 28 * 28), dtype=np.float32)
+        for index in range(warping.num_batches):
+            inputs, _, weights = warping[index]
+            chosen = warping.order[index * batch_size : (index + 1) * batch_size]
+            seen[chosen[weights > 0]] = inputs[weights > 0]
+        return seen
+
+    assert (by_image(0) != by_image(1)).any(axis=1).all()
 
 
 def test_a_filled_up_batch_has_the_loss_of_its_real_images_alone():

@@ -33,12 +33,8 @@ def jax_cache_dir() -> Path:
     return cache_dir() / "jax"
 
 
-def choose(model: str | None, augment: bool = False) -> str:
+def choose(model: str | None) -> str:
     """Set ``KERAS_BACKEND`` for ``model`` unless the user set it; return the backend name.
-
-    Training with augmentation (``augment``) always picks TensorFlow: Keras's random rotation,
-    shift and zoom layers ran 6-8x slower under XLA on a 2-core CPU (an epoch of seed-mlp
-    32 s instead of 5 s, of cnn-fast 109 s instead of 14 s).
 
     Must run before the first ``import keras`` (Keras reads the variable once); after that it
     only reports the backend already in use.
@@ -47,9 +43,7 @@ def choose(model: str | None, augment: bool = False) -> str:
         import keras
 
         return keras.backend.backend()
-    name = os.environ.get("KERAS_BACKEND") or (
-        DEFAULT_BACKEND if augment else MODEL_BACKENDS.get(model or "", DEFAULT_BACKEND)
-    )
+    name = os.environ.get("KERAS_BACKEND") or MODEL_BACKENDS.get(model or "", DEFAULT_BACKEND)
     if name == "jax" and importlib.util.find_spec("jax") is None:
         name = DEFAULT_BACKEND  # A TensorFlow-only install still trains every model.
     os.environ["KERAS_BACKEND"] = name

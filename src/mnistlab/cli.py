@@ -73,13 +73,13 @@ def _start_figure_workers() -> None:
     figure_workers.start()
 
 
-def _import_keras(model: str | None = None, augment: bool = False) -> None:
+def _import_keras(model: str | None = None) -> None:
     """Choose the backend for training ``model`` (backend.choose), then import Keras with fd 2
     silenced and without the libraries it imports for features mnistlab does not use
     (backend.optional_imports_deferred)."""
     from mnistlab import backend
 
-    backend.choose(model, augment)
+    backend.choose(model)
     with backend.optional_imports_deferred(), _native_stderr_silenced():
         import keras  # noqa: F401
 
@@ -212,7 +212,7 @@ def train(
     lr_schedule: Annotated[Optional[str], typer.Option(help=f"Learning-rate schedule: {', '.join(LR_SCHEDULES)}.", callback=_choice(LR_SCHEDULES), show_default=False)] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option(help="Raise the learning rate linearly from 0 over the first N epochs (fractions allowed). [default: 0; 0.25 for cnn, cnn-fast]", show_default=False)] = None,
     mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="Train in bfloat16 (the saved model is float32). [default: on for cnn, cnn-best where the CPU has bfloat16 instructions]", show_default=False)] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random rotations, shifts and zooms of the training images. [default: on for cnn-best]", show_default=False)] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Turn, zoom and move every training image at random, afresh each epoch (up to 10.8°, ±10%, a tenth of its side). [default: on for cnn-best]", show_default=False)] = None,
     shift_pixels: Annotated[Optional[int], typer.Option(min=0, help="Move each training image by up to N pixels each way, at random, every epoch. [default: 0; 1 for cnn, cnn-fast]", show_default=False)] = None,
     drawings: Annotated[Optional[int], typer.Option(min=0, help="Also train on N training digits redrawn as canvas drawings (a round brush along each digit's skeleton), read as `serve` reads a canvas; about 25 ms each per core. [default: 0]", show_default=False)] = None,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Start from this run's trained weights (fine-tuning) instead of random ones; 'shipped' is the shipped model. The run must hold the same model.", show_default=False)] = None,
@@ -240,7 +240,7 @@ def train(
 
         config = runs.read_config(resume)
         _start_figure_workers()
-        _import_keras(config.model, config.augment)
+        _import_keras(config.model)
         _train(config, data_dir, resume, resume=True)
         return
     base = Config.from_json_file(config_file) if config_file else Config.for_model(model or "seed-mlp")
@@ -271,7 +271,7 @@ def train(
 
         config = pipeline.with_exclusion(config, exclude)
     _start_figure_workers()
-    _import_keras(config.model, config.augment)
+    _import_keras(config.model)
     _train(config, data_dir, out)
 
 
@@ -324,7 +324,7 @@ def audit(
             model, dataset=dataset, folds=folds, seed=seed, epochs=epochs,
             train_limit=train_limit, test_limit=test_limit,
         )  # fmt: skip
-    _import_keras(config.model, config.augment)
+    _import_keras(config.model)
     from mnistlab import audit_workflow, runs
 
     hooks, downloads = _hooks(config.epochs)

@@ -19,28 +19,16 @@ from mnistlab.errors import ConfigError
 NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
 
-def augmentation(dtype: str | None = None) -> list[layers.Layer]:
-    """Random rotations up to ±10° (0.03 of a turn), shifts and zooms up to ±10%, on (28, 28, 1)
-    images while training; the identity at inference."""
-    return [
-        layers.RandomRotation(0.03, fill_mode="constant", dtype=dtype),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", dtype=dtype),
-        layers.RandomZoom(0.1, fill_mode="constant", dtype=dtype),
-    ]
+def _images(dtype: str | None) -> layers.Layer:
+    """The flat input as (28, 28, 1) images."""
+    return layers.Reshape((28, 28, 1), dtype=dtype)
 
 
-def _images(dtype: str | None, augment: bool) -> list[layers.Layer]:
-    """The flat input as (28, 28, 1) images, augmented when asked."""
-    return [layers.Reshape((28, 28, 1), dtype=dtype), *(augmentation(dtype) if augment else [])]
-
-
-def build_seed_mlp(dtype: str | None = None, augment: bool = False) -> keras.Model:
-    """The seed notebook's model, exactly: 118,282 parameters (augmentation adds none)."""
-    images = [*_images(dtype, augment), layers.Flatten(dtype=dtype)] if augment else []
+def build_seed_mlp(dtype: str | None = None) -> keras.Model:
+    """The seed notebook's model, exactly: 118,282 parameters."""
     return keras.Sequential(
         [
             keras.Input(shape=(NUM_PIXELS,)),
-            *images,
             layers.Dense(128, activation="relu", dtype=dtype),
             layers.Dense(128, activation="relu", dtype=dtype),
             layers.Dropout(0.25, dtype=dtype),
@@ -50,7 +38,7 @@ def build_seed_mlp(dtype: str | None = None, augment: bool = False) -> keras.Mod
     )
 
 
-def build_cnn(dtype: str | None = None, augment: bool = False) -> keras.Model:
+def build_cnn(dtype: str | None = None) -> keras.Model:
     """A small LeNet-style network: two 5x5 convolutions with pooling, then a dense layer.
 
     ~99.5% in 8 epochs on images shifted by up to a pixel (about 30 s per epoch on a 2-core
@@ -59,7 +47,7 @@ def build_cnn(dtype: str | None = None, augment: bool = False) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input(shape=(NUM_PIXELS,)),
-            *_images(dtype, augment),
+            _images(dtype),
             layers.Conv2D(32, 5, activation="relu", dtype=dtype),
             layers.MaxPooling2D(dtype=dtype),
             layers.Conv2D(64, 5, activation="relu", dtype=dtype),
@@ -75,7 +63,7 @@ def build_cnn(dtype: str | None = None, augment: bool = False) -> keras.Model:
     )
 
 
-def build_cnn_best(dtype: str | None = None, augment: bool = True) -> keras.Model:
+def build_cnn_best(dtype: str | None = None) -> keras.Model:
     """A deeper network with batch norm, strided 5x5 convolutions in place of pooling and
     (its default config) random shifts, rotations and zooms during training.
 
@@ -94,7 +82,7 @@ def build_cnn_best(dtype: str | None = None, augment: bool = True) -> keras.Mode
     return keras.Sequential(
         [
             keras.Input(shape=(NUM_PIXELS,)),
-            *_images(dtype, augment),
+            _images(dtype),
             *conv_block(32, 3),
             *conv_block(32, 3),
             *conv_block(32, 5, strides=2),
@@ -112,7 +100,7 @@ def build_cnn_best(dtype: str | None = None, augment: bool = True) -> keras.Mode
     )
 
 
-def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Model:
+def build_cnn_fast(dtype: str | None = None) -> keras.Model:
     """Two strided convolutions with batch norm, then a dense layer: ~99.1% in 2 epochs.
 
     Built for time to accuracy on a CPU: the strides shrink the image at once (no pooling), so
@@ -133,7 +121,7 @@ def build_cnn_fast(dtype: str | None = None, augment: bool = False) -> keras.Mod
     return keras.Sequential(
         [
             keras.Input(shape=(NUM_PIXELS,)),
-            *_images(dtype, augment),
+            _images(dtype),
             *conv_block(16, 5, padding="valid"),
             *conv_block(32, 3, padding="same"),
             layers.Flatten(dtype=dtype),
@@ -181,7 +169,7 @@ def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Mod
     needed only for those.
     """
     dtype = "mixed_bfloat16" if config.mixed_precision else None
-    model = _with_dropout(BUILDERS[config.model](dtype=dtype, augment=config.augment), config)
+    model = _with_dropout(BUILDERS[config.model](dtype=dtype), config)
     return _compile(model, learning_rate_schedule(config, steps_per_epoch), config.ema_momentum)
 
 
@@ -221,8 +209,9 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-# Random augmentation layers: identity at inference, but their (unused) random ops would still
-# be traced into an exported graph, and ONNX has no kernels for them.
+# Random augmentation layers, which models saved before mnistlab augmented in NumPy (the
+# shipped cnn-best among them) hold: identity at inference, but their (unused) random ops would
+# still be traced into an exported graph, and ONNX has no kernels for them.
 AUGMENTATION_LAYERS = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
 
 
@@ -238,8 +227,8 @@ def without_augmentation(model: keras.Model) -> keras.Model:
 def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
     """Copy ``trained``'s weights into ``model``, layer by layer.
 
-    The augmentation layers hold only random-number state, not learned weights, so a model
-    built with or without augmentation takes the weights of one trained either way.
+    Augmentation layers (in models saved by earlier versions) hold only random-number state,
+    not learned weights, so they are passed over on either side.
     Raises ConfigError when the two are not the same network.
     """
 
@@ -263,6 +252,6 @@ def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
 def float32_copy(model: keras.Model, config: Config) -> keras.Model:
     """The same network with float32 compute and the trained weights: what a run saves, so
     inference and ONNX export never depend on bfloat16 kernels."""
-    copy = _with_dropout(BUILDERS[config.model](dtype="float32", augment=config.augment), config)
+    copy = _with_dropout(BUILDERS[config.model](dtype="float32"), config)
     copy.set_weights(model.get_weights())
     return _compile(copy, config.learning_rate)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from mnistlab.augmentation import shifted, warped
 from mnistlab.backend import tensorflow_left_alone
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES, to_model_input
@@ -46,7 +47,12 @@ def fit(
     model ends with them.
     """
     batches = EqualBatches(
-        train_images, train_labels, config.batch_size, config.seed, config.shift_pixels
+        train_images,
+        train_labels,
+        config.batch_size,
+        config.seed,
+        shift_pixels=config.shift_pixels,
+        augment=config.augment,
     )
     callbacks = [EpochRandomness(batches), *callbacks]
     if config.ema_momentum:
@@ -86,8 +92,9 @@ class EqualBatches(keras.utils.PyDataset):
 
     The order of epoch ``e`` depends on ``(seed, e)`` only, not on what ran before, so a run
     resumed at epoch ``e`` sees the batches an uninterrupted run sees (``EpochRandomness``
-    tells this dataset which epoch ``fit`` is on). With ``shift_pixels``, each image of a batch
-    is moved (``shifted``) by amounts drawn from ``(seed, epoch, batch)`` in the same way.
+    tells this dataset which epoch ``fit`` is on). With ``shift_pixels`` and ``augment``, each
+    image of a batch is moved (``augmentation.shifted``, ``augmentation.warped``) by amounts
+    drawn from ``(seed, epoch, batch)`` in the same way.
     """
 
     def __init__(
@@ -97,10 +104,12 @@ class EqualBatches(keras.utils.PyDataset):
         batch_size: int,
         seed: int,
         shift_pixels: int = 0,
+        augment: bool = False,
     ):
         super().__init__()
         self.images = images
         self.shift_pixels = shift_pixels
+        self.augment = augment
         self.targets = keras.utils.to_categorical(labels, NUM_CLASSES)
         self.batch_size = batch_size
         self.seed = seed
@@ -116,46 +125,38 @@ class EqualBatches(keras.utils.PyDataset):
         return len(self.weights) // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
-        """Order the images as epoch ``epoch`` (0-based) trains on them."""
+        """Order the images as epoch ``epoch`` (0-based) trains on them, and move them now."""
         self.epoch = epoch
         permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
         # np.resize repeats the order from its start to fill the last batch.
         self.order = np.resize(permutation, len(self.weights))
+        # The whole epoch's moves at once, between epochs: done batch by batch while the
+        # steps ran (in tf.data's thread), they left TensorFlow's bfloat16 steps on one core
+        # for whole epochs at a time, twice as slow (bench/README.md, 2026-11-27).
+        self.epoch_images = self.images[self.order]
+        if self.shift_pixels or self.augment:
+            for index in range(self.num_batches):
+                batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+                self.epoch_images[batch] = self._moved(self.epoch_images[batch], index)
+
+    def _moved(self, images: np.ndarray, index: int) -> np.ndarray:
+        # The trailing 2 keeps this stream apart from EpochRandomness's (seed, epoch, 1).
+        moves = np.random.default_rng([self.seed, self.epoch, index, 2])
+        if self.shift_pixels:
+            images = shifted(images, self.shift_pixels, moves)
+        if self.augment:
+            images = warped(images, moves)
+        return images
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
         chosen = self.order[batch]
-        images = self.images[chosen]
-        if self.shift_pixels:
-            # The trailing 2 keeps this stream apart from EpochRandomness's (seed, epoch, 1).
-            moves = np.random.default_rng([self.seed, self.epoch, index, 2])
-            images = shifted(images, self.shift_pixels, moves)
-        return to_model_input(images), self.targets[chosen], self.weights[batch]
-
-
-def shifted(images: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
-    """Each (H, W) image moved by whole pixels, up to ``max_pixels`` down or up and right or
-    left, all (2 * max_pixels + 1)^2 moves equally likely; uncovered pixels are 0.
-
-    Images with the same move are copied together, one slice of the padded batch each: about
-    0.13 ms for a batch of 128 digits, against 0.5 ms indexing every pixel on its own.
-    """
-    side = 2 * max_pixels + 1
-    height, width = images.shape[1:]
-    margin = ((0, 0), (max_pixels, max_pixels), (max_pixels, max_pixels))
-    padded = np.pad(images, margin)
-    moves = rng.integers(0, side * side, len(images))
-    moved = np.empty_like(images)
-    for move in np.unique(moves):
-        down, right = divmod(int(move), side)
-        chosen = moves == move
-        moved[chosen] = padded[chosen, down : down + height, right : right + width]
-    return moved
+        return to_model_input(self.epoch_images[batch]), self.targets[chosen], self.weights[batch]
 
 
 class EpochRandomness(keras.callbacks.Callback):
     """As each epoch begins, draw everything random in it from ``(seed, epoch)``, the seed being
-    the batches': the batch order and the state of every random layer (dropout, augmentation).
+    the batches': the batch order and the state of every random layer (dropout).
 
     A checkpoint holds the weights and the optimizer but not the random layers' state, so
     without this a resumed run would repeat the first epochs' dropout masks and orders; with it,
@@ -203,7 +204,7 @@ CALIBRATION_IMAGES = 1024
 class BatchNormCalibration(keras.callbacks.Callback):
     """Before every validation and when training ends (after Keras puts any averaged weights
     in place), set each batch-norm layer's moving mean and variance to the exact statistics of
-    its inputs on training images (augmentation and dropout off).
+    its inputs on training images (unmoved, dropout off).
 
     Keras's moving averages (momentum 0.99) still hold 37% of their initial values after 100
     steps, so cnn-best trained one epoch on 12,000 images scored ~10% at inference while it
