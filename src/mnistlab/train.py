@@ -118,6 +118,7 @@ class EqualBatches(keras.utils.PyDataset):
         last_real = len(images) - (batches - 1) * batch_size
         self.weights[(batches - 1) * batch_size :] = np.float32(batch_size / last_real)
         self.weights[len(images) :] = 0.0
+        self.epoch = None
         self.set_epoch(0)
 
     @property
@@ -126,6 +127,8 @@ class EqualBatches(keras.utils.PyDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Order the images as epoch ``epoch`` (0-based) trains on them, and move them now."""
+        if epoch == self.epoch:
+            return  # fit starts epoch 0 again after __init__ prepared it: no second set of warps.
         self.epoch = epoch
         permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
         # np.resize repeats the order from its start to fill the last batch.
@@ -136,8 +139,11 @@ class EqualBatches(keras.utils.PyDataset):
         self.epoch_images = self.images[self.order]
         if self.shift_pixels or self.augment:
             for index in range(self.num_batches):
-                batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+                batch = self._batch(index)
                 self.epoch_images[batch] = self._moved(self.epoch_images[batch], index)
+
+    def _batch(self, index: int) -> slice:
+        return slice(index * self.batch_size, (index + 1) * self.batch_size)
 
     def _moved(self, images: np.ndarray, index: int) -> np.ndarray:
         # The trailing 2 keeps this stream apart from EpochRandomness's (seed, epoch, 1).
@@ -149,7 +155,7 @@ class EqualBatches(keras.utils.PyDataset):
         return images
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        batch = self._batch(index)
         chosen = self.order[batch]
         return to_model_input(self.epoch_images[batch]), self.targets[chosen], self.weights[batch]
 
