@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from mnistlab import pipeline, runs
+from mnistlab import models, pipeline, runs, train
 from mnistlab.config import Config
 from mnistlab.data import to_model_input
-from mnistlab.train import EqualBatches, calibrate_batch_norm
+from mnistlab.train import EqualBatches, calibrate_batch_norm, fit_input
 
 
 def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
@@ -145,6 +145,47 @@ def test_a_filled_up_batch_has_the_loss_of_its_real_images_alone():
     order = batches.order[(batches.num_batches - 1) * batch_size :]
     assert np.array_equal(targets.argmax(axis=1), labels[order])
     np.testing.assert_allclose(inputs, to_model_input(images[order]))
+
+
+def _random_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=count)
+
+
+def test_fit_reads_each_epochs_very_batches_through_tf_data_without_autotuning():
+    images, labels = _random_digits(600)
+    batches = EqualBatches(images, labels, 256, seed=0, shift_pixels=1)
+    source = fit_input(batches)
+    if keras.backend.backend() != "tensorflow":
+        assert source is batches
+        return
+    assert source.cardinality() == batches.num_batches
+    assert source.options().autotune.enabled is False
+    for epoch in (0, 1):  # a new iterator each epoch reads the epoch set_epoch prepared
+        batches.set_epoch(epoch)
+        read = list(source)
+        assert len(read) == batches.num_batches
+        for index, batch in enumerate(read):
+            for part, expected in zip(batch, batches[index], strict=True):
+                np.testing.assert_array_equal(part.numpy(), expected)
+
+
+def test_training_through_fit_input_gives_the_weights_of_training_on_the_batches(monkeypatch):
+    # cnn-best: with bfloat16 convolutions, even a fixed batch dimension changes the weights.
+    images, labels = _random_digits(512)
+    config = Config.for_model("cnn-best", epochs=1, validation_split=0.0, checkpoint=False)
+
+    def trained() -> list[np.ndarray]:
+        train.set_seed(config.seed)
+        model = models.build_model(config, models.steps_per_epoch(len(images), config.batch_size))
+        train.fit(model, images, labels, images[:0], labels[:0], config)
+        return model.get_weights()
+
+    through_tf_data = trained()
+    monkeypatch.setattr(train, "fit_input", lambda batches: batches)
+    directly = trained()
+    for mine, theirs in zip(through_tf_data, directly, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 @pytest.mark.mnist

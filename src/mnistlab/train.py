@@ -67,7 +67,7 @@ def fit(
             keras.utils.to_categorical(validation_labels, NUM_CLASSES),
         )
     history = model.fit(
-        batches,
+        fit_input(batches),
         shuffle=False,  # EqualBatches orders the images; fit's shuffle would reorder batches.
         validation_data=validation_data,
         validation_batch_size=EVAL_BATCH_SIZE,
@@ -76,6 +76,34 @@ def fit(
         callbacks=callbacks,
     )
     return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+def fit_input(batches: EqualBatches):
+    """What ``model.fit`` reads ``batches`` from: the dataset itself, except on TensorFlow.
+
+    There Keras reads a ``PyDataset`` through tf.data with autotuning on and a new iterator
+    every epoch, and on a 2-core CPU whole epochs of cnn-best went idle for 35-40 s, every
+    thread waiting while tf.data's autotuning thread sat in a timed wait (bench/README.md,
+    stop 32). The same batches through tf.data with autotuning off train bit-identically,
+    without those waits. The batch dimension stays unknown, as Keras leaves it: a fixed one
+    changes the compiled step and so the weights.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    signature = tuple(
+        tf.TensorSpec((None, *part.shape[1:]), tf.as_dtype(part.dtype)) for part in batches[0]
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: (batches[index] for index in range(batches.num_batches)),
+        output_signature=signature,
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    # The known length gives fit its steps per epoch (and progress bars their total).
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches))
+    return dataset.prefetch(2).with_options(options)
 
 
 class EqualBatches(keras.utils.PyDataset):
