@@ -20,8 +20,9 @@ MAX_SHIFT_PIXELS = 4
 # Each model's own best-practice settings, applied by Config.for_model; flags override them.
 # The convolutional models train in bfloat16 (float32 weights) where the CPU computes it natively
 # (AVX512-BF16 or AMX): measured on such a 2-core CPU, an epoch of cnn-best took ~50 s instead of
-# ~105 s in float32. Elsewhere bfloat16 is emulated and several times slower than float32, so
-# "auto" (resolved by Config.for_model) picks float32 there.
+# ~105 s in float32. Elsewhere bfloat16 is emulated and slower than float32 (on a 2-core AVX-512
+# Xeon without BF16, cnn-best 3.4x; bench/conv_backends.py), so "auto" (resolved by
+# Config.for_model) picks float32 there.
 MODEL_DEFAULTS: dict[str, dict] = {
     "seed-mlp": {},
     # Eight epochs on images shifted by up to a pixel, after a warm-up: seeds 0-5 reached
