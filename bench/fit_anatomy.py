@@ -47,17 +47,22 @@ def seed_model():
     """mnistlab's compiled seed model on JAX, its optimizer and metrics built by one epoch."""
     import keras
 
-    from mnistlab import models, train
+    from mnistlab import models
     from mnistlab.config import Config
 
     assert keras.backend.backend() == "jax", "Keras was imported before the backend was chosen"
 
     images, labels = random_mnist()
-    config = Config(epochs=1)
-    model = models.build_model(config)
-    no_validation = images[:0], labels[:0]
-    train.fit(model, images, labels, *no_validation, config)  # untimed: builds and compiles
-    return model, images, labels, config, no_validation
+    model = models.build_model(Config())
+    fit_without_validation(model, images, labels, epochs=1)  # untimed: builds and compiles
+    return model, images, labels
+
+
+def fit_without_validation(model, images, labels, epochs: int) -> None:
+    from mnistlab import train
+    from mnistlab.config import Config
+
+    train.fit(model, images, labels, images[:0], labels[:0], Config(epochs=epochs))
 
 
 def epoch_batches(images, labels):
@@ -126,7 +131,7 @@ def jax_step_seconds() -> float:
 
 
 def keras_step_seconds() -> float:
-    model, images, labels, _, _ = seed_model()
+    model, images, labels = seed_model()
     state = (
         [v.value for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables],
@@ -138,12 +143,9 @@ def keras_step_seconds() -> float:
 
 
 def keras_fit_seconds() -> float:
-    import dataclasses
-
-    model, images, labels, config, no_validation = seed_model()
-    from mnistlab import train
+    model, images, labels = seed_model()
     started = time.perf_counter()
-    train.fit(model, images, labels, *no_validation, dataclasses.replace(config, epochs=EPOCHS))
+    fit_without_validation(model, images, labels, EPOCHS)
     return time.perf_counter() - started
 
 
