@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from mnistlab import __version__, runs
 from mnistlab.images import load_image, normalize_digit
 from mnistlab.predict import Predictor, pretrained_dir
-from mnistlab.serve import MAX_BATCH_FILES, create_app
+from mnistlab.serve import MAX_BATCH_FILES, ServeOptions, create_app
 from tests.test_cli import run_cli
 
 
@@ -91,7 +91,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def client(predictor):
-    with TestClient(create_app(predictor)) as test_client:
+    with TestClient(create_app(ServeOptions(), predictor)) as test_client:
         yield test_client
 
 
@@ -117,7 +117,7 @@ def test_health_ready_and_model(client):
 
 
 def test_ready_waits_for_the_model(predictor):
-    app = create_app(predictor)
+    app = create_app(ServeOptions(), predictor)
     with TestClient(app) as started:  # the lifespan ran a first inference
         assert started.get("/api/ready").status_code == 200
     app.state.ready = False
@@ -224,12 +224,28 @@ def test_rejection_contract_is_the_same_as_the_cli(client, capsys, tmp_path):
 
 
 def test_not_sure_is_a_rejection_with_the_best_guess(predictor):
-    with TestClient(create_app(predictor, min_confidence=1.01)) as strict:
+    with TestClient(create_app(ServeOptions(min_confidence=1.01), predictor)) as strict:
         answer = strict.post(
             "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
         ).json()
     assert answer["label"] is None and answer["rejected"].startswith("not sure")
     assert answer["confidence"] == max(answer["probabilities"]) and answer["preview_png_base64"]
+
+
+def test_an_upload_is_parsed_once(client, monkeypatch):
+    """The header read to choose the event loop or a thread is the one the pixels come from."""
+    opened = []
+    real = Image.open
+
+    def counting(*args, **kwargs):
+        opened.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    for data in (drawing("7"), drawing("7", side=1200)):
+        answer = client.post("/api/predict", content=data, headers={"Content-Type": "image/png"})
+        assert answer.json()["label"] == 7
+    assert len(opened) == 2
 
 
 # --- Bad input: always a 4xx with one line of JSON, never a 5xx ---------------------------------
@@ -273,7 +289,7 @@ def test_empty_or_missing_upload_in_multipart(client):
 
 
 def test_upload_limit_from_content_length_and_while_streaming(predictor):
-    with TestClient(create_app(predictor, max_upload_mb=0.01)) as small:
+    with TestClient(create_app(ServeOptions(max_upload_mb=0.01), predictor)) as small:
         big = b"\0" * 20_000
         assert_error(
             small.post("/api/predict", content=big, headers={"Content-Type": "image/png"}),
@@ -329,7 +345,8 @@ def test_cors_only_when_asked(predictor, client):
         "access-control-allow-origin"
         not in client.options("/api/predict", headers=preflight).headers
     )
-    with TestClient(create_app(predictor, cors_origins=("https://example.org",))) as open_client:
+    cors = ServeOptions(cors_origins=("https://example.org",))
+    with TestClient(create_app(cors, predictor)) as open_client:
         allowed = open_client.options("/api/predict", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://example.org"
 
@@ -478,6 +495,17 @@ def test_serve_command_with_worker_processes():
     assert code == 0 and "stopped" in out and "Traceback" not in err, err
 
 
+def test_options_reach_worker_processes_whole():
+    options = ServeOptions(
+        run_dir=pretrained_dir(),
+        workers=3,
+        max_upload_mb=2.5,
+        cors_origins=("https://example.org",),
+        min_confidence=0.7,
+    )
+    assert ServeOptions.from_json(options.to_json()) == options
+
+
 def test_serve_command_busy_port_is_one_line(capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -529,7 +557,7 @@ def test_a_run_without_onnx_is_served_with_keras(tmp_path):
 
     run_dir = tmp_path / "run"
     shutil.copytree(pretrained_dir(), run_dir, ignore=shutil.ignore_patterns("model.onnx"))
-    with TestClient(create_app(Predictor.from_run(run_dir))) as keras_client:
+    with TestClient(create_app(ServeOptions(), Predictor.from_run(run_dir))) as keras_client:
         assert keras_client.get("/api/model").json()["engine"] == "keras"
         answer = keras_client.post(
             "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
@@ -547,19 +575,19 @@ def test_image_work_runs_on_a_small_thread_pool(client):
 
 
 def test_a_canvas_is_read_on_the_event_loop_and_a_photo_in_a_thread(client, monkeypatch):
-    import mnistlab.serve
+    import mnistlab.serve.app
 
     handed_over = []
-    real = mnistlab.serve.run_in_threadpool
+    real = mnistlab.serve.app.run_in_threadpool
 
     async def recording(work, *args):
-        handed_over.append(args[1])
+        handed_over.extend(arg.size for arg in args if isinstance(arg, Image.Image))
         return await real(work, *args)
 
-    monkeypatch.setattr(mnistlab.serve, "run_in_threadpool", recording)
+    monkeypatch.setattr(mnistlab.serve.app, "run_in_threadpool", recording)
     canvas, photo = drawing("7"), drawing("7", side=1200)
     for data in (canvas, photo):
         answer = client.post("/api/predict", content=data, headers={"Content-Type": "image/png"})
         assert answer.json()["label"] == 7
-    assert handed_over == [photo]
+    assert handed_over == [(1200, 1200)]  # the photo, not the canvas
 

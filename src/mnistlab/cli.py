@@ -490,7 +490,11 @@ def serve(
         f" {workers} worker{plural}); Ctrl-C stops it",
         markup=False, highlight=False, soft_wrap=True,
     )
-    serving.run(listener, predictor, max_upload_mb, tuple(cors or ()), min_confidence, workers)
+    options = serving.ServeOptions(
+        run_dir=predictor.run_dir, host=host, port=port, workers=workers,
+        max_upload_mb=max_upload_mb, cors_origins=tuple(cors or ()), min_confidence=min_confidence,
+    )
+    serving.run(listener, options, predictor)
     console.print("stopped", markup=False, highlight=False)
 
 

@@ -26,3 +26,7 @@ class CheckpointMismatch(RunError):
 
 class ImageError(MnistlabError):
     """A user's image cannot be read or holds no digit."""
+
+
+class UnsupportedImage(ImageError):
+    """The data is in no image format mnistlab reads (the message lists those it reads)."""

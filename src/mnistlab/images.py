@@ -40,7 +40,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.data import IMAGE_SIDE
-from mnistlab.errors import ImageError
+from mnistlab.errors import ImageError, UnsupportedImage
 
 DIGIT_BOX_SIDE = 20  # MNIST fits each digit's bounding box into 20x20 ...
 CENTRE_OF_MASS = (14.0, 14.0)  # ... and puts its centre of mass here (row, column).
@@ -68,8 +68,8 @@ BACKGROUND_SAMPLES = 5_000  # A grid of this many pixels pins down the six-term 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # A pixel's neighbours include its diagonals.
 
 
-def load_image(source: bytes | str | os.PathLike) -> Image.Image:
-    """Decode one image from bytes or a file path.
+def load_image(source: bytes | str | os.PathLike | Image.Image) -> Image.Image:
+    """Decode one image from bytes, a file path, or an image ``open_image`` opened.
 
     PNG, JPEG, BMP, TIFF, WebP and GIF are accepted. Animated and multi-page files give their
     first frame, and a JPEG's EXIF orientation is applied so the image is upright.
@@ -85,6 +85,8 @@ def load_image(source: bytes | str | os.PathLike) -> Image.Image:
         ImageError: the file cannot be read, is empty, is not a supported image, is damaged or
         truncated, or has more than ``MAX_PIXELS`` pixels.
     """
+    if isinstance(source, Image.Image):  # Opened by open_image: its header is not read again.
+        return _load(source, None)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = "image data"
         data = bytes(source)
@@ -122,8 +124,34 @@ def pixel_count(data: bytes) -> int | None:
     return width * height
 
 
+def open_image(data: bytes) -> Image.Image:
+    """Read an image's header from bytes, checked as ``load_image`` checks it; no pixels yet.
+
+    For a caller that needs the size before it decodes (a server choosing between its event
+    loop and a thread): ``load_image`` takes the result and decodes it without a second parse.
+    Error messages name no source; the caller knows what it was.
+
+    Raises:
+        UnsupportedImage: the data is in none of ``SUPPORTED_FORMATS``.
+        ImageError: the data is empty, its header is damaged, or it has more than
+            ``MAX_PIXELS`` pixels (or none).
+    """
+    if not data:
+        raise ImageError("empty image: received 0 bytes")
+    return _open(io.BytesIO(bytes(data)), None)
+
+
 def _decode(file, label: str) -> Image.Image:
     """Open, check the size, load the first frame and apply EXIF orientation."""
+    return _load(_open(file, label), label)
+
+
+def _failure(label: str | None, message: str) -> str:
+    return f"{label}: {message}" if label else message
+
+
+def _open(file, label: str | None) -> Image.Image:
+    """Parse the header and check the size; the pixels are decoded by ``_load``."""
     expected = ", ".join(SUPPORTED_FORMATS[:-1]) + f" or {SUPPORTED_FORMATS[-1]}"
     with warnings.catch_warnings():
         # Pillow warns about corrupt metadata, which costs nothing but the EXIF orientation
@@ -136,23 +164,41 @@ def _decode(file, label: str) -> Image.Image:
             image = Image.open(file, formats=SUPPORTED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(
-                f"{label}: image is larger than the limit of {MAX_PIXELS:,} pixels"
-                " (a possible decompression bomb); scale it down first"
+                _failure(
+                    label,
+                    f"image is larger than the limit of {MAX_PIXELS:,} pixels"
+                    " (a possible decompression bomb); scale it down first",
+                )
             ) from None
         except Image.UnidentifiedImageError:
-            raise ImageError(f"{label}: not a supported image (expected {expected})") from None
+            raise UnsupportedImage(
+                _failure(label, f"not a supported image (expected {expected})")
+            ) from None
         except Exception as error:  # Pillow's parsers raise many types on malformed headers.
-            raise ImageError(f"{label}: damaged or truncated image ({_reason(error)})") from None
-        # Not closed here: closing discards the pixels, and a copy would cost a full pass.
-        # The caller's file (or bytes buffer) is what holds resources, and it is closed there.
-        width, height = image.size
-        if width * height > MAX_PIXELS:
             raise ImageError(
-                f"{label}: image is {width} x {height} pixels, more than the limit of"
-                f" {MAX_PIXELS:,}; scale it down first"
+                _failure(label, f"damaged or truncated image ({_reason(error)})")
+            ) from None
+    # Not closed here: closing discards the pixels, and a copy would cost a full pass.
+    # The caller's file (or bytes buffer) is what holds resources, and it is closed there.
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            _failure(
+                label,
+                f"image is {width} x {height} pixels, more than the limit of"
+                f" {MAX_PIXELS:,}; scale it down first",
             )
-        if width == 0 or height == 0:
-            raise ImageError(f"{label}: image is {width} x {height} pixels, it has no pixels")
+        )
+    if width == 0 or height == 0:
+        raise ImageError(_failure(label, f"image is {width} x {height} pixels, it has no pixels"))
+    return image
+
+
+def _load(image: Image.Image, label: str | None) -> Image.Image:
+    """Load the first frame of an opened image and apply its EXIF orientation."""
+    width, height = image.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Corrupt metadata costs only the orientation.
         try:
             image.seek(0)
             if image.format == "JPEG" and max(width, height) > 2 * WORKING_SIDE:
@@ -163,7 +209,7 @@ def _decode(file, label: str) -> Image.Image:
             image.load()
         except Exception as error:  # Truncated data: OSError, SyntaxError, EOFError, ...
             raise ImageError(
-                f"{label}: damaged or truncated {image.format} image ({_reason(error)})"
+                _failure(label, f"damaged or truncated {image.format} image ({_reason(error)})")
             ) from None
         try:
             ImageOps.exif_transpose(image, in_place=True)

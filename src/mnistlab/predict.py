@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from mnistlab import runs
 from mnistlab.data import to_model_input
 from mnistlab.errors import ImageError, RunError
 from mnistlab.images import load_image, normalize_digit
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 # Below this probability a prediction is reported as rejected rather than as a digit.
@@ -139,8 +143,10 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | FileError]:
             yield FileError(str(path), "no such file or folder")
 
 
-def read_digit(source: bytes | Path, file: str | None = None) -> Prediction | FileError:
-    """Decode one image (bytes or a path) and normalise it the way MNIST was.
+def read_digit(
+    source: bytes | Path | Image.Image, file: str | None = None
+) -> Prediction | FileError:
+    """Decode one image (bytes, a path, or ``images.open_image``'s) and normalise it as MNIST was.
 
     This is the one path from an image to what the model sees, shared by ``mnistlab predict``
     and ``mnistlab serve``. Returns a FileError when the data is not a readable image, else a
@@ -149,8 +155,8 @@ def read_digit(source: bytes | Path, file: str | None = None) -> Prediction | Fi
     try:
         image = load_image(source)
     except ImageError as error:
-        # load_image names its source ("image data" or the path); the caller says the file
-        # once, so the reason is kept without it.
+        # load_image names its source ("image data" or the path; an opened image it does not
+        # name); the caller says the file once, so the reason is kept without it.
         label = "image data" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
         return FileError(file, str(error).removeprefix(f"{label}: "))
     prediction = Prediction(file=file)

@@ -1,0 +1,225 @@
+"""The FastAPI app: the draw-a-digit page at ``/`` and the JSON API under ``/api``.
+
+Thin on purpose: every image goes through ``predict.read_digit`` and ``predict.classify``, the
+path ``mnistlab predict`` takes, so the page, the API and the CLI cannot disagree. The routes
+are module-level; what they share (predictor, options, the model's metrics) is on
+``app.state``, set by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from anyio import to_thread
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mnistlab import __version__, runs
+from mnistlab.errors import RunError
+from mnistlab.predict import Prediction, Predictor
+from mnistlab.serve import uploads
+from mnistlab.serve.options import ServeOptions
+from mnistlab.serve.schemas import (
+    ACCEPTED,
+    ApiError,
+    BatchResponse,
+    ModelInfo,
+    PredictionResponse,
+    errors,
+    upload_body,
+)
+
+# Threads reading images at once, per process (Starlette's default is 40). Image work is
+# CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
+# contention, not speed; a few let one photo pass another that is being decoded.
+IMAGE_THREADS = 4
+# Handing an image to a thread costs about 1 ms on a 2-core machine, a fifth of a whole canvas
+# request, so an image this small (a canvas; read in a few ms) is read on the event loop, and
+# larger ones in a thread so that the loop keeps answering meanwhile.
+INLINE_PIXELS = 512 * 512
+# The page loads nothing from elsewhere; previews and uploads are shown from data: and blob: URLs.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
+)
+
+router = APIRouter()
+
+
+def web_dir() -> Path:
+    """The page's static files, shipped inside the package."""
+    return Path(str(resources.files("mnistlab") / "web"))
+
+
+def create_app(options: ServeOptions, predictor: Predictor | None = None) -> FastAPI:
+    """The app serving ``predictor`` (default: loaded from ``options.run_dir``) as ``options`` say.
+
+    Args:
+        options: limits, CORS origins and the confidence threshold; ``run_dir`` when no
+            ``predictor`` is given.
+        predictor: a loaded model to share, e.g. the one the command loaded to check the run.
+    Returns:
+        The app; its lifespan runs one inference before /api/ready answers 200.
+    """
+    if predictor is None:
+        # One thread per call: many small requests in parallel beat one request on all cores.
+        predictor = Predictor.from_run(options.run_dir, threads=1)
+    app = FastAPI(
+        lifespan=_lifespan,
+        title="mnistlab",
+        version=__version__,
+        description='Read handwritten digits. Every error is a 4xx with `{"error": "..."}`.',
+    )
+    app.state.options = options
+    app.state.predictor = predictor
+    app.state.model_info = _model_info(predictor, options)
+    app.state.ready = False
+    if options.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )
+    app.add_exception_handler(ApiError, _refused)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web_dir()), name="static")
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    to_thread.current_default_thread_limiter().total_tokens = IMAGE_THREADS
+    # One inference before the first request, so /api/ready means "answers quickly".
+    zeros = np.zeros((1, 28, 28), dtype=np.uint8)
+    await run_in_threadpool(app.state.predictor.probabilities, zeros)
+    app.state.ready = True
+    yield
+
+
+def _model_info(predictor: Predictor, options: ServeOptions) -> dict[str, Any]:
+    try:
+        metrics = runs.read_json(predictor.run_dir, runs.METRICS_FILE)
+    except RunError:  # A run without metrics still serves; /api/model says less.
+        metrics = {}
+    return {
+        "name": metrics.get("model") or predictor.run_dir.name,
+        "run": predictor.run_dir.name,
+        "dataset": metrics.get("dataset"),
+        "test_accuracy": (metrics.get("test") or {}).get("accuracy"),
+        "parameters": metrics.get("parameters"),
+        "engine": predictor.engine,
+        "min_confidence": options.min_confidence,
+        "max_upload_mb": options.max_upload_mb,
+        "mnistlab_version": __version__,
+    }
+
+
+# --- Errors: always a 4xx with {"error": "..."} -------------------------------------------------
+
+
+async def _refused(request: Request, error: ApiError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status)
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    message = (
+        "no such page; the API is under /api, its description at /docs"
+        if error.status_code == 404
+        else str(error.detail)
+    )
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    message = f"invalid request: {error.errors()[0].get('msg', '')}"
+    return JSONResponse({"error": message}, status_code=400)
+
+
+# --- Routes -------------------------------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    return FileResponse(web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+
+@router.get("/api/health", summary="The process is alive")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/api/ready", summary="The model is loaded and has answered", responses=errors(503))
+def ready(request: Request) -> JSONResponse:
+    if not request.app.state.ready:
+        return JSONResponse({"error": "the model is still loading"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/api/model", summary="The model in use", response_model=ModelInfo)
+def model(request: Request) -> dict[str, Any]:
+    return request.app.state.model_info
+
+
+@router.post(
+    "/api/predict",
+    summary="Read the digit in one image",
+    description=f"Send {ACCEPTED}. A readable image without a digit (or one the model is "
+    "not sure about) is a 200 answer with `rejected` set and `label` null.",
+    responses={200: {"model": PredictionResponse}, **errors(400, 413, 415, 422)},
+    openapi_extra=upload_body(batch=False),
+)
+async def predict(request: Request) -> JSONResponse:
+    state = request.app.state
+    upload = await uploads.read_upload(request, state.options.upload_limit)
+    image = uploads.open_upload(upload.data)
+    work = (image, upload.filename, state.predictor, state.options.min_confidence)
+    if image.width * image.height <= INLINE_PIXELS:
+        prediction = uploads.predict_upload(*work)
+    else:
+        prediction = await run_in_threadpool(uploads.predict_upload, *work)
+    return JSONResponse(to_response(prediction))
+
+
+@router.post(
+    "/api/predict/batch",
+    summary="Read the digits in several images",
+    description=f"Send up to {uploads.MAX_BATCH_FILES} files as multipart/form-data (field "
+    "'files'). Each file gets its own entry, in order; a file that is not a readable image gets "
+    '`{"file": ..., "error": ...}` and does not fail the others.',
+    responses={200: {"model": BatchResponse}, **errors(400, 413, 415)},
+    openapi_extra=upload_body(batch=True),
+)
+async def predict_batch(request: Request) -> JSONResponse:
+    state = request.app.state
+    files = await uploads.read_batch(request, state.options.upload_limit)
+    read = await run_in_threadpool(
+        uploads.predict_batch, files, state.predictor, state.options.min_confidence
+    )
+    results = [
+        to_response(item)
+        if isinstance(item, Prediction)
+        else {"file": item.file, "error": item.message}
+        for item in read
+    ]
+    return JSONResponse({"results": results})
+
+
+def to_response(prediction: Prediction) -> dict[str, Any]:
+    """``mnistlab predict --json``'s fields, passed through, plus the preview the model saw."""
+    png = prediction.preview_png()
+    answer = prediction.to_dict()
+    answer["preview_png_base64"] = None if png is None else base64.b64encode(png).decode("ascii")
+    return answer

@@ -1,0 +1,120 @@
+"""What the API answers, for the OpenAPI page at /docs: response models, the error tables of
+each route, the request bodies it reads, and ``ApiError``, the one way a route says no."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Raw bodies with these types are decoded directly; Pillow recognises the format itself.
+IMAGE_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/gif",
+    "application/octet-stream",
+)
+ACCEPTED = (
+    "a multipart/form-data upload (field 'file') or a raw body with Content-Type image/png,"
+    " image/jpeg, image/bmp, image/tiff, image/webp or image/gif"
+)
+SEND_AN_IMAGE = "send a PNG, JPEG, BMP, TIFF, WebP or GIF image"
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered with ``status`` and ``{"error": ...}``.
+
+    Args:
+        status: the HTTP status, always a 4xx.
+        message: one line, what was wrong.
+        hint: what is accepted instead, appended to the message when given.
+    """
+
+    def __init__(self, status: int, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.hint = status, message, hint
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": f"{self.message}; {self.hint}" if self.hint else self.message}
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="One line: what was wrong and what is accepted.")
+
+
+class PredictionResponse(BaseModel):
+    """``Prediction.to_dict()``'s fields plus the preview; the defaults are a file not seen."""
+
+    file: str | None = Field(description="The upload's file name; null for a raw body.")
+    label: int | None = Field(None, description="The digit read, 0-9; null when rejected.")
+    confidence: float | None = Field(
+        None, description="Probability of the most likely digit; null when no digit was found."
+    )
+    probabilities: list[float] = Field(
+        [], description="Ten probabilities, for digits 0-9; empty when no digit was found."
+    )
+    rejected: str | None = Field(
+        None,
+        description="Why no digit is reported (no digit-like ink, or not sure); null otherwise.",
+    )
+    uncertain: bool = Field(False, description="True when the model is not sure of its best guess.")
+    preview_png_base64: str | None = Field(
+        None, description="The 28x28 image the model saw, as a base64 PNG; null when it saw none."
+    )
+
+
+class BatchEntry(PredictionResponse):
+    error: str | None = Field(
+        None, description="Set, alone with `file`, when this file is not a readable image."
+    )
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchEntry] = Field(description="One entry per file, in the order sent.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    run: str
+    dataset: str | None
+    test_accuracy: float | None
+    parameters: int | None
+    engine: str
+    min_confidence: float
+    max_upload_mb: float
+    mnistlab_version: str
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` table of a route that may refuse with these statuses."""
+    descriptions = {
+        400: "Malformed request: empty body, broken multipart, or no/too many files.",
+        413: "The body is larger than the server's --max-upload-mb.",
+        415: "Unsupported Content-Type. " + ACCEPTED[0].upper() + ACCEPTED[1:] + ".",
+        422: "Not a readable image: not an image, truncated, or too many pixels.",
+        503: "The model is still loading.",
+    }
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
+
+
+def upload_body(batch: bool) -> dict[str, Any]:
+    """The ``openapi_extra`` request body of a route that reads uploads itself."""
+    files = (
+        {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}
+        if batch
+        else {"file": {"type": "string", "format": "binary"}}
+    )
+    content: dict[str, Any] = {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": files, "required": list(files)}
+        }
+    }
+    if not batch:
+        for media_type in IMAGE_TYPES:
+            content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}
