@@ -137,6 +137,11 @@ def test_the_page_and_its_files_are_served_offline(client):
     assert "pixelated" in client.get("/static/style.css").text
 
 
+def test_uptime_checkers_may_ask_with_head(client):
+    for path in ("/", "/api/health"):
+        assert client.head(path).status_code == 200
+
+
 def test_openapi_documents_routes_and_errors(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
@@ -273,6 +278,72 @@ def test_bad_input_is_a_4xx_with_one_line(client, content, content_type, status,
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post("/api/predict", content=content, headers=headers)
     assert_error(response, status, fragment)
+
+
+@pytest.mark.parametrize(
+    "declared", ["image/jpg", "image/x-png", "image/x-ms-bmp", "application/octet-stream"]
+)
+def test_a_raw_body_is_read_whatever_image_type_it_declares(client, declared):
+    answer = client.post("/api/predict", content=drawing("7"), headers={"Content-Type": declared})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["label"] == 7
+
+
+def test_a_post_without_a_body_is_a_400_whatever_its_type(client):
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json"}):
+        assert_error(client.post("/api/predict", headers=headers), 400, "empty body")
+    assert_error(client.post("/api/predict/batch"), 400, "empty body")
+
+
+def test_malformed_multipart_is_explained_without_the_parsers_words(client):
+    for body in (b"garbage", b"--xyz\r\nbad header line\r\n\r\nx\r\n--xyz--\r\n"):
+        response = client.post(
+            "/api/predict",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+        )
+        assert_error(response, 400, "malformed multipart request: the body does not follow")
+        assert "character" not in response.json()["error"]
+        assert "index" not in response.json()["error"]
+
+
+def test_a_client_that_disconnects_mid_upload_is_one_line_in_the_log(predictor, caplog):
+    """No traceback, and no exception out of the app (uvicorn would log it as one)."""
+    import anyio
+
+    app = create_app(ServeOptions(), predictor)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/predict",
+        "raw_path": b"/api/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"image/png"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "app": app,
+    }
+    messages = iter(
+        [{"type": "http.request", "body": b"\0" * 1000, "more_body": True}]
+        + [{"type": "http.disconnect"}] * 3
+    )
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        pass
+
+    with caplog.at_level("INFO"):
+        anyio.run(app, scope, receive, send)
+    logged = [record for record in caplog.records if "disconnected" in record.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None
+    assert "/api/predict" in logged[0].getMessage()
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_empty_or_missing_upload_in_multipart(client):
@@ -590,4 +661,3 @@ def test_a_canvas_is_read_on_the_event_loop_and_a_photo_in_a_thread(client, monk
         answer = client.post("/api/predict", content=data, headers={"Content-Type": "image/png"})
         assert answer.json()["label"] == 7
     assert handed_over == [(1200, 1200)]  # the photo, not the canvas
-

@@ -18,10 +18,11 @@ import numpy as np
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from mnistlab import __version__, runs
 from mnistlab.errors import RunError
@@ -94,6 +95,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     app.add_exception_handler(ApiError, _refused)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(ClientDisconnect, _disconnected)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")
     return app
@@ -148,15 +150,27 @@ async def _invalid(request: Request, error: RequestValidationError) -> JSONRespo
     return JSONResponse({"error": message}, status_code=400)
 
 
+async def _disconnected(request: Request, error: ClientDisconnect) -> Response:
+    # A closed tab or a dropped connection, not a fault here: one line, no traceback.
+    uploads.logger.warning(
+        "%s %s: the client disconnected before its upload was read",
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=400)  # Nobody receives it; the request just ends.
+
+
 # --- Routes -------------------------------------------------------------------------------------
 
 
 @router.get("/", include_in_schema=False)
+@router.head("/", include_in_schema=False)  # HEAD too, for uptime checkers.
 def page() -> FileResponse:
     return FileResponse(web_dir() / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
 
 @router.get("/api/health", summary="The process is alive")
+@router.head("/api/health", include_in_schema=False)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# Raw bodies with these types are decoded directly; Pillow recognises the format itself.
+# Raw bodies the API documents; it reads any image/* type, as Pillow tells the format from
+# the bytes.
 IMAGE_TYPES = (
     "image/png",
     "image/jpeg",

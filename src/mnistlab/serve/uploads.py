@@ -21,8 +21,9 @@ from python_multipart.multipart import parse_options_header
 from mnistlab import images
 from mnistlab.errors import ImageError, UnsupportedImage
 from mnistlab.predict import FileError, Prediction, Predictor, classify, read_digit
-from mnistlab.serve.schemas import ACCEPTED, IMAGE_TYPES, SEND_AN_IMAGE, ApiError
+from mnistlab.serve.schemas import ACCEPTED, SEND_AN_IMAGE, ApiError
 
+MULTIPART_HINT = "send the files as a browser's form or curl -F writes them"
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 logger = logging.getLogger("mnistlab.serve")
 
@@ -131,10 +132,34 @@ def parse_multipart(body: bytes, content_type: str) -> list[Part]:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as error:
-        raise ApiError(400, f"malformed multipart request ({error})") from None
+        # The parser's words (a byte index, a character code) help no one reading the page.
+        logger.info("malformed multipart request: %s", error)
+        raise ApiError(
+            400,
+            "malformed multipart request: the body does not follow the multipart/form-data format",
+            hint=MULTIPART_HINT,
+        ) from None
     if not finished:
-        raise ApiError(400, "malformed multipart request: it ends before its closing boundary")
+        raise ApiError(
+            400,
+            "malformed multipart request: it ends before its closing boundary",
+            hint=MULTIPART_HINT,
+        )
     return parts
+
+
+def has_body(request: Request) -> bool:
+    """Whether the request declares a body (a non-zero Content-Length, or chunks)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return "transfer-encoding" in request.headers
+    return declared.strip() != "0"
+
+
+def is_raw_image(kind: str) -> bool:
+    """A media type whose body is read as an image: Pillow tells the format from the bytes, so
+    nonstandard names (image/jpg, image/x-png, image/x-ms-bmp) and octet-stream are fine."""
+    return kind.startswith("image/") or kind == "application/octet-stream"
 
 
 def media_type(request: Request) -> str:
@@ -167,8 +192,10 @@ async def read_upload(request: Request, limit: int) -> Upload:
                 400, f"expected one file in the multipart field 'file'; received {len(files)}"
             )
         upload = Upload(files[0].filename, files[0].data)
-    elif kind in IMAGE_TYPES:
+    elif is_raw_image(kind):
         upload = Upload(None, await read_body(request, limit))
+    elif not has_body(request):
+        raise ApiError(400, f"empty body: send {ACCEPTED}")
     else:
         raise unsupported(kind, ACCEPTED)
     if not upload.data:
@@ -183,8 +210,11 @@ async def read_batch(request: Request, limit: int) -> list[Upload]:
         ApiError: 400, 413 or 415 when the request is not such a multipart body.
     """
     kind = media_type(request)
+    accepted = "multipart/form-data with the images in the field 'files'"
     if kind != "multipart/form-data":
-        raise unsupported(kind, "multipart/form-data with the images in the field 'files'")
+        if not has_body(request):
+            raise ApiError(400, f"empty body: send {accepted}")
+        raise unsupported(kind, accepted)
     body = await read_body(request, limit)
     files = [
         Upload(part.filename, part.data)
