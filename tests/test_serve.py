@@ -390,11 +390,18 @@ def test_an_unexpected_failure_on_odd_input_is_a_4xx(client, monkeypatch):
         raise ValueError("some library choked")
 
     monkeypatch.setattr(mnistlab.predict, "normalize_digit", broken)
-    assert_error(
-        client.post("/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}),
-        422,
-        "could not be processed",
+    response = client.post(
+        "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
     )
+    assert_error(response, 422, "could not be processed")
+    assert "ValueError" not in response.json()["error"]  # the log says it; people need not
+
+
+def test_a_file_that_is_not_an_image_is_told_in_words(client):
+    response = client.post(
+        "/api/predict", files={"file": ("notes.txt", b"hello, I am text", "text/plain")}
+    )
+    assert_error(response, 422, "this file is not a supported image; send a PNG, JPEG")
 
 
 def test_uploads_never_touch_the_disk(client, monkeypatch):

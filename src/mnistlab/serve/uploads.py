@@ -241,8 +241,8 @@ def open_upload(data: bytes) -> Image.Image:
     """
     try:
         return images.open_image(data)
-    except UnsupportedImage as error:  # The message lists the formats read.
-        raise ApiError(422, str(error)) from None
+    except UnsupportedImage:  # Said in words; which formats Pillow was asked for is detail.
+        raise ApiError(422, "this file is not a supported image", hint=SEND_AN_IMAGE) from None
     except ImageError as error:
         raise ApiError(422, str(error), hint=SEND_AN_IMAGE) from None
 
@@ -280,6 +280,6 @@ def _read(source: bytes | Image.Image, filename: str | None) -> Prediction | Fil
     """``read_digit``, where a crash on odd input is the input's fault: a FileError."""
     try:
         return read_digit(source, filename)
-    except Exception as error:  # noqa: BLE001 - an unexpected decoder or normaliser failure.
-        logger.exception("image processing failed")
-        return FileError(filename, f"the image could not be processed ({type(error).__name__})")
+    except Exception:  # noqa: BLE001 - an unexpected decoder or normaliser failure.
+        logger.exception("image processing failed")  # The log has the details, the client not.
+        return FileError(filename, "the image could not be processed")
