@@ -150,7 +150,7 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
     ImageDraw.Draw(one).line([(50, 15), (50, 85)], fill=255, width=9)
     one.save(tmp_path / "one.png")
     predicted = subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", "predict", "--model", str(tmp_path / "run"),
+        [sys.executable, "-m", "mnistlab.cli", "predict", "--run", str(tmp_path / "run"),
          str(tmp_path / "one.png")],
         capture_output=True, text=True, timeout=600,
     )

@@ -4,6 +4,7 @@ backend must differ). User errors must be one line on stderr and a non-zero exit
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,11 +47,15 @@ def test_help_lists_the_commands(capsys):
         (["train", "--model", "resnet"], 2, "seed-mlp"),
         (["train", "--batch-size", "many"], 2, "--batch-size"),
         (["train", "--no-such-flag"], 2, "no-such-flag"),
-        (["train", "--learning-rate", "-1"], 1, "learning_rate"),
-        (["train", "--validation-split", "1.5"], 1, "validation_split"),
-        (["train", "--dropout", "1.5"], 1, "dropout must be a number in [0, 1)"),
-        (["train", "--shift-pixels", "6"], 1, "shift_pixels must be at most 4"),
-        (["train", "--epochs", "2", "--warmup-epochs", "3"], 1, "warmup_epochs"),
+        # Values the config refuses are usage errors too, named by their flag.
+        (["train", "--learning-rate", "-1"], 2, "'--learning-rate': learning_rate must be"),
+        (["train", "--validation-split", "1.5"], 2, "validation_split must be a number in [0, 1)"),
+        (["train", "--dropout", "2"], 2, "'--dropout': dropout must be a number in [0, 1)"),
+        (["train", "--dropout", "1.5"], 2, "dropout must be a number in [0, 1)"),
+        (["train", "--shift-pixels", "6"], 2, "shift_pixels must be at most 4"),
+        (["train", "--epochs", "2", "--warmup-epochs", "3"], 2, "'--warmup-epochs': warmup"),
+        (["compare", "/some/run"], 2, "two or more"),
+        (["predict", "--model", "/a/run", "--run", "/b/run", "x.png"], 2, "--run only"),
         (["evaluate", "/nonexistent/run"], 1, "does not exist"),
         (["data", "info", "--dataset", "cifar"], 2, "cifar"),
     ],
@@ -163,6 +168,120 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     assert "interrupted" in err
 
 
+def test_compare_refuses_the_same_run_twice(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    code, out, err = run_cli(capsys, "compare", tmp_path / "run", tmp_path / "run" / ".")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "the same run is given twice" in err and out == ""
+
+
+def test_ensemble_of_one_run_is_a_usage_error_before_any_work(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    code, _, err = run_cli(capsys, "ensemble", tmp_path / "run", "--out", tmp_path / "ensemble")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "at least two runs" in err and "combining" not in err
+    assert not (tmp_path / "ensemble").exists()
+
+
+def one_image(tmp_path) -> Path:
+    from PIL import Image
+
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[4:24, 13:16] = 255  # a "1"
+    Image.fromarray(image).save(tmp_path / "one.png")
+    return tmp_path / "one.png"
+
+
+def test_old_model_flag_of_predict_still_names_a_run_with_one_note(capsys, tmp_path):
+    from mnistlab.predict import pretrained_dir
+
+    image = one_image(tmp_path)
+    code, out, err = run_cli(capsys, "predict", "--run", pretrained_dir(), "--json", image)
+    assert code == 0 and err == ""
+    code, old_out, old_err = run_cli(
+        capsys, "predict", "--model", pretrained_dir(), "--json", image
+    )
+    assert code == 0
+    assert old_out == out
+    assert old_err.startswith("warning: --model RUN_DIR is deprecated")
+    assert len(old_err.splitlines()) == 1 and "use --run RUN_DIR" in old_err
+
+
+def test_old_model_flag_of_serve_gives_the_note_then_the_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "serve", "--model", tmp_path / "no-run")
+    assert code == 1
+    assert_one_line_error(err)
+    note, error = err.splitlines()
+    assert note.startswith("warning: --model RUN_DIR is deprecated") and "does not exist" in error
+
+
+def all_commands():
+    import typer
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+        if not getattr(command, "commands", None):
+            yield path
+
+    return list(walk(typer.main.get_command(cli.app), []))
+
+
+def test_help_shows_metavars_not_python_types(capsys):
+    commands = all_commands()
+    assert ["data", "info"] in commands and ["predict"] in commands
+    for command in commands:
+        code, out, _ = run_cli(capsys, *command, "--help")
+        assert code == 0
+        usage = out.splitlines()[0]
+        assert "{" not in usage and "}" not in usage, usage
+        found = re.findall(r"<(?:list\[|int|float|str|path|bool|text|file|choice)[^>]*>", out)
+        assert found == [], (command, found)
+    usages = {
+        "predict": "mnistlab predict [OPTIONS] PATH...",
+        "compare": "mnistlab compare [OPTIONS] RUN_DIR...",
+        "ensemble": "mnistlab ensemble [OPTIONS] RUN_DIR...",
+        "evaluate": "mnistlab evaluate [OPTIONS] RUN_DIR",
+        "report": "mnistlab report [OPTIONS] RUN_DIR",
+        "export": "mnistlab export [OPTIONS] RUN_DIR",
+    }
+    for command, usage in usages.items():
+        assert run_cli(capsys, command, "--help")[1].splitlines()[0] == f"Usage: {usage}"
+    serve_help = run_cli(capsys, "serve", "--help")[1]
+    assert "--cors ORIGIN" in serve_help and "--run RUN_DIR" in serve_help
+    assert "--model" not in serve_help  # the old spelling works, unadvertised
+    assert "--init-from RUN_DIR" in run_cli(capsys, "train", "--help")[1]
+
+
+def stated_defaults(help_text: str) -> dict[str, str]:
+    """'[default: A; B for x and y; C for z]' as {model: value}, every model named."""
+    from mnistlab.config import MODEL_NAMES
+
+    first, *groups = help_text.split("[default: ", 1)[1].split("]", 1)[0].split("; ")
+    stated = dict.fromkeys(MODEL_NAMES, first)
+    for group in groups:
+        value, models = group.split(" for ", 1)
+        for model in re.split(r", | and ", models):
+            assert model in MODEL_NAMES, group
+            stated[model] = value
+    return stated
+
+
+@pytest.mark.parametrize("field", ["lr_schedule", "epochs", "batch_size", "learning_rate"])
+def test_train_help_states_each_models_default_from_config(field):
+    import typer
+
+    from mnistlab.config import Config
+
+    train = typer.main.get_command(cli.app).commands["train"]
+    help_text = next(param.help for param in train.params if param.name == field)
+    for model, value in stated_defaults(help_text).items():
+        expected = getattr(Config.for_model(model), field)
+        assert type(expected)(value) == expected, (model, help_text)
+
+
 FRAMEWORKS = ("keras", "tensorflow", "jax", "torch", "matplotlib", "sklearn")
 
 
@@ -206,9 +325,9 @@ def test_fast_exit_keeps_every_line_of_output(mnist_dir):
 LOST_INTERRUPT = """
 import gc, os, signal
 import keras, numpy as np
-from mnistlab import cli
+from mnistlab.cli import runtime
 
-cli._install_interrupt_handler()
+runtime.install_interrupt_handler()
 sent = []
 def interrupt_during_collection(phase, info):
     if not sent:
@@ -218,12 +337,12 @@ def interrupt_during_collection(phase, info):
 gc.callbacks.append(interrupt_during_collection)
 gc.collect()
 gc.callbacks.remove(interrupt_during_collection)
-print("LOST", cli._interrupted.is_set())
+print("LOST", runtime.interrupted.is_set())
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
 model.compile(optimizer="sgd", loss="mse")
 try:
     model.fit(np.zeros((64, 4)), np.zeros((64, 2)), epochs=50, verbose=0,
-              callbacks=[cli._interrupt_check()])
+              callbacks=[runtime.interrupt_check()])
 except KeyboardInterrupt:
     print("STOPPED")
 """

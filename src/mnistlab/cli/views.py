@@ -1,0 +1,162 @@
+"""What the commands print: the consoles, one-line notes and errors, and the Rich summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+def notice(message: str) -> None:
+    """A progress note on stderr, never wrapped (paths stay whole) and never read as markup."""
+    error_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, however long: a user error is never a wall of text."""
+    line = " ".join(message.split())
+    error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_line(text: object) -> None:
+    """One line on stdout, printed as is: paths and JSON are never wrapped or coloured."""
+    console.print(str(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _cell(value, float_format: str) -> str:
+    if value is None:
+        return ""
+    return format(value, float_format) if isinstance(value, float) else str(value)
+
+
+def run_summary(run_dir: Path, metrics: dict) -> None:
+    test = metrics["test"]
+    timings = metrics["timings"]
+    table = Table(title=f"{metrics['model']} on {metrics['dataset']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("test accuracy", f"{test['accuracy']:.4f}")
+    table.add_row("test loss", f"{test['loss']:.4f}")
+    table.add_row("parameters", f"{metrics['parameters']:,}")
+    for name in ("data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"):
+        if timings.get(name) is not None:
+            label = name.replace("_seconds", " (s)").replace("_", " ")
+            table.add_row(label, f"{timings[name]:.2f}")
+    table.add_row("run directory", str(run_dir))
+    console.print(table)
+    print_line(f"report: {Path(run_dir) / 'report.html'}")
+
+
+def ensemble_members(members: list[dict]) -> None:
+    for member in members:
+        print_line(f"member {member['run_dir']}: test accuracy {member['test_accuracy']:.4f}")
+
+
+def audit_summary(audit_dir: Path, summary: dict, report_file: str) -> None:
+    title = f"audit of {summary['dataset']} ({summary['model']}, {summary['folds']} folds)"
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    issues, duplicates = summary["label_issues"], summary["duplicates"]
+    outliers, accuracy = summary["outliers"], summary["test_accuracy"]
+    table.add_row(
+        "likely label errors",
+        f"{issues['total']:,} (train {issues['train']:,}, test {issues['test']:,})",
+    )
+    table.add_row(
+        "duplicate pairs", f"{duplicates['pairs']:,} ({duplicates['exact_pairs']:,} exact)"
+    )
+    twins = duplicates["test_images_with_train_twin"]
+    table.add_row("test images with a train twin", f"{twins:,}")
+    table.add_row(
+        "outliers",
+        f"{outliers['total']:,} (train {outliers['train']:,}, test {outliers['test']:,})",
+    )
+    table.add_row(
+        "test accuracy",
+        f"{accuracy['all']:.4f} all, {accuracy['without_flagged']:.4f} without flagged",
+    )
+    published = summary.get("published_label_errors")
+    if published:
+        table.add_row(
+            "published label errors found",
+            f"{published['top_50']} in top 50, {published['top_100']} in top 100"
+            f" (of {published['published']})",
+        )
+    table.add_row("total (s)", f"{summary['timings']['total_seconds']:.1f}")
+    table.add_row("audit directory", str(audit_dir))
+    console.print(table)
+    print_line(f"report: {audit_dir / report_file}")
+
+
+def comparison(headers: list[str], rows: list[list]) -> None:
+    table = Table(title="runs")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("run", "model") else "right")
+    for row in rows:
+        table.add_row(*(_cell(value, ".4f") for value in row))
+    console.print(table)
+
+
+def sweep_summary(result, headers: list[str], rows: list[list], best_config: Path, page: Path):
+    """The ranked trials of a finished (or interrupted) sweep, then where its results are."""
+    table = Table(title=f"sweep: {len(rows)} trials, best validation accuracy first")
+    # Run directories are long: sweep.html and results.json have them.
+    for header in headers[:-1]:
+        left = header in ("trial", "status", "node")
+        table.add_column(header, justify="left" if left else "right")
+    for row in rows:
+        table.add_row(*(_cell(value, ".4g") for value in row[:-1]))
+    # In a log (not a terminal), a wide table beats squeezed columns.
+    (console if console.is_terminal else Console(file=console.file, width=200)).print(table)
+    summary = result.summary
+    if summary["fit_seconds_saved_by_early_stopping"]:
+        print_line(
+            f"early stopping skipped {summary['epochs_skipped_by_early_stopping']} epochs"
+            f" (~{summary['fit_seconds_saved_by_early_stopping']:.0f} s of training)"
+        )
+    print_line(f"wall time: {summary['wall_seconds']:.1f} s")
+    if result.best_config is not None:
+        best = result.outcomes[0]
+        print_line(
+            f"best: {best.trial_id} (validation accuracy {best.val_accuracy:.4f},"
+            f" test {best.test_accuracy:.4f})"
+        )
+        print_line(f"best run: {best.run_dir}")
+        print_line(f"best config: {best_config}")
+    print_line(f"table: {page}")
+
+
+def dataset_files(loaded) -> None:
+    for filename, source in loaded.sources.items():
+        console.print(f"[green]ok[/green] {filename}  {source}", highlight=False, soft_wrap=True)
+
+
+def dataset_info(loaded, train_counts) -> None:
+    table = Table(title=f"{loaded.name}")
+    table.add_column("file")
+    table.add_column("source")
+    table.add_column("sha256 (decompressed)")
+    for filename, source in loaded.sources.items():
+        table.add_row(filename, source, loaded.sha256[filename][:16] + "…")
+    console.print(table)
+    shapes = f"train: {loaded.train_images.shape} images, test: {loaded.test_images.shape} images"
+    console.print(shapes)
+    per_class = ", ".join(f"{digit}:{count}" for digit, count in enumerate(train_counts))
+    console.print("train images per class: " + per_class)
+
+
+def prediction(item, json_lines: bool) -> None:
+    """One image's answer: a JSON object, or `file: label (p=...)`, or why it was rejected."""
+    if json_lines:
+        import json
+
+        print_line(json.dumps(item.to_dict()))
+    elif item.rejected:
+        print_line(f"{item.file}: rejected ({item.rejected})")
+    else:
+        print_line(f"{item.file}: {item.label} (p={item.confidence:.3f})")
