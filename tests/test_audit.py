@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab import audit, audit_workflow, cli, data, pipeline, runs
+from mnistlab import audit, audit_workflow, cli, data, exclusion, pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.errors import RunError
 from mnistlab.pipeline import Hooks
 
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 NUM_TRAIN, NUM_TEST = 800, 200
 FLIPPED_FRACTION = 0.03
@@ -183,7 +183,8 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
     for name in ("config.json", "summary.json", "audit.html", "label_issues.csv", "duplicates.csv",
                  "outliers.csv", "probabilities.npy", *runs.AUDIT_FIGURE_FILES.values()):  # fmt: skip
         assert (audit_dir / name).is_file(), name
-    assert runs.finished_folds(audit_dir, SMALL_AUDIT.folds) == []  # fold files are cleared at the end
+    # Fold files are cleared at the end.
+    assert runs.Audit(audit_dir).finished_folds(SMALL_AUDIT.folds) == []
     assert Config.from_json_file(audit_dir / "config.json") == SMALL_AUDIT
 
     rows = list(csv.DictReader((audit_dir / "label_issues.csv").read_text().splitlines()))
@@ -229,7 +230,7 @@ def test_an_interrupted_audit_resumes_after_its_last_finished_fold(synthetic, tm
     interrupted = tmp_path / "interrupted"
     with pytest.raises(StopAfter):
         audit_workflow.audit_dataset(config, out_dir=interrupted, hooks=Hooks(on_fold=stop_after_two))
-    assert runs.finished_folds(interrupted, config.folds) == [0, 1]
+    assert runs.Audit(interrupted).finished_folds(config.folds) == [0, 1]
     assert not (interrupted / runs.SUMMARY_FILE).exists()
 
     phases = []
@@ -264,9 +265,9 @@ def write_issues(path, rows):
 def test_exclude_drops_exactly_the_listed_train_images(synthetic, tmp_path):
     dataset = synthetic[0]
     csv_path = write_issues(tmp_path / "issues.csv", [("train", 3), ("test", 4), ("train", 700), ("train", 3)])
-    config = pipeline.with_exclusion(Config(train_limit=500), csv_path)
+    config = exclusion.with_exclusion(Config(train_limit=500), csv_path)
     assert (config.excluded_count, config.exclude) == (2, str(csv_path.resolve()))
-    indices = pipeline.excluded_train_indices(config)
+    indices = exclusion.excluded_train_indices(config)
     assert indices == [3, 700]
     loaded = pipeline.load_for_config(config, excluded_train=indices)
     kept = np.delete(np.arange(500), [3])
@@ -277,29 +278,30 @@ def test_exclude_drops_exactly_the_listed_train_images(synthetic, tmp_path):
     # A run keeps its own copy; if the source file changes, the recorded hash catches it.
     write_issues(csv_path, [("train", 9)])
     with pytest.raises(RunError, match="changed"):
-        pipeline.excluded_train_indices(config)
+        exclusion.excluded_train_indices(config)
 
 
 def test_bad_exclusion_files_are_errors(tmp_path):
     (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RunError, match="split"):
-        pipeline.with_exclusion(Config(), tmp_path / "wrong.csv")
+        exclusion.with_exclusion(Config(), tmp_path / "wrong.csv")
     with pytest.raises(RunError, match="does not exist"):
-        pipeline.with_exclusion(Config(), tmp_path / "missing.csv")
+        exclusion.with_exclusion(Config(), tmp_path / "missing.csv")
 
 
 def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     audit_dir = audit_workflow.audit_dataset(SMALL_AUDIT.replace(epochs=2), out_dir=tmp_path / "audits" / "a")
     issues = audit_dir / "label_issues.csv"
-    config = pipeline.with_exclusion(Config(epochs=1), issues)
+    config = exclusion.with_exclusion(Config(epochs=1, export_onnx=False), issues)
     run_dir = pipeline.train_run(config, out_dir=tmp_path / "run")
     saved = runs.read_config(run_dir)
-    assert saved.excluded_count == len(runs.read_excluded_train_indices(issues)) > 0
-    assert json.loads((run_dir / runs.EXCLUDED_FILE).read_text()) == runs.read_excluded_train_indices(issues)
+    listed = exclusion.read_excluded_train_indices(issues)
+    assert saved.excluded_count == len(listed) > 0
+    assert json.loads((run_dir / runs.EXCLUDED_FILE).read_text()) == listed
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["audit"]["dir"] == str(audit_dir)
-    flagged = runs.read_flagged_test_indices(audit_dir)
+    flagged = runs.Audit(audit_dir).read_flagged_test_indices()
     assert all(error["audit_flagged"] == (error["index"] in flagged) for error in metrics["test"]["top_errors"])
     assert "label suspect" in (run_dir / "report.html").read_text()
 

@@ -144,6 +144,7 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
 
     # Without model.onnx, predict loads the .keras file on TensorFlow: one line per image and
     # none of TensorFlow's C++ start-up log lines.
+    (tmp_path / "run" / "model.onnx").unlink()  # Written by train (in a TensorFlow process).
     from PIL import Image, ImageDraw
 
     one = Image.new("L", (100, 100), 0)

@@ -13,10 +13,11 @@ from mnistlab.config import Config
 from mnistlab.ensemble import build_ensemble
 from mnistlab.errors import ConfigError
 from mnistlab.models import build_model
-from mnistlab.train import predict_probabilities
-from tests.test_cli import assert_one_line_error, run_cli
+from mnistlab.inference import predict_probabilities
+from tests.helpers import assert_one_line_error, run_cli
 
-SMALL = Config(epochs=1, train_limit=2000, test_limit=400, top_errors=3)
+# Members without model.onnx: the ensemble exports its own.
+SMALL = Config(epochs=1, train_limit=2000, test_limit=400, top_errors=3, export_onnx=False)
 
 
 def test_ensemble_output_is_the_mean_of_its_members(digit_images):

@@ -42,14 +42,14 @@ history = {"loss": [1.0, 0.5], "accuracy": [0.7, 0.8], "val_loss": [0.9, 0.6], "
 def test_worker_draws_the_same_figures_on_two_processes_and_the_caller_imports_no_plotting():
     script = FAKE_RUN + """
 import json, os, sys
-from mnistlab import figure_workers, pipeline
+from mnistlab import figure_workers, figures
 figure_workers.start()
 [evaluation] = figure_workers.run([(evaluate_probabilities, (probabilities[:100], labels[:100], 5))])
-from_worker = pipeline.render_figures(dataset, history, evaluation, probabilities[:100])
+from_worker = figures.render_figures(dataset, history, evaluation, probabilities[:100])
 pids = figure_workers.run([(os.getpid, ())] * 4)
 plotting = sorted(m for m in ("matplotlib", "sklearn", "seaborn", "pandas") if m in sys.modules)
 figure_workers.shutdown()
-here = pipeline.render_figures(dataset, history, evaluate_probabilities(probabilities[:100], labels[:100], 5), probabilities[:100])
+here = figures.render_figures(dataset, history, evaluate_probabilities(probabilities[:100], labels[:100], 5), probabilities[:100])
 print(json.dumps({
     "plotting": plotting,
     "same": sorted(name for name in here if here[name] == from_worker[name]),

@@ -14,7 +14,9 @@ from mnistlab.config import Config
 
 pytestmark = pytest.mark.mnist
 
-SMALL = Config(epochs=2, train_limit=3000, test_limit=500, top_errors=4)
+# Without model.onnx (tests of ONNX export turn it on): the export takes seconds.
+SMALL = Config(epochs=2, train_limit=3000, test_limit=500, top_errors=4, export_onnx=False)
+TINY = SMALL.replace(epochs=1, train_limit=600, test_limit=100)
 
 
 def weights(run_dir):
@@ -34,11 +36,22 @@ def test_same_seed_gives_identical_weights_and_accuracy(tmp_path, mnist_dir):
     assert not np.array_equal(weights(first)[0], weights(other_seed)[0])
 
 
-def test_run_directory_holds_everything_and_evaluate_rebuilds_it(tmp_path, mnist_dir):
-    run_dir = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "run")
-    expected = {"config.json", "model.keras", "history.json", "metrics.json", *runs.FIGURE_FILES.values()}
-    assert expected <= {p.name for p in run_dir.iterdir()}
+def test_run_directory_holds_everything_and_evaluate_rebuilds_it(tmp_path, mnist_dir, mnist):
+    run_dir = pipeline.train_run(
+        SMALL.replace(export_onnx=True), data_dir=mnist_dir, out_dir=tmp_path / "run"
+    )
+    expected = {"config.json", "model.keras", "model.onnx", "history.json", "metrics.json"}
+    assert expected | set(runs.FIGURE_FILES.values()) <= {p.name for p in run_dir.iterdir()}
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+    # predict reads the run through ONNX Runtime, with the probabilities Keras computes.
+    from mnistlab.inference import predict_probabilities
+    from mnistlab.predict import Predictor
+
+    predictor = Predictor.from_run(run_dir)
+    assert predictor.engine == "onnxruntime"
+    images = mnist.test_images[:500]
+    keras_probabilities = predict_probabilities(runs.load_model(run_dir), images)
+    assert np.abs(predictor.probabilities(images) - keras_probabilities).max() <= 1e-5
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["num_examples"] == 500
@@ -73,10 +86,48 @@ def test_interrupted_training_leaves_no_run_directory(tmp_path, mnist_dir, monke
     assert not (tmp_path / "run").exists()
 
 
+def test_export_onnx_off_writes_no_onnx_file(tmp_path, mnist_dir):
+    run_dir = pipeline.train_run(TINY, data_dir=mnist_dir, out_dir=tmp_path / "run")
+    assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "model.onnx").exists()
+    assert json.loads((run_dir / "config.json").read_text())["export_onnx"] is False
+
+
+def test_a_failed_export_warns_in_one_line_and_keeps_the_trained_run(tmp_path, mnist_dir, monkeypatch):
+    from mnistlab import export
+    from mnistlab.errors import RunError
+
+    def broken(run_dir):
+        raise RunError(f"ONNX export of {run_dir} failed: no converter\nfor this layer")
+
+    monkeypatch.setattr(export, "export_onnx", broken)
+    messages = []
+    hooks = pipeline.Hooks(on_phase=messages.append)
+    config = TINY.replace(export_onnx=True)
+    run_dir = pipeline.train_run(config, data_dir=mnist_dir, out_dir=tmp_path / "run", hooks=hooks)
+    warnings = [message for message in messages if message.startswith("warning:")]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "no converter" in warnings[0] and "model.keras is kept" in warnings[0]
+    assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "model.onnx").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_the_names_the_command_line_calls_stay_in_pipeline():
+    from mnistlab import compare, exclusion, export, figures
+
+    assert pipeline.export_onnx is export.export_onnx
+    assert pipeline.with_exclusion is exclusion.with_exclusion
+    assert pipeline.compare_runs is compare.compare_runs
+    assert pipeline.render_figures is figures.render_figures
+    for name in ("train_run", "evaluate_run", "write_report", "ensemble_run", "Hooks"):
+        assert callable(getattr(pipeline, name))
+
+
 def validation_scores(run_dir, mnist_dir):
     """(accuracy, loss) of the run's saved model on the validation images its training held out."""
     from mnistlab.data import split_validation
-    from mnistlab.train import predict_probabilities
+    from mnistlab.inference import predict_probabilities
 
     config = runs.read_config(run_dir)
     dataset = pipeline.load_for_config(config, mnist_dir)
@@ -110,7 +161,7 @@ def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, mnist_dir):
 def test_training_on_every_image_still_calibrates_batch_norm(tmp_path, mnist_dir, capsys):
     """--validation-split 0 trains on every image and validates nothing; batch norm is still
     calibrated (when training ends), so one short epoch of cnn-best tests far above chance."""
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     run_dir = tmp_path / "run"
     code, out, err = run_cli(
@@ -140,7 +191,7 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
     """With checkpoints, Ctrl-C after two of four epochs keeps the run; --resume finishes it
     with the very weights an uninterrupted run ends with."""
     from mnistlab.pipeline import Hooks
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     class StopAfterSecondEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -157,9 +208,9 @@ def test_interrupted_checkpointed_run_resumes_where_it_stopped(tmp_path, mnist_d
     hooks = Hooks(on_phase=messages.append, fit_callbacks=[StopAfterSecondEpoch()])
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_run(config, data_dir=mnist_dir, out_dir=run_dir, hooks=hooks)
-    assert runs.checkpointed_epochs(run_dir) == 2
+    assert runs.Run(run_dir).checkpointed_epochs() == 2
     assert "resume with `mnistlab train --resume" in messages[-1]
-    assert len(runs.read_epoch_log(run_dir)["loss"]) == 2
+    assert len(runs.Run(run_dir).read_epoch_log()["loss"]) == 2
 
     code, out, _ = run_cli(capsys, "train", "--resume", run_dir, "--data-dir", mnist_dir)
     assert code == 0
@@ -183,7 +234,7 @@ def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
     resumed: one line says so, nothing is deleted, and no resume hint is printed."""
     from mnistlab import models
     from mnistlab.pipeline import Hooks
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -208,7 +259,7 @@ def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
     assert err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in err
     assert "cannot be resumed" in err and "seed-mlp" in err
     assert "--resume" not in out + err
-    assert runs.checkpointed_epochs(run_dir) == 1
+    assert runs.Run(run_dir).checkpointed_epochs() == 1
     assert sorted(path.name for path in (run_dir / runs.CHECKPOINT_DIR).iterdir()) == kept
 
 
@@ -217,9 +268,9 @@ def test_warm_imports_loads_the_evaluation_stack_in_the_background():
     imported them yet."""
     script = (
         "import sys\n"
-        "from mnistlab import pipeline\n"
+        "from mnistlab import figures\n"
         "assert 'sklearn.metrics' not in sys.modules and 'seaborn' not in sys.modules\n"
-        "thread = pipeline.warm_imports()\n"
+        "thread = figures.warm_imports()\n"
         "assert thread.daemon\n"
         "thread.join(120)\n"
         "assert 'sklearn.metrics' in sys.modules and 'seaborn' in sys.modules\n"
@@ -256,7 +307,7 @@ def test_release_freed_memory_hands_a_fragmented_heap_back():
     # 3,000 blocks of 64 KiB come from the heap (below glibc's mmap threshold); keeping every
     # tenth alive stops glibc trimming the freed ones by itself.
     script = """
-from mnistlab.pipeline import release_freed_memory
+from mnistlab.figures import release_freed_memory
 
 def resident_mib():
     with open("/proc/self/statm") as statm:

@@ -3,13 +3,14 @@
 import base64
 import io
 import json
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import pipeline, report, runs
+from mnistlab import figures, pipeline, report, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.evaluate import evaluate_probabilities
@@ -70,7 +71,7 @@ def make_run(tmp_path, digit_images):
         "data": {"sha256": dataset.sha256},
     }
     runs.write_json(run_dir / "metrics.json", metrics)
-    for name, png in pipeline.render_figures(dataset, history, evaluation, probabilities).items():
+    for name, png in figures.render_figures(dataset, history, evaluation, probabilities).items():
         runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
     return run_dir, metrics
 
@@ -150,12 +151,13 @@ def test_comparison_shows_only_differing_config(tmp_path, digit_images):
 
 
 def test_cli_report_and_compare(tmp_path, digit_images, capsys):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     run_dir, metrics = make_run(tmp_path, digit_images)
     code, out, _ = run_cli(capsys, "report", run_dir)
     assert code == 0 and "report.html" in out
-    code, out, _ = run_cli(capsys, "compare", run_dir, run_dir, "--html", tmp_path / "cmp.html")
+    copy = shutil.copytree(run_dir, tmp_path / "copy")  # compare refuses one run given twice
+    code, out, _ = run_cli(capsys, "compare", run_dir, copy, "--html", tmp_path / "cmp.html")
     assert code == 0 and f"{metrics['test']['accuracy']:.4f}" in out
     assert (tmp_path / "cmp.html").read_text().startswith("<!DOCTYPE html>")
     code, _, err = run_cli(capsys, "report", tmp_path / "missing")

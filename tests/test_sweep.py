@@ -19,7 +19,7 @@ from mnistlab import sweep
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from tests.conftest import require
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 # A sweep as small as a real one gets: 1,000 training images, one epoch.
 TINY_SPACE = {
@@ -28,6 +28,7 @@ TINY_SPACE = {
     "train_limit": 1000,
     "test_limit": 300,
     "top_errors": 2,
+    "export_onnx": False,  # each trial would import TensorFlow to export
     "learning_rate": {"loguniform": [0.0005, 0.005]},
     "batch_size": {"choice": [64, 256]},
 }

@@ -3,6 +3,10 @@ equal-sized training batches that train on every image once per epoch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -152,13 +156,20 @@ def _random_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=count)
 
 
-def test_fit_reads_each_epochs_very_batches_through_tf_data_without_autotuning():
+def test_fit_input_is_the_batches_themselves_except_on_tensorflow(monkeypatch):
+    images, labels = _random_digits(600)
+    batches = EqualBatches(images, labels, 256, seed=0)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert fit_input(batches) is batches
+
+
+def test_fit_reads_each_epochs_very_batches_through_tf_data_without_autotuning(monkeypatch):
     images, labels = _random_digits(600)
     batches = EqualBatches(images, labels, 256, seed=0, shift_pixels=1)
+    # The tf.data pipeline is TensorFlow's alone, whichever backend this suite runs on.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
     source = fit_input(batches)
-    if keras.backend.backend() != "tensorflow":
-        assert source is batches
-        return
+    assert source is not batches
     assert source.cardinality() == batches.num_batches
     assert source.options().autotune.enabled is False
     for epoch in (0, 1):  # a new iterator each epoch reads the epoch set_epoch prepared
@@ -170,22 +181,41 @@ def test_fit_reads_each_epochs_very_batches_through_tf_data_without_autotuning()
                 np.testing.assert_array_equal(part.numpy(), expected_part)
 
 
-def test_training_through_fit_input_gives_the_weights_of_training_on_the_batches(monkeypatch):
+def test_training_through_fit_input_gives_the_weights_of_training_on_the_batches():
+    """On TensorFlow, where fit_input builds the tf.data pipeline; in a fresh interpreter,
+    since a process chooses its backend once."""
     # cnn-best: with bfloat16 convolutions, even a fixed batch dimension changes the weights.
-    images, labels = _random_digits(512)
-    config = Config.for_model("cnn-best", epochs=1, validation_split=0.0, checkpoint=False)
+    script = """
+import keras
+import numpy as np
+from mnistlab import models, train
+from mnistlab.config import Config
 
-    def trained() -> list[np.ndarray]:
-        train.set_seed(config.seed)
-        model = models.build_model(config, models.steps_per_epoch(len(images), config.batch_size))
-        train.fit(model, images, labels, images[:0], labels[:0], config)
-        return model.get_weights()
+assert keras.backend.backend() == "tensorflow"
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, size=(512, 28, 28), dtype=np.uint8)
+labels = rng.integers(0, 10, size=512)
+config = Config.for_model("cnn-best", epochs=1, validation_split=0.0, checkpoint=False)
 
-    through_tf_data = trained()
-    monkeypatch.setattr(train, "fit_input", lambda batches: batches)
-    directly = trained()
-    for mine, theirs in zip(through_tf_data, directly, strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+def trained():
+    train.set_seed(config.seed)
+    model = models.build_model(config, models.steps_per_epoch(len(images), config.batch_size))
+    train.fit(model, images, labels, images[:0], labels[:0], config)
+    return model.get_weights()
+
+through_tf_data = trained()
+train.fit_input = lambda batches: batches
+directly = trained()
+for mine, theirs in zip(through_tf_data, directly, strict=True):
+    np.testing.assert_array_equal(mine, theirs)
+print("same weights")
+"""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["same", "weights"]
 
 
 @pytest.mark.mnist

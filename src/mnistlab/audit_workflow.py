@@ -8,7 +8,6 @@ its last finished fold.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from mnistlab import audit, plots, report, runs
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES
 from mnistlab.errors import RunError
-from mnistlab.pipeline import Hooks, library_versions, load_for_config
+from mnistlab.pipeline import Hooks, load_for_config
+from mnistlab.provenance import library_versions
 
 # How many of each kind of issue the figures and the HTML tables show (the CSVs hold all).
 SHOWN_LABEL_ISSUES = 60
@@ -47,42 +47,41 @@ def audit_dataset(
         audit_dir = Path(out_dir)
         if not audit_dir.is_dir():
             raise RunError(f"audit directory {audit_dir} does not exist")
-        if not (audit_dir / runs.FOLD_ASSIGNMENT_FILE).is_file():
+        if not runs.Audit(audit_dir).fold_assignment_path.is_file():
             raise RunError(f"{audit_dir} holds no interrupted audit to resume")
+    elif out_dir:
+        audit_dir = Path(out_dir)
     else:
-        audit_dir = runs.prepare_run_dir(
-            Path(out_dir)
-            if out_dir
-            else runs.new_run_dir(Path(audits_root), f"{config.dataset}-{config.model}")
+        audit_dir = runs.new_run_dir(Path(audits_root), f"{config.dataset}-{config.model}")
+    files = runs.Audit(audit_dir)
+
+    def resumable() -> bool:
+        return bool(files.finished_folds(config.folds))
+
+    def kept(error: BaseException) -> None:
+        hooks.on_phase(
+            f"stopped after {len(files.finished_folds(config.folds))} of {config.folds} folds;"
+            f" they are kept: resume with `mnistlab audit --resume {audit_dir}`"
         )
-    try:
+
+    with runs.new_or_resumed(audit_dir, resume, resumable, kept):
         if not resume:
-            runs.write_json(audit_dir / runs.CONFIG_FILE, config.to_dict())
+            files.write_config(config)
         hooks.on_phase(f"loading {config.dataset}")
         dataset = load_for_config(config, data_dir, hooks)
         images = np.concatenate([dataset.train_images, dataset.test_images])
         labels = np.concatenate([dataset.train_labels, dataset.test_labels]).astype(np.int64)
-        assignment = _fold_assignment(audit_dir, labels, config, resume)
+        assignment = _fold_assignment(files, labels, config, resume)
         data_seconds = time.perf_counter() - started
         fit_started = time.perf_counter()
-        saved = audit_dir / runs.PROBABILITIES_FILE
-        if resume and saved.is_file():  # A finished audit: only the checks are done again.
+        if resume and files.probabilities_path.is_file():
+            # A finished cross-validation: only the checks are done again.
             hooks.on_phase("cross-validation finished earlier; its probabilities are kept")
-            probabilities = runs.read_npy(saved)
+            probabilities = runs.read_npy(files.probabilities_path)
         else:
-            probabilities = _cross_validate(audit_dir, images, labels, assignment, config, hooks)
+            probabilities = _cross_validate(files, images, labels, assignment, config, hooks)
         fit_seconds = time.perf_counter() - fit_started
-    except BaseException:
-        finished = runs.finished_folds(audit_dir, config.folds)
-        if finished:
-            hooks.on_phase(
-                f"stopped after {len(finished)} of {config.folds} folds; they are kept:"
-                f" resume with `mnistlab audit --resume {audit_dir}`"
-            )
-        elif not resume:
-            shutil.rmtree(audit_dir, ignore_errors=True)
-        raise
-    runs.write_npy(audit_dir / runs.PROBABILITIES_FILE, probabilities)
+    runs.write_npy(files.probabilities_path, probabilities)
     fold_accuracy = [
         float((probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean())
         for fold in range(config.folds)
@@ -98,12 +97,11 @@ def audit_dataset(
     checks_seconds = time.perf_counter() - checks_started
 
     summary = _summary(config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers)
-    _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels)
+    _write_tables(files, num_train, issues, duplicates, outliers, labels)
     hooks.on_phase("drawing figures")
     closest = audit.closest_cross_pairs(images, neighbours, num_train, SHOWN_DUPLICATE_PAIRS)
     figures = _figures(config, images, labels, num_train, issues, closest, outliers)
-    for name, png in figures.items():
-        runs.write_png(audit_dir / runs.AUDIT_FIGURE_FILES[name], png)
+    files.write_figures(figures)
     summary["timings"] = {
         "data_load_seconds": data_seconds,
         "cross_validation_seconds": fit_seconds,
@@ -113,17 +111,17 @@ def audit_dataset(
     summary["versions"] = library_versions() | _cleanlab_version()
     summary["data"] = {"sha256": dataset.sha256}
     tables = _html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
-    html = report.render_audit(config.to_dict(), summary, tables, figures)
-    runs.write_text(audit_dir / runs.AUDIT_REPORT_FILE, html)
+    files.write_report(report.render_audit(config.to_dict(), summary, tables, figures))
     # Written last: its presence marks a finished audit (runs.find_audit looks for it).
-    runs.write_json(audit_dir / runs.SUMMARY_FILE, summary)
-    for fold in range(config.folds):
-        runs.fold_file(audit_dir, fold).unlink(missing_ok=True)
+    files.write_summary(summary)
+    files.remove_folds(config.folds)
     return audit_dir
 
 
-def _fold_assignment(audit_dir: Path, labels: np.ndarray, config: Config, resume: bool) -> np.ndarray:
-    path = audit_dir / runs.FOLD_ASSIGNMENT_FILE
+def _fold_assignment(
+    files: runs.Audit, labels: np.ndarray, config: Config, resume: bool
+) -> np.ndarray:
+    path = files.fold_assignment_path
     if resume:
         assignment = runs.read_npy(path)
         if assignment.shape != labels.shape:
@@ -138,7 +136,7 @@ def _fold_assignment(audit_dir: Path, labels: np.ndarray, config: Config, resume
 
 
 def _cross_validate(
-    audit_dir: Path,
+    files: runs.Audit,
     images: np.ndarray,
     labels: np.ndarray,
     assignment: np.ndarray,
@@ -149,13 +147,14 @@ def _cross_validate(
     back; the others are trained and saved."""
     import keras
 
+    from mnistlab.inference import predict_probabilities
     from mnistlab.models import build_model, steps_per_epoch
-    from mnistlab.train import fit, predict_probabilities, set_seed
+    from mnistlab.train import fit, set_seed
 
     probabilities = np.zeros((len(labels), NUM_CLASSES), dtype=np.float32)
     for fold in range(config.folds):
         held_out = assignment == fold
-        path = runs.fold_file(audit_dir, fold)
+        path = files.fold_path(fold)
         if path.is_file():
             fold_probabilities = runs.read_npy(path)
             if fold_probabilities.shape != (held_out.sum(), NUM_CLASSES):
@@ -256,9 +255,11 @@ def _label_issue_rows(num_train, issues):
         yield rank, split, index, position
 
 
-def _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels) -> None:
+def _write_tables(
+    files: runs.Audit, num_train, issues, duplicates, outliers, labels
+) -> None:
     runs.write_csv(
-        audit_dir / runs.LABEL_ISSUES_FILE,
+        files.label_issues_path,
         ["rank", "split", "index", "given_label", "suggested_label", "label_quality", "self_confidence"],
         [
             [rank, split, index, int(issues.given_labels[position]),
@@ -277,13 +278,13 @@ def _write_tables(audit_dir, num_train, issues, duplicates, outliers, labels) ->
              "exact" if pair.rms_difference == 0 else "near"]
         )  # fmt: skip
     runs.write_csv(
-        audit_dir / runs.DUPLICATES_FILE,
+        files.duplicates_path,
         ["first_split", "first_index", "first_label", "second_split", "second_index",
          "second_label", "rms_difference", "kind"],
         duplicate_rows,
     )  # fmt: skip
     runs.write_csv(
-        audit_dir / runs.OUTLIERS_FILE,
+        files.outliers_path,
         ["rank", "split", "index", "label", "outlier_score"],
         [
             [rank, *audit.split_and_index(int(position), num_train), int(labels[position]),

@@ -103,6 +103,9 @@ class Config:
     init_from: str | None = None
     # Save a checkpoint after every epoch, so an interrupted run resumes (`train --resume DIR`).
     checkpoint: bool = False
+    # Write model.onnx beside model.keras when training ends, so `predict` and `serve` run the
+    # model on ONNX Runtime (fast to start); off saves the export's seconds (sweeps, tests).
+    export_onnx: bool = True
     # Fraction of the training set held out (chosen by the seed) and scored every epoch; 0
     # trains the final model on every image, with no validation score (sweeps need one).
     validation_split: float = 0.1
@@ -139,7 +142,7 @@ class Config:
             raise ConfigError(
                 f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}"
             )
-        for name in ("mixed_precision", "checkpoint", "augment"):
+        for name in ("mixed_precision", "checkpoint", "augment", "export_onnx"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; received: {getattr(self, name)!r}")
         _check_int("epochs", self.epochs, minimum=1)

@@ -1,31 +1,60 @@
-"""Workflows the CLI, the web app and the notebook share: train a run, evaluate a run."""
+"""Workflows the CLI, the web app and the notebook share: train a run, evaluate a run, rewrite
+its report, combine runs into an ensemble.
+
+The rest of what a run needs lives below this module: ``runs`` (the run directory),
+``figures``, ``export`` (ONNX), ``exclusion``, ``provenance``, ``compare`` and ``inference``.
+The names the command line calls are importable from here as well.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import platform
-import shutil
-import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab import figure_workers, report, runs
+from mnistlab.compare import compare_runs
 from mnistlab.config import Config
+from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
 from mnistlab.errors import CheckpointMismatch, ConfigError, RunError
-from mnistlab.data import IMAGE_SIDE, Dataset, DownloadProgress, load_dataset, split_validation
-from mnistlab.evaluate import Evaluation, evaluate_probabilities
+from mnistlab.evaluate import evaluate_probabilities
+from mnistlab.exclusion import excluded_train_indices, indices_sha256, with_exclusion
+from mnistlab.export import export_onnx, export_onnx_or_warn
+from mnistlab.figures import (
+    figure_png,
+    release_freed_memory,
+    render_figures,
+    sample_index,
+    warm_imports,
+)
+from mnistlab.provenance import library_versions
 
 # Keras (and TensorFlow behind it) takes seconds to import; the functions that train or load a
 # model import it themselves, so writing a report or comparing runs stays fast.
 
-# Index of the test image shown as "a sample prediction", as in the seed notebook.
-SAMPLE_INDEX = 0
+# Importable from here, where the command line and older callers find them.
+__all__ = [
+    "Hooks",
+    "compare_runs",
+    "ensemble_run",
+    "evaluate_run",
+    "excluded_train_indices",
+    "export_onnx",
+    "figure_png",
+    "indices_sha256",
+    "library_versions",
+    "load_for_config",
+    "release_freed_memory",
+    "render_figures",
+    "train_run",
+    "warm_imports",
+    "with_drawings",
+    "with_exclusion",
+    "write_report",
+]
 
 
 @dataclass
@@ -37,56 +66,6 @@ class Hooks:
     fit_callbacks: Sequence = ()  # keras.callbacks.Callback instances
     # Called as on_fold(finished, total) after each cross-validation fold of an audit is saved.
     on_fold: Callable[[int, int], None] = lambda finished, total: None
-
-
-def warm_imports() -> threading.Thread:
-    """Import what evaluation and figures need (scikit-learn, seaborn and pandas: about 1.5 s)
-    in a background thread, so the import overlaps training instead of following it, when no
-    figure workers do it in their own processes. Python's import lock makes a later import of
-    the same module wait for this one, never run twice."""
-
-    def work() -> None:
-        try:
-            import sklearn.metrics  # noqa: F401
-            import seaborn  # noqa: F401
-        except Exception:  # pragma: no cover - the real import later reports any problem
-            pass
-
-    thread = threading.Thread(target=work, name="mnistlab-warm-imports", daemon=True)
-    thread.start()
-    return thread
-
-
-def release_freed_memory() -> bool:
-    """Hand the C heap's free pages back to the operating system; True if that was possible.
-
-    Training frees its batches and arrays, but glibc keeps freed heap pages for reuse, so the
-    process would hold them (about 50 MB after the seed model) while it waits for the figure
-    workers, whose memory adds to it. Elsewhere than glibc (musl, macOS) this does nothing.
-    """
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # The C library this process already runs on.
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True
-
-
-def library_versions() -> dict[str, str]:
-    import keras
-
-    versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
-    packages = ["mnistlab", "keras", keras.backend.backend(), "numpy", "scikit-learn"]
-    packages += ["matplotlib", "seaborn", "pillow"]
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def load_for_config(
@@ -123,7 +102,8 @@ def train_run(
     resume: bool = False,
     audits_root: str | Path = runs.AUDITS_ROOT,
 ) -> Path:
-    """Train ``config``'s model, evaluate it on the test set and write a run directory.
+    """Train ``config``'s model, evaluate it on the test set and write a run directory, with
+    ``model.onnx`` unless ``config.export_onnx`` is off (a failed export only warns).
 
     If training fails or is interrupted before the model is saved, the run directory is
     removed, unless ``config.checkpoint`` saved at least one epoch: then it stays, and
@@ -148,26 +128,36 @@ def train_run(
             )
     if resume:
         run_dir = Path(out_dir)
-        if runs.checkpointed_epochs(run_dir) == 0:
+        if runs.Run(run_dir).checkpointed_epochs() == 0:
             raise RunError(f"{run_dir} holds no checkpoint to resume from")
     else:
-        run_dir = runs.prepare_run_dir(
-            Path(out_dir) if out_dir else runs.new_run_dir(Path(runs_root), config.model)
-        )
-    callbacks = list(hooks.fit_callbacks)
-    if config.checkpoint:
-        # The epoch log is written before the checkpoint: a crash between the two repeats an
-        # epoch on resume (read_epoch_log keeps the last row) rather than losing its row.
-        callbacks += [
-            keras.callbacks.CSVLogger(str(run_dir / runs.EPOCH_LOG), append=True),
-            Checkpoint(str(run_dir / runs.CHECKPOINT_DIR), double_checkpoint=True),
-        ]
-    try:
+        run_dir = Path(out_dir) if out_dir else runs.new_run_dir(Path(runs_root), config.model)
+    run = runs.Run(run_dir)
+
+    def resumable() -> bool:
+        return config.checkpoint and run.checkpointed_epochs() > 0
+
+    def kept(error: BaseException) -> None:
+        if not isinstance(error, CheckpointMismatch):
+            hooks.on_phase(
+                f"stopped after {run.checkpointed_epochs()} of {config.epochs} epochs; the"
+                f" checkpoint is kept: resume with `mnistlab train --resume {run_dir}`"
+            )
+
+    with runs.new_or_resumed(run_dir, resume, resumable, kept):
+        callbacks = list(hooks.fit_callbacks)
+        if config.checkpoint:
+            # The epoch log is written before the checkpoint: a crash between the two repeats
+            # an epoch on resume (read_epoch_log keeps the last row) rather than losing its row.
+            callbacks += [
+                keras.callbacks.CSVLogger(str(run.epoch_log_path), append=True),
+                Checkpoint(str(run.checkpoint_dir), double_checkpoint=True),
+            ]
         excluded = excluded_train_indices(config, run_dir)
         if not resume:
-            runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+            run.write_config(config)
             if config.exclude is not None:
-                runs.write_json(run_dir / runs.EXCLUDED_FILE, excluded)
+                run.write_excluded(excluded)
         hooks.on_phase(f"loading {config.dataset}")
         dataset = load_for_config(config, data_dir, hooks, excluded)
         data_seconds = time.perf_counter() - started
@@ -201,26 +191,19 @@ def train_run(
         )
         fit_seconds = time.perf_counter() - fit_started
         if config.checkpoint:
-            history = runs.read_epoch_log(run_dir)
+            history = run.read_epoch_log()
         if config.mixed_precision:
             model = float32_copy(model, config)
-        runs.write_json(run_dir / runs.HISTORY_FILE, history)
-        runs.save_model(model, run_dir)
-    except BaseException as error:
-        finished = runs.checkpointed_epochs(run_dir) if config.checkpoint else 0
-        if not finished:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif not isinstance(error, CheckpointMismatch):
-            hooks.on_phase(
-                f"stopped after {finished} of {config.epochs} epochs; the checkpoint is kept:"
-                f" resume with `mnistlab train --resume {run_dir}`"
-            )
-        raise
-    (run_dir / runs.EPOCH_LOG).unlink(missing_ok=True)
+        run.write_history(history)
+        run.save_model(model)
+    run.remove_epoch_log()
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
     if config.drawings:
         timings["drawing_seconds"] = drawing_seconds
-    _evaluate_and_write(run_dir, model, config, dataset, history, timings, hooks, started, audits_root)
+    _evaluate_and_write(run, model, config, dataset, history, timings, hooks, started, audits_root)
+    if config.export_onnx:
+        hooks.on_phase("exporting to ONNX")
+        export_onnx_or_warn(run_dir, hooks.on_phase)
     return run_dir
 
 
@@ -233,26 +216,24 @@ def evaluate_run(
     """Rebuild a run's metrics and figures from the run directory and the dataset alone."""
     hooks = hooks or Hooks()
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    config = runs.read_config(run_dir)
-    model = runs.load_model(run_dir)
-    history = runs.read_json(run_dir, runs.HISTORY_FILE)
-    previous = {}
-    if (run_dir / runs.METRICS_FILE).exists():
-        previous = runs.read_json(run_dir, runs.METRICS_FILE).get("timings", {})
+    run = runs.Run(run_dir)
+    config = run.read_config()
+    model = run.load_model()
+    history = run.read_history()
+    previous = run.read_metrics().get("timings", {}) if run.has_metrics() else {}
     hooks.on_phase(f"loading {config.dataset}")
-    dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run_dir))
+    dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run.path))
     timings = {
         "data_load_seconds": time.perf_counter() - started,
         "fit_seconds": previous.get("fit_seconds"),
     }
     return _evaluate_and_write(
-        run_dir, model, config, dataset, history, timings, hooks, started, audits_root
+        run, model, config, dataset, history, timings, hooks, started, audits_root
     )
 
 
 def _evaluate_and_write(
-    run_dir: Path,
+    run: runs.Run,
     model,
     config: Config,
     dataset: Dataset,
@@ -262,7 +243,7 @@ def _evaluate_and_write(
     started: float,
     audits_root: str | Path = runs.AUDITS_ROOT,
 ) -> dict:
-    from mnistlab.train import predict_probabilities
+    from mnistlab.inference import predict_probabilities
 
     hooks.on_phase("evaluating on the test set")
     evaluate_started = time.perf_counter()
@@ -272,18 +253,17 @@ def _evaluate_and_write(
     )
     timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
     audit_dir = _audit_for(config, audits_root)
-    flagged = runs.read_flagged_test_indices(audit_dir) if audit_dir else set()
+    flagged = runs.Audit(audit_dir).read_flagged_test_indices() if audit_dir else set()
 
     hooks.on_phase("drawing figures")
     release_freed_memory()  # Before the figure workers' memory peaks beside this process's.
     figures = render_figures(dataset, history, evaluation, probabilities, flagged)
-    for name, png in figures.items():
-        runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
+    run.write_figures(figures)
 
     timings["total_seconds"] = time.perf_counter() - started
-    sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
+    sample = sample_index(dataset.test_labels)
     metrics = {
-        "model": runs.model_label(run_dir, config),
+        "model": run.model_label(config),
         "dataset": config.dataset,
         "parameters": int(model.count_params()),
         "test": evaluation.to_dict(),
@@ -302,28 +282,25 @@ def _evaluate_and_write(
         metrics["audit"] = {"dir": str(audit_dir), "flagged_test_images": len(flagged)}
         for error in metrics["test"]["top_errors"]:
             error["audit_flagged"] = error["index"] in flagged
-    members = runs.ensemble_members(run_dir)
+    members = run.ensemble_members()
     if members is not None:
         metrics["ensemble_members"] = members
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    run.write_metrics(metrics)
     # From what was just computed: no need to read the files back.
-    html = report.render_report(config.to_dict(), metrics, history, figures)
-    runs.write_text(run_dir / runs.REPORT_FILE, html)
+    run.write_report(report.render_report(config.to_dict(), metrics, history, figures))
     return metrics
 
 
 def write_report(run_dir: str | Path) -> Path:
     """(Re)write ``report.html`` from the run directory's files alone; return its path."""
-    run_dir = Path(run_dir)
+    run = runs.Run(run_dir)
     html = report.render_report(
-        config=runs.read_json(run_dir, runs.CONFIG_FILE),
-        metrics=runs.read_json(run_dir, runs.METRICS_FILE),
-        history=runs.read_json(run_dir, runs.HISTORY_FILE),
-        figures=runs.read_figures(run_dir),
+        config=run.read_config_values(),
+        metrics=run.read_metrics(),
+        history=run.read_history(),
+        figures=run.read_figures(),
     )
-    path = run_dir / runs.REPORT_FILE
-    runs.write_text(path, html)
-    return path
+    return run.write_report(html)
 
 
 def ensemble_run(
@@ -344,126 +321,37 @@ def ensemble_run(
 
     hooks = hooks or Hooks()
     started = time.perf_counter()
-    member_dirs = [Path(d) for d in member_dirs]
-    configs = [runs.read_config(d) for d in member_dirs]
+    member_runs = [runs.Run(d) for d in member_dirs]
+    configs = [member.read_config() for member in member_runs]
     datasets = sorted({c.dataset for c in configs})
     if len(datasets) > 1:
         raise RunError(f"ensemble members must share a dataset; received: {', '.join(datasets)}")
-    hooks.on_phase(f"combining {len(member_dirs)} models")
-    model = build_ensemble([runs.load_model(d) for d in member_dirs])
+    hooks.on_phase(f"combining {len(member_runs)} models")
+    model = build_ensemble([member.load_model() for member in member_runs])
     members = []
-    for run_dir, member_config in zip(member_dirs, configs):
-        metrics = runs.read_json(run_dir, runs.METRICS_FILE)
+    for member, member_config in zip(member_runs, configs):
+        metrics = member.read_metrics()
         members.append({
-            "run_dir": str(run_dir.resolve()),
+            "run_dir": str(member.path.resolve()),
             "model": member_config.model,
             "seed": member_config.seed,
             "test_accuracy": metrics["test"]["accuracy"],
             "val_accuracy": metrics.get("final_epoch", {}).get("val_accuracy"),
         })
     config = configs[0]
-    run_dir = runs.prepare_run_dir(Path(out_dir))
-    try:
-        runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
-        runs.write_json(
-            run_dir / runs.ENSEMBLE_FILE,
-            {"combination": "mean of class probabilities", "members": members},
-        )
-        runs.write_json(run_dir / runs.HISTORY_FILE, {})  # Nothing was trained.
-        runs.save_model(model, run_dir)
-    except BaseException:
-        runs.remove_run_dir(run_dir)
-        raise
+    with runs.new_or_resumed(Path(out_dir)) as run_dir:
+        run = runs.Run(run_dir)
+        run.write_config(config)
+        run.write_ensemble({"combination": "mean of class probabilities", "members": members})
+        run.write_history({})  # Nothing was trained.
+        run.save_model(model)
     hooks.on_phase(f"loading {config.dataset}")
     dataset = load_for_config(config, data_dir, hooks)
     timings = {"data_load_seconds": time.perf_counter() - started, "fit_seconds": None}
-    _evaluate_and_write(run_dir, model, config, dataset, {}, timings, hooks, started)
+    _evaluate_and_write(run, model, config, dataset, {}, timings, hooks, started)
     hooks.on_phase("exporting to ONNX")
     export_onnx(run_dir)
     return run_dir
-
-
-def export_onnx(run_dir: str | Path) -> Path:
-    """Write ``model.onnx`` beside the run's ``model.keras`` (Keras 3's ONNX export) and check
-    that ONNX Runtime reproduces the Keras probabilities; return its path."""
-    import onnxruntime
-
-    from mnistlab.fileio import atomic_path
-    from mnistlab.models import without_augmentation
-
-    run_dir = Path(run_dir)
-    model = without_augmentation(runs.load_model(run_dir))
-    probe = np.random.default_rng(0).random((64, IMAGE_SIDE * IMAGE_SIDE), dtype=np.float32)
-    expected = np.asarray(model.predict(probe, verbose=0))  # Keras exports only a called model.
-    path = run_dir / runs.ONNX_FILE
-    with atomic_path(path) as temp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
-        try:
-            model.export(str(temp), format="onnx", verbose=False)
-            session = onnxruntime.InferenceSession(str(temp), providers=["CPUExecutionProvider"])
-            actual = session.run(None, {session.get_inputs()[0].name: probe})[0]
-        except Exception as error:  # tf2onnx and ONNX Runtime raise many kinds
-            message = str(error).splitlines()[0][:300]
-            raise RunError(f"ONNX export of {run_dir} failed: {message}") from None
-        difference = float(np.abs(actual - expected).max())
-        if difference > 1e-4:
-            raise RunError(f"ONNX export of {run_dir} disagrees with Keras by {difference:.2e}")
-    return path
-
-
-def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list]]:
-    """Headers and rows of a side-by-side table of runs (see report.comparison_table)."""
-    named = [
-        (str(d), runs.read_json(d, runs.CONFIG_FILE), runs.read_json(d, runs.METRICS_FILE))
-        for d in map(Path, run_dirs)
-    ]
-    return report.comparison_table(named)
-
-
-def render_figures(
-    dataset: Dataset,
-    history: dict,
-    evaluation: Evaluation,
-    probabilities: np.ndarray,
-    audit_flagged: set[int] = frozenset(),
-) -> dict[str, bytes]:
-    """Every figure of a run, as PNG bytes keyed like ``runs.FIGURE_FILES``, drawn by the
-    figure workers when they are started."""
-    sample = int(min(SAMPLE_INDEX, len(dataset.test_labels) - 1))
-    # The first training image of each digit: all samples_per_digit shows, and far less to send.
-    firsts = np.concatenate([np.flatnonzero(dataset.train_labels == digit)[:1] for digit in range(10)])
-    # Slowest first: dealt alternately to the worker and its copy, they split the time evenly.
-    figures = {
-        "confusion_matrix": ("confusion_matrix", evaluation.confusion_matrix),
-        "confusion_matrix_normalized": ("confusion_matrix", evaluation.confusion_matrix, True),
-        "training_curves": ("training_curves", history),
-        "confident_errors": (
-            "confident_errors", dataset.test_images, evaluation.top_errors, audit_flagged
-        ),
-        "samples": (
-            "samples_per_digit", dataset.train_images[firsts], dataset.train_labels[firsts]
-        ),
-        "reliability": (
-            "reliability_diagram", evaluation.calibration_bins, evaluation.expected_calibration_error
-        ),
-        "sample_prediction": (
-            "sample_prediction",
-            dataset.test_images[sample],
-            int(dataset.test_labels[sample]),
-            int(probabilities[sample].argmax()),
-            float(probabilities[sample].max()),
-        ),
-    }
-    pngs = dict(zip(figures, figure_workers.run([(figure_png, args) for args in figures.values()])))
-    return {name: pngs[name] for name in runs.FIGURE_FILES}
-
-
-def figure_png(plot: str, *arguments) -> bytes:
-    """``plots.<plot>(*arguments)`` as PNG bytes. Named by a string so that a caller sending it
-    to a figure worker need not import matplotlib itself."""
-    from mnistlab import plots
-
-    return runs.figure_png(getattr(plots, plot)(*arguments))
 
 
 def with_drawings(
@@ -481,47 +369,11 @@ def with_drawings(
     return np.concatenate([images, drawn]), np.concatenate([labels, drawn_labels])
 
 
-def with_exclusion(config: Config, exclude: str | Path) -> Config:
-    """``config`` training without the training images listed in the CSV ``exclude`` (e.g. an
-    audit's label_issues.csv); the config records the file, the count and a hash of the indices."""
-    indices = runs.read_excluded_train_indices(Path(exclude))
-    return config.replace(
-        exclude=str(Path(exclude).resolve()),
-        excluded_count=len(indices),
-        excluded_sha256=indices_sha256(indices),
-    )
-
-
-def indices_sha256(indices: Sequence[int]) -> str:
-    """A short hash of sorted indices, to tell exclusion lists apart in config.json and compare."""
-    text = ",".join(str(index) for index in sorted(indices))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def excluded_train_indices(config: Config, run_dir: Path | None = None) -> list[int]:
-    """The training indices a run leaves out: the copy kept in the run directory when there is
-    one (the source CSV may have changed since), else the config's file; checked against the
-    config's hash."""
-    if config.exclude is None:
-        return []
-    kept_copy = Path(run_dir) / runs.EXCLUDED_FILE if run_dir is not None else None
-    if kept_copy is not None and kept_copy.is_file():
-        indices = runs.read_json(run_dir, runs.EXCLUDED_FILE)
-    else:
-        indices = runs.read_excluded_train_indices(Path(config.exclude))
-    if config.excluded_sha256 is not None and indices_sha256(indices) != config.excluded_sha256:
-        raise RunError(
-            f"the excluded indices from {config.exclude} hash to {indices_sha256(indices)},"
-            f" not {config.excluded_sha256} as the config records; the file has changed"
-        )
-    return list(indices)
-
-
 def _audit_for(config: Config, audits_root: str | Path) -> Path | None:
     """The audit whose flags a run's report shows: the one the run's exclusion came from, else
     the newest audit of the run's dataset."""
     if config.exclude is not None:
-        source = Path(config.exclude).parent
-        if (source / runs.SUMMARY_FILE).is_file() and (source / runs.LABEL_ISSUES_FILE).is_file():
-            return source
+        source = runs.Audit(Path(config.exclude).parent)
+        if source.is_finished() and source.label_issues_path.is_file():
+            return source.path
     return runs.find_audit(config.dataset, Path(audits_root))

@@ -79,7 +79,7 @@ class Predictor:
         if self._session is not None:
             name = self._session.get_inputs()[0].name
             return np.asarray(self._session.run(None, {name: to_model_input(digits)})[0])
-        from mnistlab.train import predict_probabilities  # Keras is loaded already on this path.
+        from mnistlab.inference import predict_probabilities  # Keras is loaded already on this path.
 
         with self._keras_lock:
             return predict_probabilities(self._model, digits)

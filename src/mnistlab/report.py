@@ -81,7 +81,7 @@ def _page(title: str, body: str) -> str:
 def render_report(
     config: dict, metrics: dict, history: dict[str, list[float]], figures: dict[str, bytes]
 ) -> str:
-    """The run's report as one HTML string. ``figures`` are PNG bytes keyed like runs.FIGURE_FILES."""
+    """The run's report as one HTML string. ``figures`` are PNG bytes keyed like runs.FIGURES."""
     test = metrics["test"]
     sections = {
         "summary": _summary(config, metrics),
@@ -315,7 +315,7 @@ def render_audit(
 
     ``summary`` is the audit's summary.json; ``tables`` holds the first rows of the label
     issues, duplicates and outliers (``audit_workflow._html_tables``); ``figures`` PNG bytes
-    keyed like runs.AUDIT_FIGURE_FILES.
+    keyed by the same three names.
     """
     sections = {
         "summary": _audit_summary(summary),

@@ -1,18 +1,22 @@
-"""The run directory: its layout, and the only code that writes or reads it.
+"""Run and audit directories: their layout, and the only code that writes or reads them.
 
     runs/<YYYYmmdd-HHMMSS>-<model>/
-        config.json  model.keras  history.json  metrics.json  *.png  report.html
+        config.json  model.keras  model.onnx  history.json  metrics.json  *.png  report.html
 
-Every file is written to a temporary name and renamed into place.
+``Run`` and ``Audit`` own the paths of their files and read and write them;
+``new_or_resumed`` creates a directory for new work and removes it if the work fails. Every
+file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,8 @@ FIGURE_FILES = {
     "sample_prediction": "sample_prediction.png",
     "reliability": "reliability.png",
 }
+# The names of a run's figures, in the order FIGURE_FILES lists them.
+FIGURES = tuple(FIGURE_FILES)
 REPORT_FILE = "report.html"
 # Only in an ensemble's run directory: its members and how they are combined.
 ENSEMBLE_FILE = "ensemble.json"
@@ -111,68 +117,8 @@ def write_png(path: Path, png: bytes) -> None:
     atomic_write_bytes(Path(path), png)
 
 
-def checkpointed_epochs(run_dir: Path) -> int:
-    """How many epochs an unfinished run's checkpoint holds (0: none)."""
-    metadata = Path(run_dir) / CHECKPOINT_DIR / "training_metadata.json"
-    try:
-        return int(json.loads(metadata.read_text())["epoch"])  # Keras stores epochs finished
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
-def read_epoch_log(run_dir: Path) -> dict[str, list[float]]:
-    """The per-epoch history from EPOCH_LOG; a repeated epoch (re-run after a resume) counts once."""
-    path = Path(run_dir) / EPOCH_LOG
-    try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-    except OSError as error:
-        raise RunError(f"{path} cannot be read ({error})") from None
-    by_epoch = {int(row.pop("epoch")): row for row in rows}
-    ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
-    names = list(ordered[0]) if ordered else []
-    # Keras's CSVLogger writes val_ columns of "NA" for a run without validation.
-    names = [name for name in names if any(row[name] != "NA" for row in ordered)]
-    return {name: [float(row[name]) for row in ordered] for name in names}
-
-
-def ensemble_members(run_dir: Path) -> list[dict] | None:
-    """The members listed in an ensemble's ENSEMBLE_FILE; None for an ordinary run."""
-    if not (Path(run_dir) / ENSEMBLE_FILE).is_file():
-        return None
-    return read_json(run_dir, ENSEMBLE_FILE)["members"]
-
-
-def model_label(run_dir: Path, config: Config) -> str:
-    """What a run's model is called in reports: the config's model, or the ensemble's members."""
-    members = ensemble_members(run_dir)
-    if members is None:
-        return config.model
-    return f"ensemble of {len(members)} ({', '.join(member['model'] for member in members)})"
-
-
-def read_figures(run_dir: Path) -> dict[str, bytes]:
-    """The run's PNG figures keyed like FIGURE_FILES; a missing one is a RunError."""
-    figures = {}
-    for name, filename in FIGURE_FILES.items():
-        path = Path(run_dir) / filename
-        try:
-            figures[name] = path.read_bytes()
-        except OSError:
-            raise RunError(f"{path} is missing; run `mnistlab evaluate {run_dir}` to redraw it") from None
-    return figures
-
-
-def save_model(model, run_dir: Path) -> Path:
-    path = Path(run_dir) / MODEL_FILE
-    from mnistlab.backend import tensorflow_left_alone
-
-    # Keras wants the .keras suffix, which atomic_path keeps.
-    with atomic_path(path) as temp, tensorflow_left_alone():
-        model.save(temp)
-    return path
-
-
 def read_json(run_dir: Path, name: str) -> Any:
+    """The JSON file ``name`` of a run or audit directory; a RunError names what is wrong."""
     path = Path(run_dir) / name
     if not Path(run_dir).is_dir():
         raise RunError(f"run directory {run_dir} does not exist")
@@ -185,23 +131,16 @@ def read_json(run_dir: Path, name: str) -> Any:
 
 
 def read_config(run_dir: Path) -> Config:
-    try:
-        return Config.from_dict(read_json(run_dir, CONFIG_FILE))
-    except ConfigError as error:
-        raise RunError(f"{Path(run_dir) / CONFIG_FILE}: {error}") from None
+    return Run(run_dir).read_config()
 
 
 def load_model(run_dir: Path):
     """The run's trained Keras model (plain Keras: no custom objects needed)."""
-    import keras
+    return Run(run_dir).load_model()
 
-    path = Path(run_dir) / MODEL_FILE
-    if not path.is_file():
-        raise RunError(f"{path} is missing; the run did not finish training")
-    try:
-        return keras.saving.load_model(path, compile=False)  # inference only: no optimizer state
-    except Exception as error:  # Keras raises many kinds for a damaged archive.
-        raise RunError(f"{path} cannot be loaded by Keras ({type(error).__name__}: {error})") from None
+
+def save_model(model, run_dir: Path) -> Path:
+    return Run(run_dir).save_model(model)
 
 
 def write_csv(path: Path, headers: list[str], rows: list[list]) -> None:
@@ -228,40 +167,6 @@ def read_npy(path: Path):
         raise RunError(f"{path} cannot be read ({error})") from None
 
 
-def fold_file(audit_dir: Path, fold: int) -> Path:
-    """Where fold ``fold`` (0-based) keeps its held-out images' probabilities."""
-    return Path(audit_dir) / f"fold-{fold + 1}.npy"
-
-
-def finished_folds(audit_dir: Path, folds: int) -> list[int]:
-    """The 0-based folds whose probabilities are saved (an interrupted audit resumes after them)."""
-    return [fold for fold in range(folds) if fold_file(audit_dir, fold).is_file()]
-
-
-def read_excluded_train_indices(path: Path) -> list[int]:
-    """The training-set indices listed in a CSV with ``split`` and ``index`` columns (such as an
-    audit's label_issues.csv), sorted and without repeats; rows of other splits are ignored."""
-    path = Path(path)
-    try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-    except FileNotFoundError:
-        raise RunError(f"exclusion file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise RunError(f"exclusion file {path} cannot be read ({error})") from None
-    if rows and not {"split", "index"} <= set(rows[0]):
-        raise RunError(
-            f"exclusion file {path} needs 'split' and 'index' columns (like an audit's"
-            f" {LABEL_ISSUES_FILE}); received: {', '.join(rows[0])}"
-        )
-    try:
-        indices = {int(row["index"]) for row in rows if row["split"] == "train"}
-    except (TypeError, ValueError) as error:
-        raise RunError(f"exclusion file {path} has an index that is not an integer ({error})") from None
-    if any(index < 0 for index in indices):
-        raise RunError(f"exclusion file {path} has a negative index")
-    return sorted(indices)
-
-
 def find_audit(dataset: str, root: Path = Path(AUDITS_ROOT)) -> Path | None:
     """The newest finished audit of ``dataset`` under ``root`` (None if there is none)."""
     finished = []
@@ -274,11 +179,273 @@ def find_audit(dataset: str, root: Path = Path(AUDITS_ROOT)) -> Path | None:
     return max(finished, key=lambda path: (path.stat().st_mtime, path.name), default=None)
 
 
-def read_flagged_test_indices(audit_dir: Path) -> set[int]:
-    """The test-set indices an audit flagged as likely label errors."""
-    path = Path(audit_dir) / LABEL_ISSUES_FILE
+@contextlib.contextmanager
+def new_or_resumed(
+    path: Path,
+    resume: bool = False,
+    resumable: Callable[[], bool] = lambda: False,
+    on_kept: Callable[[BaseException], None] = lambda error: None,
+) -> Iterator[Path]:
+    """A directory for new work, or the one being resumed, kept only if the work can go on.
+
+    A new directory is created empty (``prepare_run_dir``). If the body raises, the directory
+    is removed, unless ``resumable()`` finds something in it to resume from: then it stays, and
+    ``on_kept(error)`` can say how to resume. A resumed directory is never removed: it held
+    the user's work before this call.
+
+    Args:
+        path: the directory.
+        resume: ``path`` is an interrupted run or audit to carry on; it is used as it is.
+        resumable: called after a failure; True keeps the directory.
+        on_kept: called with the failure when the directory is kept because it is resumable.
+
+    Yields:
+        The directory.
+    """
+    path = Path(path) if resume else prepare_run_dir(path)
     try:
-        rows = csv.DictReader(path.read_text().splitlines())
-        return {int(row["index"]) for row in rows if row["split"] == "test"}
-    except (OSError, KeyError, ValueError, csv.Error) as error:
-        raise RunError(f"{path} cannot be read ({error})") from None
+        yield path
+    except BaseException as error:
+        if resumable():
+            on_kept(error)
+        elif not resume:
+            remove_run_dir(path)
+        raise
+
+
+class Run:
+    """A run directory: where each of its files lives, and reading and writing them.
+
+    Args:
+        path: the run directory; it need not exist yet.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG_FILE
+        self.model_path = self.path / MODEL_FILE
+        self.onnx_path = self.path / ONNX_FILE
+        self.history_path = self.path / HISTORY_FILE
+        self.metrics_path = self.path / METRICS_FILE
+        self.report_path = self.path / REPORT_FILE
+        self.ensemble_path = self.path / ENSEMBLE_FILE
+        self.checkpoint_dir = self.path / CHECKPOINT_DIR
+        self.epoch_log_path = self.path / EPOCH_LOG
+        self.excluded_path = self.path / EXCLUDED_FILE
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def figure_path(self, name: str) -> Path:
+        """Where figure ``name`` (a key of FIGURE_FILES) is saved."""
+        return self.path / FIGURE_FILES[name]
+
+    # The JSON files.
+
+    def read_config(self) -> Config:
+        try:
+            return Config.from_dict(self.read_config_values())
+        except ConfigError as error:
+            raise RunError(f"{self.config_path}: {error}") from None
+
+    def read_config_values(self) -> dict[str, Any]:
+        """config.json as saved, unchecked (a report shows what the run recorded)."""
+        return read_json(self.path, CONFIG_FILE)
+
+    def write_config(self, config: Config) -> None:
+        write_json(self.config_path, config.to_dict())
+
+    def read_history(self) -> dict[str, list[float]]:
+        return read_json(self.path, HISTORY_FILE)
+
+    def write_history(self, history: dict[str, list[float]]) -> None:
+        write_json(self.history_path, history)
+
+    def has_metrics(self) -> bool:
+        """Whether the run was evaluated: metrics.json is written once training is scored."""
+        return self.metrics_path.is_file()
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_json(self.path, METRICS_FILE)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def write_ensemble(self, content: dict[str, Any]) -> None:
+        write_json(self.ensemble_path, content)
+
+    def ensemble_members(self) -> list[dict] | None:
+        """The members listed in an ensemble's ENSEMBLE_FILE; None for an ordinary run."""
+        if not self.ensemble_path.is_file():
+            return None
+        return read_json(self.path, ENSEMBLE_FILE)["members"]
+
+    def model_label(self, config: Config) -> str:
+        """What the model is called in reports: the config's model, or the ensemble's members."""
+        members = self.ensemble_members()
+        if members is None:
+            return config.model
+        return f"ensemble of {len(members)} ({', '.join(member['model'] for member in members)})"
+
+    def has_excluded(self) -> bool:
+        return self.excluded_path.is_file()
+
+    def read_excluded(self) -> list[int]:
+        """The training indices the run left out, as it kept them (``train --exclude``)."""
+        return read_json(self.path, EXCLUDED_FILE)
+
+    def write_excluded(self, indices: list[int]) -> None:
+        write_json(self.excluded_path, indices)
+
+    # The model.
+
+    def save_model(self, model) -> Path:
+        from mnistlab.backend import tensorflow_left_alone
+
+        # Keras wants the .keras suffix, which atomic_path keeps.
+        with atomic_path(self.model_path) as temp, tensorflow_left_alone():
+            model.save(temp)
+        return self.model_path
+
+    def load_model(self):
+        """The trained Keras model (plain Keras: no custom objects needed)."""
+        import keras
+
+        path = self.model_path
+        if not path.is_file():
+            raise RunError(f"{path} is missing; the run did not finish training")
+        try:
+            return keras.saving.load_model(path, compile=False)  # inference only: no optimizer
+        except Exception as error:  # Keras raises many kinds for a damaged archive.
+            raise RunError(
+                f"{path} cannot be loaded by Keras ({type(error).__name__}: {error})"
+            ) from None
+
+    def has_onnx(self) -> bool:
+        return self.onnx_path.is_file()
+
+    # The checkpoint of an unfinished run.
+
+    def checkpointed_epochs(self) -> int:
+        """How many epochs an unfinished run's checkpoint holds (0: none)."""
+        metadata = self.checkpoint_dir / "training_metadata.json"
+        try:
+            return int(json.loads(metadata.read_text())["epoch"])  # Keras stores epochs finished
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def read_epoch_log(self) -> dict[str, list[float]]:
+        """The per-epoch history from EPOCH_LOG; a repeated epoch (re-run after a resume) counts
+        once."""
+        path = self.epoch_log_path
+        try:
+            rows = list(csv.DictReader(path.read_text().splitlines()))
+        except OSError as error:
+            raise RunError(f"{path} cannot be read ({error})") from None
+        by_epoch = {int(row.pop("epoch")): row for row in rows}
+        ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
+        names = list(ordered[0]) if ordered else []
+        # Keras's CSVLogger writes val_ columns of "NA" for a run without validation.
+        names = [name for name in names if any(row[name] != "NA" for row in ordered)]
+        return {name: [float(row[name]) for row in ordered] for name in names}
+
+    def remove_epoch_log(self) -> None:
+        self.epoch_log_path.unlink(missing_ok=True)
+
+    # Figures and the report.
+
+    def write_figures(self, figures: dict[str, bytes]) -> None:
+        """PNG bytes keyed like FIGURE_FILES."""
+        for name, png in figures.items():
+            write_png(self.figure_path(name), png)
+
+    def read_figures(self) -> dict[str, bytes]:
+        """The PNG figures keyed like FIGURE_FILES; a missing one is a RunError."""
+        figures = {}
+        for name in FIGURE_FILES:
+            path = self.figure_path(name)
+            try:
+                figures[name] = path.read_bytes()
+            except OSError:
+                raise RunError(
+                    f"{path} is missing; run `mnistlab evaluate {self.path}` to redraw it"
+                ) from None
+        return figures
+
+    def write_report(self, html: str) -> Path:
+        write_text(self.report_path, html)
+        return self.report_path
+
+
+class Audit:
+    """An audit directory (`mnistlab audit`): where each of its files lives, and reading and
+    writing them.
+
+    Args:
+        path: the audit directory; it need not exist yet.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG_FILE
+        self.fold_assignment_path = self.path / FOLD_ASSIGNMENT_FILE
+        self.probabilities_path = self.path / PROBABILITIES_FILE
+        self.label_issues_path = self.path / LABEL_ISSUES_FILE
+        self.duplicates_path = self.path / DUPLICATES_FILE
+        self.outliers_path = self.path / OUTLIERS_FILE
+        self.summary_path = self.path / SUMMARY_FILE
+        self.report_path = self.path / AUDIT_REPORT_FILE
+
+    def __repr__(self) -> str:
+        return f"Audit({str(self.path)!r})"
+
+    def figure_path(self, name: str) -> Path:
+        """Where figure ``name`` (a key of AUDIT_FIGURE_FILES) is saved."""
+        return self.path / AUDIT_FIGURE_FILES[name]
+
+    def fold_path(self, fold: int) -> Path:
+        """Where fold ``fold`` (0-based) keeps its held-out images' probabilities."""
+        return self.path / f"fold-{fold + 1}.npy"
+
+    def finished_folds(self, folds: int) -> list[int]:
+        """The 0-based folds whose probabilities are saved (an interrupted audit resumes after
+        them)."""
+        return [fold for fold in range(folds) if self.fold_path(fold).is_file()]
+
+    def remove_folds(self, folds: int) -> None:
+        for fold in range(folds):
+            self.fold_path(fold).unlink(missing_ok=True)
+
+    def is_finished(self) -> bool:
+        """Whether the audit finished: its summary is written last."""
+        return self.summary_path.is_file()
+
+    def read_config(self) -> Config:
+        return Run(self.path).read_config()
+
+    def write_config(self, config: Config) -> None:
+        write_json(self.config_path, config.to_dict())
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.path, SUMMARY_FILE)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.summary_path, summary)
+
+    def write_figures(self, figures: dict[str, bytes]) -> None:
+        """PNG bytes keyed like AUDIT_FIGURE_FILES."""
+        for name, png in figures.items():
+            write_png(self.figure_path(name), png)
+
+    def write_report(self, html: str) -> Path:
+        write_text(self.report_path, html)
+        return self.report_path
+
+    def read_flagged_test_indices(self) -> set[int]:
+        """The test-set indices the audit flagged as likely label errors."""
+        path = self.label_issues_path
+        try:
+            rows = csv.DictReader(path.read_text().splitlines())
+            return {int(row["index"]) for row in rows if row["split"] == "test"}
+        except (OSError, KeyError, ValueError, csv.Error) as error:
+            raise RunError(f"{path} cannot be read ({error})") from None

@@ -315,9 +315,12 @@ def run_sweep(
 ) -> SweepResult:
     """Run a new sweep into ``sweep_dir`` (which must not hold anything yet)."""
     space = parse_space(settings.space)  # Checked before Ray starts.
-    sweep_dir = runs.prepare_run_dir(Path(sweep_dir)).resolve()
-    runs.write_json(sweep_dir / SETTINGS_FILE, dataclasses.asdict(settings))
-    return _run(settings, space, sweep_dir, address, on_event, resume=False)
+    sweep_dir = Path(sweep_dir)
+    # Once Ray Tune has saved its state, an interrupted sweep can be resumed; before, not.
+    with runs.new_or_resumed(sweep_dir, resumable=(sweep_dir / TUNE_DIR).is_dir):
+        sweep_dir = sweep_dir.resolve()
+        runs.write_json(sweep_dir / SETTINGS_FILE, dataclasses.asdict(settings))
+        return _run(settings, space, sweep_dir, address, on_event, resume=False)
 
 
 def resume_sweep(
@@ -483,11 +486,12 @@ def _run_trial(values: dict, *, space: SearchSpace, trials_dir: str, data_dir: s
     from mnistlab import pipeline
 
     config = space.trial_config(values)
-    run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
+    run = runs.Run(Path(trials_dir) / tune.get_context().get_trial_id())
+    run_dir = run.path
     node_id = ray.get_runtime_context().get_node_id()
-    if (run_dir / runs.METRICS_FILE).is_file():
+    if run.has_metrics():
         return  # Finished before an interruption stopped Tune from recording it.
-    resume = config.checkpoint and runs.checkpointed_epochs(run_dir) > 0
+    resume = config.checkpoint and run.checkpointed_epochs() > 0
     if run_dir.exists() and not resume:
         runs.remove_run_dir(run_dir)  # What an interrupted attempt left behind.
     hooks = pipeline.Hooks(fit_callbacks=(_epoch_reporter(node_id),))
@@ -523,7 +527,8 @@ def _collect(sweep_dir: Path, space: SearchSpace) -> list[TrialOutcome]:
     outcomes = []
     for trial in analysis.trials:
         last = trial.last_result or {}
-        run_dir = sweep_dir / TRIALS_DIR / trial.trial_id
+        run = runs.Run(sweep_dir / TRIALS_DIR / trial.trial_id)
+        run_dir = run.path
         config = space.trial_config(trial.config)
         outcome = TrialOutcome(
             trial_id=trial.trial_id,
@@ -535,9 +540,9 @@ def _collect(sweep_dir: Path, space: SearchSpace) -> list[TrialOutcome]:
             fit_seconds=float(last.get("fit_seconds") or 0.0),
             node_id=last.get("node_id"),
         )
-        if (run_dir / runs.METRICS_FILE).is_file():
-            metrics = runs.read_json(run_dir, runs.METRICS_FILE)
-            history = runs.read_json(run_dir, runs.HISTORY_FILE)
+        if run.has_metrics():
+            metrics = run.read_metrics()
+            history = run.read_history()
             outcome.status = "finished"
             outcome.run_dir = str(run_dir)
             outcome.test_accuracy = metrics["test"]["accuracy"]

@@ -12,12 +12,7 @@ from mnistlab.backend import tensorflow_left_alone
 from mnistlab.config import Config
 from mnistlab.data import NUM_CLASSES, to_model_input
 from mnistlab.errors import CheckpointMismatch
-
-
-# Batch size for validation and prediction. It divides MNIST's 12,000 validation, 10,000 test
-# and 14,000 audit-fold images, so each is evaluated in batches of one shape: every other
-# shape (a short last batch) costs another trace and compile of the step.
-EVAL_BATCH_SIZE = 2000
+from mnistlab.inference import EVAL_BATCH_SIZE
 
 
 def set_seed(seed: int) -> None:
@@ -268,8 +263,3 @@ def calibrate_batch_norm(model: keras.Sequential, inputs: np.ndarray) -> None:
             layer.moving_mean.assign(keras.ops.mean(as_float, axis=reduced))
             layer.moving_variance.assign(keras.ops.var(as_float, axis=reduced))
         values = layer(values, training=False)
-
-
-def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Class probabilities, float32 of shape (N, 10), for uint8 images of shape (N, 28, 28)."""
-    return np.asarray(model.predict(to_model_input(images), batch_size=EVAL_BATCH_SIZE, verbose=0))
