@@ -1,16 +1,18 @@
 """How fast and how well images.py turns people's images into MNIST digits, against a baseline.
 
-The baseline is images.py as it was at ``--baseline`` (a git revision, default the commit before
-issue 8's work), imported from git into a temporary module and measured in the same run.
+The baseline is images.py as it was at ``--baseline`` (a git revision, default the last one
+before the drawing fast path), imported from git into a temporary module and measured in the
+same run. Run it before a change to images.py lands: the change must not lose accuracy on any
+kind (``tests/test_image_outputs.py`` shows *that* the outputs changed; this shows what it cost).
 
 1. Speed, per stage, median ms over interleaved repeats: decode (``load_image``), normalise
    (``normalize_digit``), classify (the shipped model on ONNX Runtime) and the sum, for a
    280x280 canvas PNG (a drawing, as the page sends it) and a 12-megapixel phone photo (JPEG).
 2. Accuracy of the shipped model on MNIST test digits rendered as canvas drawings (white on
    black, black on white, black on transparent; see make_user_digits.render_drawing), phone
-   photos and scans, with the new and the baseline normalisation, against its accuracy on the
-   same digits straight from MNIST. The gap is a paired difference with a 95% confidence
-   interval. ``--split tune`` uses test digits 0-4999 (to choose settings on), ``report``
+   photos, scans, mouse drawings, low-resolution scans and typed fonts, with the new and the
+   baseline normalisation: each accuracy with its 95% (Wilson) interval, and the paired
+   difference new minus baseline with its 95% interval. ``--split tune`` uses test digits 0-4999 (to choose settings on), ``report``
    (default) digits 5000-9999 (to report on).
 
     .venv/bin/python bench/bench_images.py --data-dir /work/shared/data [--count 2000] [--split report]
@@ -38,7 +40,7 @@ from mnistlab.errors import ImageError
 from mnistlab.predict import Predictor
 
 HERE = Path(__file__).resolve().parent
-BASELINE = "0279082"  # images.py before issue 8 (drawing fast path, JPEG draft decoding).
+BASELINE = "0279082"  # images.py before the drawing fast path and JPEG draft decoding.
 SPLITS = {"tune": (0, 5000), "report": (5000, 10000)}
 PHOTO_12MP = (4000, 3000)
 
@@ -138,8 +140,14 @@ def drawing_ink(generator, digit: np.ndarray, index: int) -> np.ndarray:
     return generator.drawing_coverage(digit, np.random.default_rng([0, index]))
 
 
-def render(generator, digit: np.ndarray, kind: str, index: int) -> list[tuple[str, bytes]]:
-    """The encoded images of one MNIST digit for ``kind``; drawings come in every style."""
+KINDS = ("drawing", "photo", "scan", "mouse", "lowres", "font")
+
+
+def render(
+    generator, digit: np.ndarray, kind: str, index: int, label: int = 0
+) -> list[tuple[str, bytes]]:
+    """The encoded images of one MNIST digit for ``kind``; drawings come in every style, and a
+    font kind types the digit's ``label``."""
     rng = np.random.default_rng([0, index])
     if kind == "drawing":
         # One pen path and brush per digit, drawn in each style: only the colours differ.
@@ -151,7 +159,30 @@ def render(generator, digit: np.ndarray, kind: str, index: int) -> list[tuple[st
     if kind == "photo":
         image, exif = generator.render_photo(digit, rng)
         return [("photo", encode(image, "JPEG", quality=80, exif=exif))]
+    if kind == "mouse":
+        return [("mouse", encode(generator.render_mouse(digit, rng), "PNG"))]
+    if kind == "lowres":
+        return [("lowres", encode(generator.render_lowres(digit, rng), "PNG"))]
+    if kind == "font":
+        fonts = _fonts(generator)
+        font_file = fonts[int(rng.integers(len(fonts)))] if fonts else None
+        return [("font", encode(generator.render_font(label, font_file, rng), "PNG"))]
     return [("scan", encode(generator.render_scan(digit, rng), "PNG"))]
+
+
+def _fonts(generator, found: list[list[str]] = []) -> list[str]:  # noqa: B006 - a cache
+    if not found:
+        found.append(generator.find_fonts())
+    return found[0]
+
+
+def wilson(correct: int, total: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    z = 1.96
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return centre - half, centre + half
 
 
 def normalise_all(module, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,23 +213,34 @@ def accuracy(modules: dict, generator, dataset, predictor, split: str, count: in
     reference_correct = reference == dataset.test_labels[picked]
     print(f"\naccuracy, {count} MNIST test digits from {start}-{stop - 1} ({split} split);"
           f" MNIST itself: {reference_correct.mean():.4f}")
-    print(f"  {'kind':22} {'version':9} {'accuracy':>9} {'rejected':>9}"
+    print(f"  {'kind':22} {'version':9} {'accuracy':>9} {'95% interval':>16} {'rejected':>9}"
           f" {'gap to MNIST (points, 95% CI)':>31}")
     for kind in kinds:
         started = time.perf_counter()
         by_style: dict[str, list[bytes]] = {}
         for index in picked:
-            for style, data in render(generator, dataset.test_images[index], kind, int(index)):
+            label = int(dataset.test_labels[index])
+            for style, data in render(
+                generator, dataset.test_images[index], kind, int(index), label
+            ):
                 by_style.setdefault(style, []).append(data)
         rendered_seconds = time.perf_counter() - started
         for style, encoded in by_style.items():
+            outcomes = {}
             for name, module in modules.items():
                 digits, read = normalise_all(module, encoded)
                 predicted = predictor.probabilities(digits).argmax(1)
                 correct = (predicted == dataset.test_labels[picked]) & read
+                outcomes[name] = correct
                 gap, half_width = gap_with_interval(reference_correct, correct)
-                print(f"  {style:22} {name:9} {correct.mean():9.4f} {int((~read).sum()):9d}"
+                low, high = wilson(int(correct.sum()), len(correct))
+                print(f"  {style:22} {name:9} {correct.mean():9.4f}   [{low:.4f}, {high:.4f}]"
+                      f" {int((~read).sum()):9d}"
                       f" {gap:+12.2f} [{gap - half_width:+.2f}, {gap + half_width:+.2f}]")
+            gap, half_width = gap_with_interval(outcomes["new"], outcomes["baseline"])
+            changed = int((outcomes["new"] != outcomes["baseline"]).sum())
+            print(f"  {style:22} new - baseline: {gap:+.2f} points"
+                  f" [{gap - half_width:+.2f}, {gap + half_width:+.2f}], {changed} answers changed")
         print(f"  ({kind}: rendered in {rendered_seconds:.0f} s)")
 
 
@@ -209,8 +251,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200, help="Speed repeats (default 200).")
     parser.add_argument("--count", type=int, default=2000, help="Digits per kind (default 2000).")
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
-    parser.add_argument("--kinds", default="drawing,photo,scan",
-                        help="Comma-separated: drawing, photo, scan (default all).")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"Comma-separated: {', '.join(KINDS)} (default all).")
     parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")

@@ -115,15 +115,45 @@ def test_cli_predict_missing_path_and_bad_run(tmp_path, capsys):
     assert code == 1 and "does not exist" in err
 
 
-def test_low_confidence_is_rejected(tmp_path, mnist_dir):
-    Image.new("L", (60, 60), 0).save(tmp_path / "dot.png")
+def test_low_confidence_keeps_the_best_guess_flagged_uncertain(tmp_path, mnist_dir):
     image = Image.new("L", (60, 60), 0)
-    image.paste(255, (20, 20, 40, 40))  # a square: ink, but no digit
+    image.paste(255, (20, 20, 40, 40))
     image.save(tmp_path / "square.png")
-    results = list(predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=1.01))
-    # A rejection never names a digit; the best guess stays in confidence and probabilities.
-    assert results[0].label is None and "below 1.01" in results[0].rejected
-    assert results[0].confidence == max(results[0].probabilities)
+    sure, = predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=0.0)
+    unsure, = predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=1.01)
+    # Below the threshold the label is still given, with the flag; nothing else changes.
+    assert sure.uncertain is False and unsure.uncertain is True
+    assert unsure.label == sure.label == int(np.argmax(unsure.probabilities))
+    assert unsure.confidence == max(unsure.probabilities) and unsure.rejected is None
+
+
+def test_a_not_a_digit_score_above_the_threshold_is_a_rejection(tmp_path):
+    from mnistlab.predict import NOT_A_DIGIT, Prediction, classify
+
+    class Scored:
+        """A model whose not-a-digit score is 0.2 for the first image, 0.9 for the second."""
+
+        def scores(self, digits):
+            probabilities = np.tile(np.eye(10)[7] * 0.9 + 0.01, (len(digits), 1))
+            return probabilities, np.array([0.2, 0.9])[: len(digits)]
+
+    digit, scribble = Prediction(file="a"), Prediction(file="b")
+    digit.digit = scribble.digit = np.zeros((28, 28), np.uint8)
+    classify([digit, scribble], Scored(), not_digit_threshold=0.5)
+    assert digit.label == 7 and digit.rejected is None and digit.not_digit == 0.2
+    assert scribble.label is None and scribble.rejected == NOT_A_DIGIT
+    # What the model made of it is still reported.
+    assert scribble.confidence == max(scribble.probabilities) and scribble.not_digit == 0.9
+
+
+def test_model_outputs_split_into_digits_and_the_not_a_digit_score():
+    from mnistlab.predict import split_outputs
+
+    raw = np.arange(22, dtype=np.float32).reshape(2, 11)
+    probabilities, scores = split_outputs(raw)
+    assert probabilities.shape == (2, 10) and scores.tolist() == [10.0, 21.0]
+    probabilities, scores = split_outputs(raw[:, :10])
+    assert probabilities.shape == (2, 10) and scores is None
 
 
 @pytest.mark.mnist

@@ -222,18 +222,20 @@ def test_rejection_contract_is_the_same_as_the_cli(client, capsys, tmp_path):
         "label": None,
         "confidence": None,
         "probabilities": [],
+        "uncertain": False,
         "rejected": answer.json()["rejected"],
+        "not_digit": None,
         "preview_png_base64": None,
     }
     assert answer.json()["rejected"].startswith("no digit-like ink")
 
 
-def test_not_sure_is_a_rejection_with_the_best_guess(predictor):
+def test_not_sure_keeps_the_best_guess_flagged(predictor):
     with TestClient(create_app(ServeOptions(min_confidence=1.01), predictor)) as strict:
         answer = strict.post(
             "/api/predict", content=drawing("7"), headers={"Content-Type": "image/png"}
         ).json()
-    assert answer["label"] is None and answer["rejected"].startswith("not sure")
+    assert answer["label"] == 7 and answer["uncertain"] is True and answer["rejected"] is None
     assert answer["confidence"] == max(answer["probabilities"]) and answer["preview_png_base64"]
 
 
@@ -615,7 +617,7 @@ def test_predict_error_names_the_file_once(capsys, tmp_path):
 
 
 def test_readme_documents_the_json_fields_the_cli_and_api_give(client, capsys, tmp_path):
-    """Issue 12: the README's table of `--json` fields is what both the CLI and the API print."""
+    """The README's table of `--json` fields is what both the CLI and the API print."""
     import re
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnistlab.data import to_model_input
+from mnistlab.data import NUM_CLASSES, to_model_input
 
 if TYPE_CHECKING:
     import keras
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 EVAL_BATCH_SIZE = 2000
 
 
+def model_outputs(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The model's whole output for uint8 images (N, 28, 28): (N, 10) class probabilities,
+    then, for a model with the not-a-digit head (notdigit.py), an eleventh column."""
+    return np.asarray(model.predict(to_model_input(images), batch_size=EVAL_BATCH_SIZE, verbose=0))
+
+
 def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Class probabilities, float32 of shape (N, 10), for uint8 images of shape (N, 28, 28)."""
-    return np.asarray(model.predict(to_model_input(images), batch_size=EVAL_BATCH_SIZE, verbose=0))
+    return model_outputs(model, images)[:, :NUM_CLASSES]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnistlab import runs
-from mnistlab.data import to_model_input
+from mnistlab.data import NUM_CLASSES, to_model_input
 from mnistlab.errors import ImageError, RunError
 from mnistlab.images import load_image, normalize_digit
 
@@ -23,8 +23,25 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-# Below this probability a prediction is reported as rejected rather than as a digit.
+# Below this probability the best guess is still given, flagged ``uncertain``.
 DEFAULT_MIN_CONFIDENCE = 0.5
+# Above this "not a digit" score (models with the head, see notdigit.py) the image is refused.
+DEFAULT_NOT_DIGIT_THRESHOLD = 0.5
+NOT_A_DIGIT = (
+    "not a digit: this looks like a mark, a line, letters, a shape, a scribble or several"
+    " digits, not one handwritten digit"
+)
+
+
+def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A model's output as (digit probabilities (N, 10), not-a-digit scores (N,) or None).
+
+    A model with the not-a-digit head (notdigit.py) has an eleventh column; others have ten.
+    """
+    raw = np.asarray(raw)
+    if raw.shape[-1] == NUM_CLASSES + 1:
+        return raw[:, :NUM_CLASSES], raw[:, NUM_CLASSES]
+    return raw, None
 
 
 def pretrained_dir() -> Path:
@@ -76,28 +93,39 @@ class Predictor:
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """float32 (N, 10) for uint8 digits (N, 28, 28), through data.to_model_input."""
+        return self.scores(digits)[0]
+
+    def scores(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Digit probabilities (N, 10) and, for a model with the not-a-digit head, the
+        probability (N,) that each image holds no single digit (else None)."""
         if self._session is not None:
             name = self._session.get_inputs()[0].name
-            return np.asarray(self._session.run(None, {name: to_model_input(digits)})[0])
-        from mnistlab.inference import predict_probabilities  # Keras is loaded already on this path.
+            return split_outputs(self._session.run(None, {name: to_model_input(digits)})[0])
+        from mnistlab.inference import model_outputs  # Keras is loaded already on this path.
 
         with self._keras_lock:
-            return predict_probabilities(self._model, digits)
+            return split_outputs(model_outputs(self._model, digits))
 
 
 @dataclass
 class Prediction:
     """The model's reading of one image.
 
-    ``rejected`` says why no digit is reported; then ``label`` is None, while ``confidence``
-    and ``probabilities`` still give the model's best guess when it saw a digit-like image.
+    When a digit is found, ``label`` is the best guess and ``confidence`` its probability;
+    ``uncertain`` flags a guess less sure than the threshold. ``rejected`` says why the image
+    holds no digit (nothing digit-like in it, or not a digit); then ``label`` is None, while
+    ``confidence`` and ``probabilities`` still give what the model made of it, if it saw it.
+    ``not_digit`` is the model's probability that the image holds no single digit (None for a
+    model without that head).
     """
 
     file: str | None
     label: int | None = None
     confidence: float | None = None
     probabilities: list[float] = field(default_factory=list)
+    uncertain: bool = False
     rejected: str | None = None
+    not_digit: float | None = None
     digit: np.ndarray | None = field(default=None, repr=False)  # what the model saw
 
     def to_dict(self) -> dict:
@@ -107,7 +135,9 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "probabilities": self.probabilities,
+            "uncertain": self.uncertain,
             "rejected": self.rejected,
+            "not_digit": self.not_digit,
         }
 
     def preview_png(self) -> bytes | None:
@@ -171,25 +201,29 @@ def classify(
     predictions: list[Prediction],
     predictor: Predictor,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> None:
     """Fill in label, confidence and probabilities, in one model call for all of them.
 
-    A prediction less sure than ``min_confidence`` is rejected: its label stays None.
+    A prediction less sure than ``min_confidence`` keeps its label and is flagged
+    ``uncertain``; an image the model's not-a-digit head scores above ``not_digit_threshold``
+    is rejected (its label stays None).
     """
     readable = [p for p in predictions if p.digit is not None]
     if not readable:
         return
-    probabilities = predictor.probabilities(np.stack([p.digit for p in readable]))
-    for prediction, row in zip(readable, probabilities):
+    probabilities, not_digit = predictor.scores(np.stack([p.digit for p in readable]))
+    for position, (prediction, row) in enumerate(zip(readable, probabilities)):
         best = int(row.argmax())
         prediction.confidence = float(row[best])
         prediction.probabilities = [float(value) for value in row]
-        if prediction.confidence < min_confidence:
-            prediction.rejected = (
-                f"not sure: confidence {prediction.confidence:.3f} is below {min_confidence}"
-            )
-        else:
-            prediction.label = best
+        prediction.uncertain = prediction.confidence < min_confidence
+        if not_digit is not None:
+            prediction.not_digit = float(not_digit[position])
+            if prediction.not_digit >= not_digit_threshold:
+                prediction.rejected = NOT_A_DIGIT
+                continue
+        prediction.label = best
 
 
 def predict_bytes(
@@ -251,6 +285,8 @@ def save_preview(prediction: Prediction, folder: Path, index: int) -> Path | Non
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
+    "DEFAULT_NOT_DIGIT_THRESHOLD",
+    "NOT_A_DIGIT",
     "FileError",
     "Prediction",
     "Predictor",
@@ -261,4 +297,5 @@ __all__ = [
     "pretrained_dir",
     "read_digit",
     "save_preview",
+    "split_outputs",
 ]

@@ -153,7 +153,8 @@ def predict(
         bool,
         typer.Option(
             "--json",
-            help="One JSON object per image: file, label, confidence, probabilities, rejected.",
+            help="One JSON object per image: file, label, confidence, probabilities, uncertain,"
+            " rejected, not_digit.",
         ),
     ] = False,
     save_preview: Annotated[

@@ -141,7 +141,7 @@ OldRunOption = Annotated[Optional[Path], option("--model", hidden=True, help="Ol
 MinConfidenceOption = Annotated[
     float,
     typer.Option(
-        min=0.0, max=1.0, metavar="P", help="Reject predictions less sure than this."
+        min=0.0, max=1.0, metavar="P", help="Flag predictions less sure than this as uncertain."
     ),
 ]
 RunDirArgument = Annotated[

@@ -158,5 +158,7 @@ def prediction(item, json_lines: bool) -> None:
         print_line(json.dumps(item.to_dict()))
     elif item.rejected:
         print_line(f"{item.file}: rejected ({item.rejected})")
+    elif item.uncertain:
+        print_line(f"{item.file}: {item.label}? (p={item.confidence:.3f}, not sure)")
     else:
         print_line(f"{item.file}: {item.label} (p={item.confidence:.3f})")

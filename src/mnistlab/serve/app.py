@@ -190,8 +190,9 @@ def model(request: Request) -> dict[str, Any]:
 @router.post(
     "/api/predict",
     summary="Read the digit in one image",
-    description=f"Send {ACCEPTED}. A readable image without a digit (or one the model is "
-    "not sure about) is a 200 answer with `rejected` set and `label` null.",
+    description=f"Send {ACCEPTED}. A readable image without a digit (no ink, or not a digit)"
+    " is a 200 answer with `rejected` set and `label` null; a low confidence keeps the best"
+    " guess in `label` with `uncertain` true.",
     responses={200: {"model": PredictionResponse}, **errors(400, 413, 415, 422)},
     openapi_extra=upload_body(batch=False),
 )

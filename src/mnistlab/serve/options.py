@@ -24,7 +24,7 @@ class ServeOptions:
         workers: worker processes, each with its own copy of the model.
         max_upload_mb: the largest request body accepted, in MiB.
         cors_origins: web origins allowed to call the API from their pages.
-        min_confidence: predictions less sure than this are rejected.
+        min_confidence: predictions less sure than this are flagged ``uncertain``.
     """
 
     run_dir: Path | None = None

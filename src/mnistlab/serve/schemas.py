@@ -50,18 +50,28 @@ class PredictionResponse(BaseModel):
     """``Prediction.to_dict()``'s fields plus the preview; the defaults are a file not seen."""
 
     file: str | None = Field(description="The upload's file name; null for a raw body.")
-    label: int | None = Field(None, description="The digit read, 0-9; null when rejected.")
+    label: int | None = Field(
+        None, description="The digit read (the best guess), 0-9; null only when rejected."
+    )
     confidence: float | None = Field(
         None, description="Probability of the most likely digit; null when no digit was found."
     )
     probabilities: list[float] = Field(
         [], description="Ten probabilities, for digits 0-9; empty when no digit was found."
     )
+    uncertain: bool = Field(
+        False, description="True when the confidence is below min_confidence: a best guess."
+    )
     rejected: str | None = Field(
         None,
-        description="Why no digit is reported (no digit-like ink, or not sure); null otherwise.",
+        description="Why the image holds no digit (no digit-like ink, or not a digit); null"
+        " otherwise.",
     )
-    uncertain: bool = Field(False, description="True when the model is not sure of its best guess.")
+    not_digit: float | None = Field(
+        None,
+        description="Probability that the image holds no single digit; null for a model"
+        " without that head.",
+    )
     preview_png_base64: str | None = Field(
         None, description="The 28x28 image the model saw, as a base64 PNG; null when it saw none."
     )

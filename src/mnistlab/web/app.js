@@ -278,20 +278,25 @@ function setMessage(text, kind) {
 function showAnswer(answer) {
   showBars(answer.probabilities);
   showPreview(answer.preview_png_base64);
-  digitOutput.classList.toggle("rejected", answer.rejected !== null);
-  if (answer.rejected === null) {
+  const refused = answer.rejected !== null;
+  digitOutput.classList.toggle("rejected", refused || answer.uncertain);
+  if (!refused && !answer.uncertain) {
     digitOutput.textContent = String(answer.label);
     confidenceText.textContent = `${percent(answer.confidence)} sure`;
     setMessage("");
+  } else if (!refused) {
+    // The best guess, always: low confidence is a flag, not a refusal.
+    digitOutput.textContent = `${answer.label}?`;
+    confidenceText.textContent = `Not sure: ${answer.label}? (${percent(answer.confidence)})`;
+    setMessage("The model is unsure of this one. Try drawing it larger or clearer.", "warn");
   } else if (answer.confidence === null) {
     digitOutput.textContent = "?";
     confidenceText.textContent = "No digit found";
     setMessage(answer.rejected, "warn");
   } else {
-    const guess = answer.probabilities.indexOf(answer.confidence);
-    digitOutput.textContent = "?";
-    confidenceText.textContent = "Not sure";
-    setMessage(`Best guess ${guess} at ${percent(answer.confidence)}, too unsure to call. Try drawing it larger or clearer.`, "warn");
+    digitOutput.textContent = "–";
+    confidenceText.textContent = "Not a digit";
+    setMessage("This does not look like one digit 0-9: draw a single digit, large, in the square.", "warn");
   }
 }
 
