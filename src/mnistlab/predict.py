@@ -52,8 +52,16 @@ def pretrained_dir() -> Path:
 class Predictor:
     """A loaded model: class probabilities for MNIST-style uint8 digits of shape (N, 28, 28)."""
 
-    def __init__(self, run_dir: Path, session=None, model=None):
+    def __init__(
+        self,
+        run_dir: Path,
+        session=None,
+        model=None,
+        not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+    ):
         self.run_dir, self._session, self._model = Path(run_dir), session, model
+        # The run's own operating point for its not-a-digit head (runs.NOT_DIGIT_FILE).
+        self.not_digit_threshold = not_digit_threshold
         # ONNX Runtime sessions may run from many threads at once (a server's); Keras models
         # are not documented to, so their calls take turns.
         self._keras_lock = threading.Lock()
@@ -73,7 +81,10 @@ class Predictor:
         run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
         if not run_dir.is_dir():
             raise RunError(f"run directory {run_dir} does not exist")
-        onnx_path = run_dir / runs.ONNX_FILE
+        run = runs.Run(run_dir)
+        head = run.read_not_digit()
+        not_digit_threshold = head["threshold"] if head else DEFAULT_NOT_DIGIT_THRESHOLD
+        onnx_path = run.onnx_path
         if onnx_path.is_file():
             import onnxruntime
 
@@ -88,8 +99,8 @@ class Predictor:
                 )
             except Exception as error:  # ONNX Runtime raises its own exception types.
                 raise RunError(f"{onnx_path} cannot be loaded by ONNX Runtime ({error})") from None
-            return cls(run_dir, session=session)
-        return cls(run_dir, model=runs.load_model(run_dir))
+            return cls(run_dir, session=session, not_digit_threshold=not_digit_threshold)
+        return cls(run_dir, model=run.load_model(), not_digit_threshold=not_digit_threshold)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """float32 (N, 10) for uint8 digits (N, 28, 28), through data.to_model_input."""
@@ -201,14 +212,16 @@ def classify(
     predictions: list[Prediction],
     predictor: Predictor,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+    not_digit_threshold: float | None = None,
 ) -> None:
     """Fill in label, confidence and probabilities, in one model call for all of them.
 
     A prediction less sure than ``min_confidence`` keeps its label and is flagged
     ``uncertain``; an image the model's not-a-digit head scores above ``not_digit_threshold``
-    is rejected (its label stays None).
+    is rejected (its label stays None); by default the predictor's own threshold.
     """
+    if not_digit_threshold is None:
+        not_digit_threshold = predictor.not_digit_threshold
     readable = [p for p in predictions if p.digit is not None]
     if not readable:
         return

@@ -27,6 +27,8 @@ from mnistlab.fileio import atomic_path, atomic_write_bytes
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
+# The not-a-digit head's threshold and how it was chosen (notdigit.py); absent without a head.
+NOT_DIGIT_FILE = "not_digit.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 FIGURE_FILES = {
@@ -225,6 +227,7 @@ class Run:
         self.config_path = self.path / CONFIG_FILE
         self.model_path = self.path / MODEL_FILE
         self.onnx_path = self.path / ONNX_FILE
+        self.not_digit_path = self.path / NOT_DIGIT_FILE
         self.history_path = self.path / HISTORY_FILE
         self.metrics_path = self.path / METRICS_FILE
         self.report_path = self.path / REPORT_FILE
@@ -323,6 +326,15 @@ class Run:
 
     def has_onnx(self) -> bool:
         return self.onnx_path.is_file()
+
+    def read_not_digit(self) -> dict[str, Any] | None:
+        """The not-a-digit head's settings (``threshold``, ...), or None for a run without one."""
+        if not self.not_digit_path.is_file():
+            return None
+        return read_json(self.path, NOT_DIGIT_FILE)
+
+    def write_not_digit(self, settings: dict[str, Any]) -> None:
+        write_json(self.not_digit_path, settings)
 
     # The checkpoint of an unfinished run.
 

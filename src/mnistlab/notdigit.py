@@ -1,0 +1,303 @@
+"""A "not a digit" head for a trained model: outlier exposure on the model's own features.
+
+A digit classifier answers one of ten digits for anything it is shown; a tap, a letter or a
+scribble gets a confident digit. The head is a small network on the classifier's last hidden
+features (the input of its softmax layer), trained to tell digits as people send them
+(MNIST's training digits, and the same digits rendered as photos, scans, drawings, low-resolution
+scans, plus typed digits) from images that hold no single digit (``nondigits.py``). The
+classifier itself is not retrained, so its ten probabilities, and its accuracy, do not change.
+
+The model with its head has one output of 11 columns: the ten digit probabilities, then the
+probability that the image holds no single digit (``NOT_DIGIT_COLUMN``). ``inference`` splits
+them; a model without the head (a user's own run) has ten columns and no such score.
+
+    python -m mnistlab.notdigit RUN_DIR --data-dir DIR    # adds the head to RUN_DIR's model
+
+The threshold is chosen on held-out images and saved in the run (``runs.NOT_DIGIT_FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab import drawings, nondigits, renderers
+from mnistlab.data import NUM_CLASSES, to_model_input
+from mnistlab.errors import ImageError
+from mnistlab.fileio import atomic_write_bytes
+from mnistlab.images import normalize_digit
+
+NOT_DIGIT_COLUMN = NUM_CLASSES  # The head's probability follows the ten digit probabilities.
+HEAD_UNITS = 128
+PER_KIND = 1500  # Rendered training digits of each kind; twice as many non-digits of each.
+# The threshold is the lowest at which no kind of held-out digit, counting those the model
+# reads right, is refused more often than this (bench/bench_notdigit.py draws the curve).
+MAX_HELD_OUT_LOST = 0.0005
+DIGIT_KINDS = ("photo", "scan", "mouse", "lowres", "drawing", "font")
+
+
+def _digit_image(task: tuple) -> np.ndarray | None:
+    """One training digit rendered as ``kind`` and read back as the server reads it."""
+    kind, digit, label, seed, fonts = task
+    rng = np.random.default_rng(seed)
+    if kind == "photo":
+        image = renderers.render_photo(digit, rng)[0]
+    elif kind == "scan":
+        image = renderers.render_scan(digit, rng)
+    elif kind == "mouse":
+        image = renderers.render_mouse(digit, rng)
+    elif kind == "lowres":
+        image = renderers.render_lowres(digit, rng)
+    elif kind == "drawing":
+        style = drawings.DRAWING_STYLES[int(rng.integers(len(drawings.DRAWING_STYLES)))]
+        image = drawings.render_drawing(digit, style, rng)
+    else:
+        font = fonts[int(rng.integers(len(fonts)))] if fonts else None
+        image = renderers.render_font(label, font, rng)
+    try:
+        return normalize_digit(image)
+    except ImageError:
+        return None
+
+
+def _non_digit_image(task: tuple) -> np.ndarray | None:
+    kind, seed, fonts, pool = task
+    image = nondigits.render(kind, np.random.default_rng(seed), list(fonts), pool)
+    try:
+        return normalize_digit(image)
+    except ImageError:  # Nothing digit-like was found: already refused, nothing to learn.
+        return None
+
+
+def _map(function, tasks: list, workers: int) -> list:
+    if workers <= 1:
+        return [function(task) for task in tasks]
+    # Spawned, not forked: the parent may already run framework threads.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(function, tasks, chunksize=64))
+
+
+def rendered_digits(
+    images: np.ndarray, labels: np.ndarray, per_kind: int, seed: int, fonts: list[str],
+    workers: int = 1, kinds: tuple[str, ...] = DIGIT_KINDS, keep_order: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_kind`` digits of ``images`` in each of ``kinds`` as normalize_digit reads them,
+    and their labels: picked at random, or the first ``per_kind`` in order (``keep_order``).
+    Images that normalize_digit refuses are left out."""
+    rng = np.random.default_rng(seed)
+    tasks, task_labels = [], []
+    for kind in kinds:
+        number = DIGIT_KINDS.index(kind)
+        picked = (np.arange(per_kind) if keep_order
+                  else rng.choice(len(images), per_kind, replace=False))
+        for index in picked:
+            stream = [seed, number, int(index)]
+            tasks.append((kind, images[index], int(labels[index]), stream, tuple(fonts)))
+            task_labels.append(int(labels[index]))
+    read = _map(_digit_image, tasks, workers)
+    kept = [position for position, digit in enumerate(read) if digit is not None]
+    digits = np.array([read[position] for position in kept], np.uint8).reshape(-1, 28, 28)
+    return digits, np.array(task_labels, np.uint8)[kept]
+
+
+def rendered_non_digits(
+    per_kind: int, seed: int, fonts: list[str], digit_pool: np.ndarray, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_kind`` images of each of nondigits.KINDS as normalize_digit reads them, and the
+    index of each one's kind (those refused before the model are left out)."""
+    tasks = [
+        (kind, [seed, number, index], tuple(fonts), digit_pool)
+        for number, kind in enumerate(nondigits.KINDS)
+        for index in range(per_kind)
+    ]
+    kinds = np.repeat(np.arange(len(nondigits.KINDS)), per_kind)
+    read = _map(_non_digit_image, tasks, workers)
+    kept = np.array([digit is not None for digit in read])
+    digits = np.array([digit for digit in read if digit is not None], np.uint8)
+    return digits.reshape(-1, 28, 28), kinds[kept]
+
+
+def _feature_graph(model, inputs):
+    """The model's digit probabilities and the head's features, for an input tensor.
+
+    The features are the input of the softmax layer and, for a convolutional model, the input
+    of its last convolution, flattened: the shapes of strokes, before they are mapped to
+    digits, tell a letter or a scribble apart better than the last layer alone does.
+    """
+    from keras import layers
+
+    convolutions = [i for i, layer in enumerate(model.layers) if isinstance(layer, layers.Conv2D)]
+    tapped = convolutions[-1] if convolutions else None
+    hidden, parts = inputs, []
+    for index, layer in enumerate(model.layers[:-1]):
+        if index == tapped:
+            parts.append(layers.Flatten(name="not_digit_strokes")(hidden))
+        hidden = layer(hidden)
+    parts.append(hidden)
+    if len(parts) == 1:
+        return model.layers[-1](hidden), hidden
+    features = layers.Concatenate(name="not_digit_features")(parts)
+    return model.layers[-1](hidden), features
+
+
+def features_model(model):
+    """The classifier's inputs to the head's features (see ``_feature_graph``)."""
+    import keras
+
+    inputs = keras.Input(shape=model.inputs[0].shape[1:])
+    return keras.Model(inputs, _feature_graph(model, inputs)[1])
+
+
+def fit_head(features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: int = 20):
+    """A small network giving the probability that the features come from no single digit.
+
+    It trains on standardised features; the standardisation is then folded into its first
+    layer's weights (exact), so the saved head is two plain Dense layers that export to ONNX.
+    The two groups are weighted equally, however many of each there are.
+    """
+    import keras
+    from keras import layers
+
+    def build() -> keras.Sequential:
+        return keras.Sequential(
+            [
+                keras.Input(shape=(features.shape[1],)),
+                layers.Dense(HEAD_UNITS, activation="relu"),
+                layers.Dense(1, activation="sigmoid"),
+            ],
+            name="not_digit",
+        )
+
+    keras.utils.set_random_seed(seed)
+    mean = features.mean(0)
+    scale = features.std(0) + 1e-3  # Features that never vary (dead units) stay finite.
+    head = build()
+    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    target = (~is_digit).astype(np.float32)
+    weights = np.where(is_digit, 0.5 / is_digit.mean(), 0.5 / (~is_digit).mean())
+    head.fit((features - mean) / scale, target, sample_weight=weights.astype(np.float32),
+             batch_size=256, epochs=epochs, verbose=0, shuffle=True)
+    (kernel, bias), last = head.layers[0].get_weights(), head.layers[1].get_weights()
+    folded = build()
+    folded.layers[0].set_weights([kernel / scale[:, None], bias - (mean / scale) @ kernel])
+    folded.layers[1].set_weights(last)
+    return folded
+
+
+def with_head(model, head):
+    """One model with an (N, 11) output: the ten digit probabilities, then the head's score."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], name="pixels")
+    probabilities, features = _feature_graph(model, inputs)
+    outputs = layers.Concatenate(name="digits_then_not_digit")([probabilities, head(features)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_with_not_digit")
+
+
+def choose_threshold(digit_scores: dict[str, np.ndarray], max_lost: float) -> float:
+    """The lowest threshold at which no kind of held-out digit loses more than ``max_lost`` of
+    its images (those the classifier reads right): the most non-digits refused for that cost."""
+    candidates = np.unique(np.concatenate([*digit_scores.values(), [1.0]]))
+    for threshold in candidates:
+        if all(np.mean(scores >= threshold) <= max_lost for scores in digit_scores.values()):
+            return float(threshold)
+    return 1.0
+
+
+def add_head(
+    run_dir: Path, data_dir: str | None, per_kind: int = PER_KIND, seed: int = 0
+) -> dict:
+    """Train the head for RUN_DIR's model, choose its threshold on held-out images, and save
+    the model with it (model.keras, and model.onnx if the run has one) and not_digit.json.
+
+    Training uses the run's training part of MNIST; the threshold is chosen on its validation
+    part (as it is and rendered in every kind); non-digits for measuring come from another seed.
+    """
+    from mnistlab import runs
+    from mnistlab.data import load_dataset, split_validation
+    from mnistlab.export import export_onnx
+    from mnistlab.inference import model_outputs
+
+    from mnistlab.models import without_augmentation
+
+    run = runs.Run(run_dir)
+    config = run.read_config()
+    # Inactive augmentation layers would be traced into the export, which cannot hold them.
+    model = without_augmentation(run.load_model())
+    if model.outputs[0].shape[-1] != NUM_CLASSES:
+        raise SystemExit(f"error: {run_dir}'s model has {model.outputs[0].shape[-1]} outputs,"
+                         f" expected {NUM_CLASSES} (it has a head already)")
+    dataset = load_dataset("mnist", data_dir)
+    train_images, train_labels, held_images, held_labels = split_validation(
+        dataset.train_images, dataset.train_labels, config.validation_split or 0.1, config.seed
+    )
+    workers = min(os.cpu_count() or 1, 4)
+    fonts = nondigits.split_fonts(nondigits.font_files(), "train")
+    print(f"rendering {per_kind} training digits of each kind, {2 * per_kind} non-digits of each")
+    rendered, _ = rendered_digits(train_images, train_labels, per_kind, seed, fonts, workers)
+    negatives, _ = rendered_non_digits(2 * per_kind, seed, fonts, train_images, workers)
+    images = np.concatenate([train_images, rendered, negatives])
+    is_digit = np.arange(len(images)) < len(train_images) + len(rendered)
+    features = features_model(model).predict(to_model_input(images), batch_size=500, verbose=0)
+    print(f"training the head on {is_digit.sum()} digits and {(~is_digit).sum()} non-digits")
+    combined = with_head(model, fit_head(np.asarray(features), is_digit, seed))
+
+    print("choosing the threshold on held-out digits")
+    held = {"mnist": (held_images, held_labels)}
+    count = min(per_kind // 3, len(held_images))
+    for kind in DIGIT_KINDS:
+        held[kind] = rendered_digits(held_images[:count], held_labels[:count], count, seed + 1,
+                                     fonts, workers, kinds=(kind,), keep_order=True)
+    digit_scores = {}
+    for kind, (kind_images, labels) in held.items():
+        raw = model_outputs(combined, kind_images)
+        correct = raw[:, :NUM_CLASSES].argmax(1) == labels
+        digit_scores[kind] = raw[correct, NOT_DIGIT_COLUMN]
+    threshold = choose_threshold(digit_scores, MAX_HELD_OUT_LOST)
+    held_negatives, _ = rendered_non_digits(count, seed + 1, fonts, held_images, workers)
+    non_digit_scores = model_outputs(combined, held_negatives)[:, NOT_DIGIT_COLUMN]
+    settings = {
+        "threshold": threshold,
+        "max_held_out_lost": MAX_HELD_OUT_LOST,
+        "held_out_digits_refused": {
+            kind: round(float(np.mean(scores >= threshold)), 5)
+            for kind, scores in digit_scores.items()
+        },
+        "held_out_non_digits_refused": round(float(np.mean(non_digit_scores >= threshold)), 4),
+        "trained_on": {"digits": int(is_digit.sum()), "non_digits": int((~is_digit).sum())},
+        "seed": seed,
+    }
+    original = run.model_path.read_bytes()
+    run.save_model(combined)
+    if run.has_onnx():
+        try:
+            export_onnx(run.path)
+        except Exception:  # The run keeps its model as it was: no half-made run.
+            atomic_write_bytes(run.model_path, original)
+            raise
+    run.write_not_digit(settings)
+    print(json.dumps(settings, indent=1))
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Add a not-a-digit head to a trained run.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
+    parser.add_argument("--per-kind", type=int, default=PER_KIND)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    add_head(args.run_dir, args.data_dir, args.per_kind, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
