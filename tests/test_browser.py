@@ -170,3 +170,62 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     # A 422 answer is logged by Chromium as a failed resource; it is the expected answer here.
     assert [p for p in problems if "422" not in p] == [], problems
     page.close()
+
+
+# "2026" as mouse paths on the number mode's wide canvas (840x280 canvas units).
+TWO_AT = [[(60, 90), (100, 55), (150, 70), (150, 120), (60, 220), (165, 220)]]
+ZERO_AT = [[(280, 55), (240, 90), (230, 150), (245, 205), (285, 225), (325, 200), (335, 140),
+            (320, 80), (280, 55)]]
+SIX_AT = [[(600, 55), (545, 130), (540, 190), (575, 225), (615, 205), (620, 165), (585, 145),
+           (545, 170)]]
+YEAR = TWO_AT + ZERO_AT + [[(x + 340, y) for x, y in TWO_AT[0]]] + SIX_AT
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_write_a_number_on_the_wide_canvas(browser, server_url, width, height, tmp_path):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    problems = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(server_url)
+    page.locator("#mode-number").click()
+    expect(page.locator("#number-mode")).to_be_visible()
+    expect(page.locator("#digit-mode")).to_be_hidden()
+    box = page.locator("#number-canvas").bounding_box()
+    assert box["width"] > 2.5 * box["height"]  # a wide strip, whatever the screen
+
+    def at(x, y):
+        return box["x"] + x / 840 * box["width"], box["y"] + y / 280 * box["height"]
+
+    for stroke in YEAR:
+        page.mouse.move(*at(*stroke[0]))
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            for step in range(1, 9):
+                page.mouse.move(*at(x0 + (x1 - x0) * step / 8, y0 + (y1 - y0) * step / 8))
+        page.mouse.up()
+    page.wait_for_selector('#number-result[aria-busy="false"]')
+    expect(page.locator("#number-text")).to_have_text("2026")
+    expect(page.locator("#number-digits li")).to_have_count(4)
+    labels = page.locator("#number-digits li span").all_inner_texts()
+    assert labels == ["2", "0", "2", "6"]
+    # The boxes are drawn over the strokes: the overlay has coloured pixels now.
+    drawn = page.evaluate(
+        "(() => { const c = document.getElementById('number-boxes');"
+        " return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+        ".some((value, index) => index % 4 === 3 && value > 0); })()"
+    )
+    assert drawn
+    page.screenshot(path=str(tmp_path / f"number-{width}.png"), full_page=True)
+    page.keyboard.press("Escape")  # clears the number, not the one-digit square
+    expect(page.locator("#number-text")).to_have_text("")
+    expect(page.locator("#number-digits li")).to_have_count(0)
+    page.locator("#mode-digit").click()  # the one-digit mode is as it was
+    expect(page.locator("#digit-mode")).to_be_visible()
+    expect(page.locator("#message")).to_contain_text("Draw a digit")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert problems == [], problems
+    page.close()

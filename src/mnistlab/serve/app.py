@@ -1,7 +1,8 @@
 """The FastAPI app: the draw-a-digit page at ``/`` and the JSON API under ``/api``.
 
 Thin on purpose: every image goes through ``predict.read_digit`` and ``predict.classify``, the
-path ``mnistlab predict`` takes, so the page, the API and the CLI cannot disagree. The routes
+path ``mnistlab predict`` takes, so the page, the API and the CLI cannot disagree (a number
+goes through ``reading.read_number``, as in ``mnistlab read``). The routes
 are module-level; what they share (predictor, options, the model's metrics) is on
 ``app.state``, set by ``create_app``.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from anyio import to_thread
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from mnistlab import __version__, runs
 from mnistlab.errors import RunError
 from mnistlab.predict import Prediction, Predictor
+from mnistlab.reading import MAX_DIGITS, NumberReading
 from mnistlab.serve import uploads
 from mnistlab.serve.options import ServeOptions
 from mnistlab.serve.schemas import (
@@ -34,6 +36,7 @@ from mnistlab.serve.schemas import (
     ApiError,
     BatchResponse,
     ModelInfo,
+    NumberResponse,
     PredictionResponse,
     errors,
     upload_body,
@@ -230,6 +233,43 @@ async def predict_batch(request: Request) -> JSONResponse:
         for item in read
     ]
     return JSONResponse({"results": results})
+
+
+@router.post(
+    "/api/read",
+    summary="Read a handwritten number (1 to about 20 digits on one line)",
+    description=f"Send {ACCEPTED}. The answer gives the number as `text`, and each digit with "
+    "its confidence, its box `[x, y, width, height]` in the image's pixels and the 28x28 image "
+    "the model saw. A readable image without a number is a 200 answer with `rejected` set and "
+    "`text` null.",
+    responses={200: {"model": NumberResponse}, **errors(400, 413, 415, 422)},
+    openapi_extra=upload_body(batch=False),
+)
+async def read(
+    request: Request,
+    expect_digits: int | None = Query(
+        None, ge=1, le=MAX_DIGITS, description="Read exactly this many digits."
+    ),
+) -> JSONResponse:
+    state = request.app.state
+    upload = await uploads.read_upload(request, state.options.upload_limit)
+    image = uploads.open_upload(upload.data)
+    work = (image, upload.filename, state.predictor, state.options.min_confidence, expect_digits)
+    # A number costs several digits' work: only a small one is read on the event loop.
+    if image.width * image.height <= INLINE_PIXELS // 4:
+        reading = uploads.read_number_upload(*work)
+    else:
+        reading = await run_in_threadpool(uploads.read_number_upload, *work)
+    return JSONResponse(number_response(reading))
+
+
+def number_response(reading: NumberReading) -> dict[str, Any]:
+    """``mnistlab read --json``'s fields, each digit with the preview the model saw."""
+    answer = reading.to_dict()
+    for digit, entry in zip(reading.digits, answer["digits"]):
+        png = digit.preview_png()
+        entry["preview_png_base64"] = None if png is None else base64.b64encode(png).decode()
+    return answer
 
 
 def to_response(prediction: Prediction) -> dict[str, Any]:

@@ -87,6 +87,38 @@ class BatchResponse(BaseModel):
     results: list[BatchEntry] = Field(description="One entry per file, in the order sent.")
 
 
+class DigitResponse(BaseModel):
+    label: int = Field(description="The digit read, 0-9.")
+    confidence: float = Field(description="Probability of that digit.")
+    uncertain: bool = Field(description="True when the model is not sure of this digit.")
+    box: list[int] = Field(
+        description="Where the digit is: [x, y, width, height] in the image's own pixels."
+    )
+    preview_png_base64: str | None = Field(
+        None, description="The 28x28 image the model saw for this digit, as a base64 PNG."
+    )
+
+
+class NumberResponse(BaseModel):
+    """``NumberReading.to_dict()``'s fields, each digit with its preview."""
+
+    file: str | None = Field(None, description="The upload's file name; null for a raw body.")
+    text: str | None = Field(
+        None, description="The number read, digits only, left to right; null when rejected."
+    )
+    confidence: float | None = Field(
+        None, description="The product of the digits' confidences; null when rejected."
+    )
+    digits: list[DigitResponse] = Field(
+        [], description="Each digit, left to right (also when rejected, if any were read)."
+    )
+    rejected: str | None = Field(
+        None,
+        description="Why no number is reported (no ink, specks, a line, marks that are not"
+        " digits, or not as many digits as `expect_digits`); null otherwise.",
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     run: str

@@ -21,6 +21,7 @@ from python_multipart.multipart import parse_options_header
 from mnistlab import images
 from mnistlab.errors import ImageError, UnsupportedImage
 from mnistlab.predict import FileError, Prediction, Predictor, classify, read_digit
+from mnistlab.reading import NumberReading, read_number
 from mnistlab.serve.schemas import ACCEPTED, SEND_AN_IMAGE, ApiError
 
 MULTIPART_HINT = "send the files as a browser's form or curl -F writes them"
@@ -260,6 +261,29 @@ def predict_upload(
         raise ApiError(422, prediction.message, hint=SEND_AN_IMAGE)
     classify([prediction], predictor, min_confidence)
     return prediction
+
+
+def read_number_upload(
+    image: Image.Image,
+    filename: str | None,
+    predictor: Predictor,
+    min_confidence: float,
+    expect_digits: int | None,
+) -> NumberReading:
+    """Decode an image ``open_upload`` opened and read the number in it.
+
+    Raises:
+        ApiError: 422 when its pixels cannot be read.
+    """
+    try:
+        return read_number(
+            image, predictor, expect_digits, min_confidence=min_confidence, file=filename
+        )
+    except ImageError as error:
+        raise ApiError(422, str(error), hint=SEND_AN_IMAGE) from None
+    except Exception:  # noqa: BLE001 - an unexpected decoder or reader failure: the input's.
+        logger.exception("image processing failed")
+        raise ApiError(422, "the image could not be processed", hint=SEND_AN_IMAGE) from None
 
 
 def predict_batch(

@@ -336,3 +336,267 @@ async function showModel() {
 repaint();
 showEmpty();
 showModel();
+
+// --- A number: a wide canvas read by POST /api/read -----------------------------------------
+// Its own strokes, requests and answer; the one-digit mode above is untouched by it.
+
+const NUMBER_STROKE_WIDTH = 16; // On the 840x280 canvas: digits about 200 px tall are drawn like the square's.
+const modeDigit = document.getElementById("mode-digit");
+const modeNumber = document.getElementById("mode-number");
+const digitMode = document.getElementById("digit-mode");
+const numberMode = document.getElementById("number-mode");
+const numberCanvas = document.getElementById("number-canvas");
+const numberContext = numberCanvas.getContext("2d");
+const numberBoxes = document.getElementById("number-boxes");
+const boxesContext = numberBoxes.getContext("2d");
+const numberUndo = document.getElementById("number-undo");
+const numberClear = document.getElementById("number-clear");
+const numberFile = document.getElementById("number-file");
+const numberResult = document.getElementById("number-result");
+const numberText = document.getElementById("number-text");
+const numberMessage = document.getElementById("number-message");
+const numberDigits = document.getElementById("number-digits");
+
+const numberStrokes = [];
+const number = { stroke: null, pointer: null, timer: null, inFlight: false, again: false,
+  sent: 0, shown: 0, image: null, place: null };
+
+function showMode(wantNumber) {
+  modeDigit.setAttribute("aria-selected", String(!wantNumber));
+  modeNumber.setAttribute("aria-selected", String(wantNumber));
+  digitMode.hidden = wantNumber;
+  numberMode.hidden = !wantNumber;
+  document.querySelector("h1").textContent = wantNumber ? "Write a number" : "Draw a digit";
+  lead.textContent = wantNumber ? NUMBER_LEAD : digitLead;
+}
+const lead = document.querySelector(".lead");
+const digitLead = lead.textContent;
+const NUMBER_LEAD = "Write a number, 1 to 20 digits on one line, in the black strip, or upload a photo"
+  + " of one. Each digit is cut out and normalised the way MNIST was before the model reads it.";
+modeDigit.addEventListener("click", () => showMode(false));
+modeNumber.addEventListener("click", () => showMode(true));
+
+function numberRepaint() {
+  numberContext.fillStyle = "#000";
+  numberContext.fillRect(0, 0, numberCanvas.width, numberCanvas.height);
+  if (number.image) {
+    const { x, y, scale } = number.place;
+    numberContext.drawImage(number.image, x, y, number.image.width * scale, number.image.height * scale);
+  }
+  numberContext.strokeStyle = "#fff";
+  numberContext.fillStyle = "#fff";
+  numberContext.lineCap = "round";
+  numberContext.lineJoin = "round";
+  for (const stroke of numberStrokes) {
+    numberContext.lineWidth = stroke.width;
+    const [first, ...rest] = stroke.points;
+    numberContext.beginPath();
+    if (rest.length === 0) {
+      numberContext.arc(first[0], first[1], stroke.width / 2, 0, 2 * Math.PI);
+      numberContext.fill();
+      continue;
+    }
+    numberContext.moveTo(first[0], first[1]);
+    for (const [x, y] of rest) numberContext.lineTo(x, y);
+    numberContext.stroke();
+  }
+  numberUndo.disabled = numberStrokes.length === 0 && !number.image;
+}
+
+function numberPoint(event) {
+  const box = numberCanvas.getBoundingClientRect();
+  return [
+    ((event.clientX - box.left) / box.width) * numberCanvas.width,
+    ((event.clientY - box.top) / box.height) * numberCanvas.height,
+  ];
+}
+
+numberCanvas.addEventListener("pointerdown", (event) => {
+  if (number.pointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
+  event.preventDefault();
+  if (number.image) { number.image = null; number.place = null; }
+  number.pointer = event.pointerId;
+  numberCanvas.setPointerCapture(event.pointerId);
+  const pressure = event.pointerType === "pen" && event.pressure > 0 ? 0.6 + 0.8 * event.pressure : 1;
+  number.stroke = { width: NUMBER_STROKE_WIDTH * pressure, points: [numberPoint(event)] };
+  numberStrokes.push(number.stroke);
+  numberRepaint();
+});
+
+numberCanvas.addEventListener("pointermove", (event) => {
+  if (event.pointerId !== number.pointer) return;
+  const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const move of moves.length ? moves : [event]) number.stroke.points.push(numberPoint(move));
+  numberRepaint();
+  if (number.timer === null) {
+    number.timer = setTimeout(() => { number.timer = null; readCanvas(); }, WHILE_DRAWING_MS);
+  }
+});
+
+function endNumberStroke(event) {
+  if (event.pointerId !== number.pointer) return;
+  number.pointer = null;
+  number.stroke = null;
+  clearTimeout(number.timer);
+  number.timer = null;
+  readCanvas();
+}
+numberCanvas.addEventListener("pointerup", endNumberStroke);
+numberCanvas.addEventListener("pointercancel", endNumberStroke);
+
+function numberUndoStroke() {
+  if (number.pointer !== null) return;
+  if (numberStrokes.length) numberStrokes.pop(); else number.image = null;
+  numberRepaint();
+  if (numberStrokes.length) readCanvas(); else numberEmpty();
+}
+
+function numberClearAll() {
+  numberStrokes.length = 0;
+  number.image = null;
+  numberRepaint();
+  numberEmpty();
+}
+numberUndo.addEventListener("click", numberUndoStroke);
+numberClear.addEventListener("click", numberClearAll);
+// Captured before the one-digit mode's shortcuts, which then do not see the key.
+window.addEventListener("keydown", (event) => {
+  if (numberMode.hidden) return;
+  const typing = event.target instanceof HTMLInputElement && event.target.type !== "file";
+  if (typing) return;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    numberUndoStroke();
+  } else if (event.key === "Escape") {
+    event.stopImmediatePropagation();
+    numberClearAll();
+  }
+}, true);
+
+numberFile.addEventListener("change", () => {
+  const file = numberFile.files[0];
+  numberFile.value = "";
+  if (!file) return;
+  numberStrokes.length = 0;
+  const url = URL.createObjectURL(file);
+  const image = new Image();
+  image.onload = () => {
+    // Shown fitted into the canvas; the answer's boxes are in the file's pixels.
+    const scale = Math.min(numberCanvas.width / image.width, numberCanvas.height / image.height);
+    number.image = image;
+    number.place = { scale, x: (numberCanvas.width - image.width * scale) / 2,
+      y: (numberCanvas.height - image.height * scale) / 2 };
+    numberRepaint();
+    URL.revokeObjectURL(url);
+  };
+  image.onerror = () => URL.revokeObjectURL(url);
+  image.src = url;
+  number.image = null;
+  numberRepaint();
+  sendNumber(file, file.type || "application/octet-stream");
+});
+
+function readCanvas() {
+  if (numberStrokes.length === 0) return;
+  numberResult.setAttribute("aria-busy", "true");
+  if (number.inFlight) { number.again = true; return; }
+  number.inFlight = true;
+  numberCanvas.toBlob((blob) => sendNumber(blob, "image/png"), "image/png");
+}
+
+async function sendNumber(body, contentType) {
+  const sent = ++number.sent;
+  number.inFlight = true;
+  numberResult.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch("/api/read", { method: "POST", headers: { "Content-Type": contentType }, body });
+    const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (sent < number.shown) return;
+    number.shown = sent;
+    if (response.ok) showNumber(answer); else showNumberError(answer.error || `HTTP ${response.status}`);
+  } catch (error) {
+    if (sent >= number.shown) showNumberError("the server cannot be reached; is `mnistlab serve` still running?");
+  } finally {
+    number.inFlight = false;
+    if (number.again) { number.again = false; readCanvas(); } else numberResult.setAttribute("aria-busy", "false");
+  }
+}
+
+function drawBoxes(digits) {
+  boxesContext.clearRect(0, 0, numberBoxes.width, numberBoxes.height);
+  const place = number.image ? number.place : { scale: 1, x: 0, y: 0 };
+  // Labels stay about 16 px on screen, however small the canvas is shown.
+  const perPixel = numberBoxes.width / Math.max(numberBoxes.getBoundingClientRect().width, 1);
+  const size = Math.round(Math.min(48, Math.max(22, 16 * perPixel)));
+  boxesContext.lineWidth = Math.max(2, perPixel);
+  boxesContext.font = `bold ${size}px system-ui, sans-serif`;
+  boxesContext.textBaseline = "bottom";
+  for (const digit of digits) {
+    const [x, y, w, h] = digit.box.map((value) => value * place.scale);
+    const colour = digit.uncertain ? "#f0b35a" : "#4ea1ff";
+    boxesContext.strokeStyle = colour;
+    boxesContext.fillStyle = colour;
+    boxesContext.strokeRect(place.x + x, place.y + y, w, h);
+    const label = digit.uncertain ? `${digit.label}?` : String(digit.label);
+    boxesContext.fillText(label, place.x + x + 2, Math.max(place.y + y - 2, size));
+  }
+}
+
+function showDigits(digits) {
+  numberDigits.replaceChildren(...digits.map((digit) => {
+    const item = document.createElement("li");
+    const image = document.createElement("img");
+    image.src = `data:image/png;base64,${digit.preview_png_base64}`;
+    image.alt = `The 28 by 28 image read as ${digit.label}`;
+    const label = document.createElement("span");
+    label.textContent = digit.uncertain ? `${digit.label}?` : String(digit.label);
+    const sure = document.createElement("small");
+    sure.textContent = percent(digit.confidence);
+    item.className = digit.uncertain ? "uncertain" : "";
+    item.append(image, label, sure);
+    return item;
+  }));
+}
+
+function showNumber(answer) {
+  drawBoxes(answer.digits);
+  showDigits(answer.digits);
+  const refused = answer.rejected !== null;
+  numberText.classList.toggle("rejected", refused);
+  if (refused) {
+    numberText.textContent = "–";
+    numberMessage.className = "message warn";
+    numberMessage.textContent = answer.rejected;
+    return;
+  }
+  numberText.textContent = answer.text;
+  const unsure = answer.digits.filter((digit) => digit.uncertain).length;
+  numberMessage.className = unsure ? "message warn" : "message";
+  numberMessage.textContent = unsure
+    ? `${percent(answer.confidence)} sure of the whole number; ${unsure} digit${unsure > 1 ? "s" : ""} unsure (marked ?)`
+    : `${percent(answer.confidence)} sure of the whole number`;
+}
+
+function showNumberError(message) {
+  drawBoxes([]);
+  showDigits([]);
+  numberText.textContent = "";
+  numberText.classList.remove("rejected");
+  numberMessage.className = "message error";
+  numberMessage.textContent = message;
+}
+
+function numberEmpty() {
+  number.shown = ++number.sent;
+  number.again = false;
+  if (!number.inFlight) numberResult.setAttribute("aria-busy", "false");
+  drawBoxes([]);
+  showDigits([]);
+  numberText.textContent = "";
+  numberText.classList.remove("rejected");
+  numberMessage.className = "message";
+  numberMessage.textContent = "Write a number, its digits side by side, to see what the model reads.";
+}
+
+numberRepaint();
