@@ -1,4 +1,4 @@
-"""Time to accuracy for the convolutional models (issue 9, target 2), whole process, full MNIST.
+"""Time to accuracy for the convolutional models (the time-to-accuracy targets), whole process, full MNIST.
 
 In alternating rounds: the keras.io convnet (bench/keras_io_convnet.py) and `mnistlab train
 --model M --epochs E` for every M:E given. Per run: whole-process wall seconds, CPU seconds,
@@ -30,7 +30,7 @@ from bench_train import (BENCH_DIR, default_data_dir, find_mnistlab, machine_des
                          run_bench_script, run_child, tail)
 
 TARGETS = ((0.990, 10.0), (0.995, 90.0), (0.997, 15 * 60.0))  # (accuracy, whole seconds)
-# Issue 9 timed the keras.io convnet at 6.5 s per epoch on the machine its targets were set on;
+# The keras.io convnet took 6.5 s per epoch on the machine the targets were set on;
 # the same script's epoch here, in the same run, scales them to this machine.
 ISSUE_CONVNET_EPOCH_SECONDS = 6.5
 
@@ -104,7 +104,7 @@ def main() -> None:
     convnet_epoch = medians[f"keras.io convnet:{args.convnet_epochs}"]["epoch"]
     factor = convnet_epoch / ISSUE_CONVNET_EPOCH_SECONDS
     print(f"the keras.io convnet's epoch: {convnet_epoch:.1f} s here, {ISSUE_CONVNET_EPOCH_SECONDS}"
-          f" s on the machine issue 9 was written on: this machine is {factor:.1f}x slower")
+          f" s on the machine the targets were set on: this machine is {factor:.1f}x slower")
     for accuracy, seconds in TARGETS:
         for limit, label in ((seconds, ""), (seconds * factor, " (scaled to this machine)")):
             met = [name for name, m in medians.items()

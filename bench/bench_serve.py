@@ -5,11 +5,11 @@ Starts `mnistlab serve --port 0` as a user would and, in the same run, the naive
 with `hey` (Debian package `hey`) on 127.0.0.1 only, with bounded request counts, and prints
 p50/p95/p99 latency and throughput for a 280x280 canvas PNG and a 12-megapixel phone photo.
 
-Targets (issue 8, on a 2-core machine), each printed as PASS or MISS:
+Targets (set on a 2-core machine), each printed as PASS or MISS:
 - canvas PNG, concurrency 1: p50 <= 5 ms;
 - canvas PNG, concurrency 32: 20,000 requests, 0 errors, >= 250 requests/s;
 - memory: the server's RSS at the end within 10% of its RSS after the first 1,000 requests.
-It also times, in the same run, the code issue 8 was written against reading the canvas
+It also times, in the same run, the code the targets were set against (before `serve`) reading the canvas
 in-process (bench/canvas_inprocess.py): the issue measured 6 ms for it on its own machine, so
 the ratio says what the 5 ms target corresponds to on this one, printed as a second line.
 
@@ -256,7 +256,7 @@ def main() -> int:
                 f" req/s at c=32 {loaded['per_second'] / naive_loaded['per_second']:.2f}x"
             )
 
-        # The same run's yardstick for the absolute 5 ms: the code issue 8 was written against.
+        # The same run's yardstick for the absolute 5 ms: the code the targets were set against.
         with checkout(ISSUE_COMMIT) as issue_src:
             issue_commit_ms = measure(issue_src, canvas)["read_ms"]
         scaled_ms, calibration = scaled_target(issue_commit_ms)

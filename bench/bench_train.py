@@ -47,7 +47,7 @@ NUMPY_PEER = BENCH_DIR / "numpy_mlp.py"
 TORCH_PEER = BENCH_DIR / "torch_mlp.py"
 GEMM_FLOOR = BENCH_DIR / "gemm_floor.py"
 
-# The issue's targets (issue 9).
+# The targets, as ratios to the re-creation and the GEMM floor.
 TARGET_WARM_WHOLE_RATIO = 0.40  # mnistlab warm whole-process median / re-creation's
 TARGET_COLD_WHOLE_RATIO = 0.55  # mnistlab on a machine's very first run
 TARGET_FIT_FLOOR_RATIO = 2.0  # mnistlab fit median / fp32 GEMM floor
@@ -335,8 +335,13 @@ def main() -> None:
     print(f"load avg after: {' '.join(f'{x:.2f}' for x in load_after)}  "
           f"(wall times depend on other load on this machine; cpu times less so)")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "load_before": load_before,
-                                         "load_after": load_after, "runs": results}, indent=2))
+        # Date, commit and machine: bench/tables.py names all three under every table.
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR,
+                                capture_output=True, text=True).stdout.strip()
+        args.json.write_text(json.dumps({
+            "machine": machine, "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit,
+            "load_before": load_before, "load_after": load_after, "runs": results,
+        }, indent=2) + "\n")
     if args.keep:
         print(f"run folders and logs kept in {work}")
     print("all targets PASS" if all_pass else "some targets MISS")

@@ -1,13 +1,12 @@
 """How long reading one canvas PNG takes in-process, here and in another commit, side by side.
 
-Issue 8 set its canvas target (p50 <= 5 ms end to end) from a measurement on the machine it was
-written on: "decoding + normalising + classifying one canvas PNG takes about 6 ms in-process".
+The canvas target (p50 <= 5 ms end to end) was set from a measurement on another machine: "decoding + normalising + classifying one canvas PNG takes about 6 ms in-process".
 This script times exactly that (``load_image``, ``normalize_digit``, the shipped model through
 ONNX Runtime) on `bench_serve.py`'s 280x280 canvas for this checkout and for the commit the
-issue was written against (``--against``, default 0279082, the last commit before `serve`),
+target was set against (``--against``, default 0279082, the last commit before `serve`),
 checked out in a temporary git worktree. Each tree runs in its own subprocess, alternating for
-``--rounds`` rounds; medians are printed, and the old commit's time against the issue's 6 ms
-says how much slower or faster this machine is than the issue's.
+``--rounds`` rounds; medians are printed, and the old commit's time against the target's 6 ms
+says how much slower or faster this machine is than the target's.
 
     .venv/bin/python bench/canvas_inprocess.py [--against 0279082] [--rounds 3]
 """
@@ -27,8 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ISSUE_COMMIT = "0279082"
-ISSUE_IN_PROCESS_MS = 6.0  # Issue 8's premise, measured on the machine it was written on.
-ISSUE_TARGET_MS = 5.0  # Issue 8's canvas p50 target, end to end.
+ISSUE_IN_PROCESS_MS = 6.0  # The target's premise, measured on the machine it was set on.
+ISSUE_TARGET_MS = 5.0  # The canvas p50 target, end to end.
 
 # Runs inside each tree; only API that both the old and the new code have.
 MEASURE = """
@@ -87,10 +86,10 @@ def checkout(revision: str) -> Iterator[Path]:
 
 
 def scaled_target(issue_commit_ms: float) -> tuple[float, str]:
-    """Issue 8's 5 ms target scaled by how much slower this machine runs the issue's code."""
+    """The 5 ms target scaled by how much slower this machine runs the code it was set against."""
     factor = issue_commit_ms / ISSUE_IN_PROCESS_MS
     return ISSUE_TARGET_MS * factor, (
-        f"issue 8 measured {ISSUE_IN_PROCESS_MS:.0f} ms in-process for {ISSUE_COMMIT} on its"
+        f"the target assumed {ISSUE_IN_PROCESS_MS:.0f} ms in-process for {ISSUE_COMMIT} on its"
         f" machine; here it takes {issue_commit_ms:.1f} ms: this machine is {factor:.2f}x"
         f" slower, so the {ISSUE_TARGET_MS:.0f} ms end-to-end target corresponds to about"
         f" {ISSUE_TARGET_MS * factor:.1f} ms here"

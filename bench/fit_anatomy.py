@@ -1,6 +1,6 @@
 """Where the seed model's fit time goes on this machine: the training step, or the loop around it.
 
-Issue 9's target 1 asks `mnistlab train`'s fit for <= 2.0x the fp32 GEMM floor. This script splits
+The speed target asks `mnistlab train`'s fit for <= 2.0x the fp32 GEMM floor. This script splits
 that distance. Four contenders, each in a fresh subprocess, alternating for ``--rounds`` rounds,
 train the seed MLP on the same random images (54,000 uint8 28x28: 106 batches of 512), timing 10
 epochs after one untimed epoch that compiles:
