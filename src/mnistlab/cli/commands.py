@@ -192,6 +192,70 @@ def predict(
         raise typer.Exit(1)
 
 
+def read(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="IMAGE...",
+            help="Images of a handwritten number, its digits on one line (PNG, JPEG, BMP, TIFF,"
+            " WebP, GIF).",
+            show_default=False,
+        ),
+    ],
+    run: RunOption = None,
+    json_lines: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object per image: file, text, confidence, digits (label, confidence,"
+            " uncertain, box [x, y, w, h]), rejected.",
+        ),
+    ] = False,
+    expect_digits: Annotated[
+        Optional[int],
+        typer.Option(min=1, max=24, metavar="N", help="Read exactly N digits."),
+    ] = None,
+    min_confidence: MinConfidenceOption = 0.5,
+) -> None:
+    """Read a handwritten number (1 to about 20 digits on one line) from each image.
+
+    Digits may touch, overlap a little or be broken in two; each is cut out and normalised the
+    way MNIST was before the model reads it. Exits 1 if any file could not be read.
+    """
+    import json
+
+    from mnistlab import predict as predicting
+    from mnistlab.errors import ImageError
+    from mnistlab.reading import read_number
+
+    with runtime.native_stderr_silenced():
+        predictor = predicting.Predictor.from_run(run)
+    failures = 0
+    for item in predicting.expand_paths(paths):
+        if isinstance(item, predicting.FileError):
+            failures += 1
+            views.print_error(f"{item.file}: {item.message}")
+            continue
+        try:
+            reading = read_number(
+                item, predictor, expect_digits, min_confidence=min_confidence, file=str(item)
+            )
+        except ImageError as error:
+            failures += 1
+            views.print_error(str(error) if str(item) in str(error) else f"{item}: {error}")
+            continue
+        if json_lines:
+            views.print_line(json.dumps(reading.to_dict()))
+        elif reading.rejected:
+            views.print_line(f"{reading.file}: rejected ({reading.rejected})")
+        else:
+            unsure = sum(digit.uncertain for digit in reading.digits)
+            note = f", {unsure} digit{'s' * (unsure > 1)} not sure" if unsure else ""
+            views.print_line(f"{reading.file}: {reading.text} (p={reading.confidence:.3f}{note})")
+    if failures:
+        raise typer.Exit(1)
+
+
 def serve(
     run: RunOption = None,
     model: OldRunOption = None,
@@ -288,6 +352,7 @@ for command, short_help in (
     (compare, "Show runs side by side: config, accuracy, loss, fit time."),
     (export, "Export a run's model to ONNX (RUN_DIR/model.onnx)."),
     (predict, None),
+    (read, "Read a handwritten number (digits on one line) from images."),
     (serve, "Serve the draw-a-digit page and the JSON API."),
     (training.sweep, "Search hyper-parameters with Ray Tune."),
     (training.ensemble, None),

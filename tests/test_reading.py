@@ -1,0 +1,379 @@
+"""Reading a whole handwritten number: reading.read_number and POST /api/read.
+
+Numbers are composed from MNIST's test digits (the answer is known) or drawn with round
+strokes as a canvas app draws them (for strokes broken in two).
+"""
+
+import base64
+import io
+import zlib
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from mnistlab.predict import Predictor
+from mnistlab.reading import MAX_DIGITS, read_number
+from mnistlab.serve import ServeOptions, create_app
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BLANK = png(Image.new("L", (100, 100), 255))
+
+
+def bomb_png() -> bytes:
+    """A valid PNG header claiming 10 gigapixels, with a tiny body."""
+
+    def chunk(kind, data):
+        return (
+            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+        )
+
+    header = (100_000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def assert_error(response, status, fragment):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"] and "\n" not in body["error"], body
+    assert fragment in body["error"], body["error"]
+
+
+def compose(mnist, indices, gap: int, scale: int = 3, rise: int = 0):
+    """MNIST test digits side by side, white on black, ``scale`` times MNIST's size: columns
+    ``gap`` px apart (negative: each digit slid left into its neighbour's ink, which then
+    touches it), the baseline rising ``rise`` px per digit. Returns the image and each
+    digit's ink box [x, y, w, h]."""
+    side, margin = 28 * scale, 20 * scale
+    inks = []
+    for index in indices:
+        big = Image.fromarray(mnist.test_images[index]).resize((side, side), Image.BICUBIC)
+        ink = np.asarray(big, np.float64) / 255
+        columns = np.flatnonzero((ink > 0.3).any(axis=0))
+        inks.append(ink[:, columns[0] : columns[-1] + 1])
+    width = sum(ink.shape[1] for ink in inks) + 2 * margin + max(gap, 0) * len(inks)
+    canvas = np.zeros((side + 2 * margin + rise * len(inks), width))
+    boxes, x = [], margin
+    for position, ink in enumerate(inks):
+        top = margin + rise * (len(inks) - 1 - position)
+        if position and gap < 0:  # slide left until the ink meets, then |gap| px further
+            firm = ink > 0.3
+            reach = [
+                int(np.flatnonzero(canvas[top + row] > 0.3)[-1]) - int(np.argmax(firm[row]))
+                for row in range(side)
+                if firm[row].any() and (canvas[top + row] > 0.3).any()
+            ]
+            x = max(reach) + 1 + gap
+        area = canvas[top : top + side, x : x + ink.shape[1]]
+        np.maximum(area, ink, out=area)
+        rows = np.flatnonzero((ink > 0.3).any(axis=1))
+        boxes.append([x, top + int(rows[0]), ink.shape[1], int(rows[-1] - rows[0] + 1)])
+        x += ink.shape[1] + max(gap, 0)
+    image = Image.fromarray(np.round(canvas * 255).astype(np.uint8))
+    return image, boxes
+
+
+def text_of(mnist, indices) -> str:
+    return "".join(str(mnist.test_labels[index]) for index in indices)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.from_run(threads=1)
+
+
+SEPARATED = [
+    [0, 1, 2, 3],
+    [10, 11, 12, 13, 14, 15],
+    [21, 22, 23],
+    [100, 101, 102, 103, 104, 105, 106],
+]
+
+
+@pytest.mark.parametrize("indices", SEPARATED)
+def test_separated_digits_are_read_with_their_boxes(mnist, predictor, indices):
+    image, boxes = compose(mnist, indices, gap=25, rise=6)
+    reading = read_number(png(image), predictor)
+    assert reading.rejected is None
+    assert reading.text == text_of(mnist, indices)
+    assert reading.confidence == pytest.approx(np.prod([d.confidence for d in reading.digits]))
+    for digit, (x, y, w, h) in zip(reading.digits, boxes):
+        assert digit.digit.shape == (28, 28) and digit.digit.dtype == np.uint8
+        assert digit.uncertain == (digit.confidence < 0.5)
+        bx, by, bw, bh = digit.box
+        assert abs(bx - x) <= 3 and abs(by - y) <= 3 and abs(bw - w) <= 4 and abs(bh - h) <= 4
+
+
+def test_boxes_are_in_the_original_pixels_of_a_large_image(mnist, predictor):
+    indices = SEPARATED[1]
+    image, boxes = compose(mnist, indices, gap=40, scale=8)
+    assert image.width > 1000  # read at a reduced size: the boxes are scaled back
+    reading = read_number(png(image), predictor)
+    assert reading.text == text_of(mnist, indices)
+    for digit, (x, y, w, h) in zip(reading.digits, boxes):
+        bx, by, bw, bh = digit.box
+        assert abs(bx - x) <= 6 and abs(by - y) <= 6 and abs(bw - w) <= 8 and abs(bh - h) <= 8
+
+
+def test_dark_ink_on_paper_and_other_sources(mnist, predictor, tmp_path):
+    indices = SEPARATED[0]
+    image, _ = compose(mnist, indices, gap=25)
+    paper = Image.fromarray(255 - np.asarray(image))
+    path = tmp_path / "number.png"
+    paper.save(path)
+    for source in (path, str(path), paper, np.asarray(paper), png(paper)):
+        assert read_number(source, predictor).text == text_of(mnist, indices)
+
+
+TOUCHING = [[45, 46, 47, 48], [50, 51, 52, 53], [60, 61, 62, 63], [70, 71, 72, 73]]
+
+
+@pytest.mark.parametrize("indices", TOUCHING)
+def test_touching_digits_are_cut_apart(mnist, predictor, indices):
+    image, _ = compose(mnist, indices, gap=-2)
+    reading = read_number(png(image), predictor)
+    assert reading.text == text_of(mnist, indices)
+    # Neighbouring boxes meet or overlap: the digits were one blob of ink.
+    assert all(
+        a.box[0] + a.box[2] >= b.box[0] - 2 for a, b in zip(reading.digits, reading.digits[1:])
+    )
+
+
+def drawn(strokes_per_digit, width=None, height=280) -> bytes:
+    """Digits drawn with a round 18 px brush, white on black, one 200 px cell per digit."""
+    width = width or 200 * len(strokes_per_digit) + 80
+    image = Image.new("L", (width, height), 0)
+    pen = ImageDraw.Draw(image)
+    for position, strokes in enumerate(strokes_per_digit):
+        for stroke in strokes:
+            points = [(40 + 200 * position + x, y) for x, y in stroke]
+            pen.line(points, fill=255, width=18, joint="curve")
+            for x, y in points:
+                pen.ellipse((x - 9, y - 9, x + 9, y + 9), fill=255)
+    return png(image)
+
+
+ONE = [[(100, 40), (100, 240)]]
+SEVEN = [[(30, 50), (150, 50), (70, 240)]]
+# A 5 whose cap is a separate stroke, not touching its body; a 4 whose upright does not
+# reach its arm.
+FIVE_BROKEN = [
+    [(60, 45), (150, 45)],
+    [(55, 75), (50, 130), (110, 120), (150, 160), (140, 215), (90, 240), (40, 220)],
+]
+FOUR_BROKEN = [[(80, 40), (30, 160), (150, 160)], [(120, 95), (120, 245)]]
+
+
+def test_strokes_broken_in_two_stay_one_digit(predictor):
+    reading = read_number(drawn([ONE, FIVE_BROKEN, FOUR_BROKEN, SEVEN]), predictor)
+    assert reading.text == "1547"
+    five, four = reading.digits[1], reading.digits[2]
+    assert five.box[1] <= 40  # the cap (from y = 36) is part of the 5
+    assert four.box[1] + four.box[3] >= 250  # and the upright (to y = 254) part of the 4
+
+
+def test_expect_digits_forces_the_count(mnist, predictor):
+    indices = TOUCHING[1]
+    image, _ = compose(mnist, indices, gap=-2)
+    data = png(image)
+    forced = read_number(data, predictor, expect_digits=len(indices))
+    assert forced.text == text_of(mnist, indices)
+    # Two digits cannot be this wide: no reading is made up.
+    fewer = read_number(data, predictor, expect_digits=2)
+    assert fewer.text is None and "as 2 digits" in fewer.rejected
+    too_many = read_number(drawn([ONE, SEVEN]), predictor, expect_digits=9)
+    assert too_many.text is None and "9 digits" in too_many.rejected
+    for wrong in (0, MAX_DIGITS + 1):
+        with pytest.raises(ValueError, match="expect_digits"):
+            read_number(data, predictor, expect_digits=wrong)
+
+
+def specks(count: int) -> bytes:
+    rng = np.random.default_rng(0)
+    pixels = np.full((300, 600), 255, np.uint8)
+    for y, x in zip(rng.integers(5, 295, count), rng.integers(5, 595, count)):
+        pixels[y : y + 2, x : x + 2] = 0
+    return png(Image.fromarray(pixels))
+
+
+def ruled_line() -> bytes:
+    image = Image.new("L", (800, 200), 255)
+    ImageDraw.Draw(image).line([(20, 120), (780, 126)], fill=30, width=4)
+    return png(image)
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [(BLANK, "uniform"), (specks(200), "no number found"), (ruled_line(), "a line")],
+    ids=["blank", "specks", "ruled-line"],
+)
+def test_no_number_is_a_rejection(predictor, data, reason):
+    reading = read_number(data, predictor)
+    assert reading.text is None and reading.confidence is None
+    assert reason in reading.rejected
+    assert reading.to_dict()["rejected"] == reading.rejected
+
+
+def test_unreadable_data_raises(predictor):
+    from mnistlab.errors import ImageError
+
+    with pytest.raises(ImageError, match="not a supported image"):
+        read_number(b"not an image", predictor)
+
+
+class NotDigits:
+    """A model with the not-a-digit head that is sure nothing it sees is a digit."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def scores(self, digits):
+        return self.real.probabilities(digits), np.full(len(digits), 0.97, np.float32)
+
+
+def test_marks_the_model_calls_no_digits_are_rejected(predictor):
+    reading = read_number(drawn([ONE, SEVEN]), NotDigits(predictor))
+    assert reading.text is None and "not a number" in reading.rejected
+    assert all(digit.not_digit == pytest.approx(0.97) for digit in reading.digits)
+
+
+def test_to_dict_has_the_cli_fields(predictor):
+    reading = read_number(drawn([ONE, SEVEN]), predictor, file="n.png")
+    answer = reading.to_dict()
+    assert list(answer) == ["file", "text", "confidence", "digits", "rejected"]
+    assert answer["file"] == "n.png" and answer["text"] == "17"
+    assert [list(d) for d in answer["digits"]] == [["label", "confidence", "uncertain", "box"]] * 2
+
+
+# --- POST /api/read ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(ServeOptions(max_upload_mb=1), predictor)) as test_client:
+        yield test_client
+
+
+def test_api_reads_raw_bodies_and_multipart(client):
+    data = drawn([ONE, SEVEN, ONE])
+    raw = client.post("/api/read", content=data, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200, raw.text
+    answer = raw.json()
+    assert answer["text"] == "171" and answer["rejected"] is None and answer["file"] is None
+    assert set(answer["digits"][0]) == {
+        "label",
+        "confidence",
+        "uncertain",
+        "box",
+        "preview_png_base64",
+    }
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["digits"][1]["preview_png_base64"])))
+    assert preview.size == (28, 28)
+    x, y, w, h = answer["digits"][1]["box"]
+    assert 240 <= x <= 290 and 30 <= y <= 60 and 100 <= w <= 160 and 180 <= h <= 230
+    form = client.post("/api/read", files={"file": ("number.png", data, "image/png")})
+    assert form.status_code == 200 and form.json()["file"] == "number.png"
+    assert form.json()["text"] == "171"
+    forced = client.post(
+        "/api/read?expect_digits=2",
+        content=drawn([ONE, SEVEN]),
+        headers={"Content-Type": "image/png"},
+    )
+    assert forced.json()["text"] == "17"
+
+
+def test_api_rejection_is_a_200_answer(client):
+    answer = client.post("/api/read", content=BLANK, headers={"Content-Type": "image/png"})
+    assert answer.status_code == 200
+    assert answer.json()["text"] is None and "uniform" in answer.json()["rejected"]
+
+
+def test_api_errors_are_4xx_json(client):
+    png_type = {"Content-Type": "image/png"}
+    assert_error(client.post("/api/read", content=b"", headers=png_type), 400, "empty body")
+    assert_error(
+        client.post("/api/read", content=b"text", headers=png_type), 422, "not a supported"
+    )
+    assert_error(
+        client.post("/api/read", content=b"a=1", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported content type",
+    )
+    assert_error(client.post("/api/read", content=bomb_png(), headers=png_type), 422, "limit")
+    assert_error(
+        client.post("/api/read", content=b"x" * (2 * 1024 * 1024), headers=png_type),
+        413,
+        "upload too large",
+    )
+    for wrong in ("0", "99", "two"):
+        response = client.post(
+            f"/api/read?expect_digits={wrong}", content=drawn([ONE]), headers=png_type
+        )
+        assert_error(response, 400, "invalid request")
+    assert_error(client.get("/api/read"), 405, "")
+
+
+def test_api_read_is_described(client):
+    schema = client.get("/openapi.json").json()
+    route = schema["paths"]["/api/read"]["post"]
+    assert {"200", "400", "413", "415", "422"} <= set(route["responses"])
+    assert "expect_digits" in [parameter["name"] for parameter in route["parameters"]]
+    assert "NumberResponse" in schema["components"]["schemas"]
+    assert "DigitResponse" in schema["components"]["schemas"]
+
+
+# --- mnistlab read ------------------------------------------------------------------------------
+
+
+def run_read(capsys, *args):
+    """``mnistlab read ARGS`` in-process: (exit code, stdout, stderr)."""
+    from mnistlab import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["read", *map(str, args)])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_cli_reads_numbers_as_text_and_json(capsys, tmp_path):
+    import json
+
+    (tmp_path / "a.png").write_bytes(drawn([ONE, SEVEN, ONE]))
+    (tmp_path / "blank.png").write_bytes(BLANK)
+    code, out, err = run_read(capsys, tmp_path / "a.png", tmp_path / "blank.png")
+    assert code == 0 and err == ""
+    first, second = out.splitlines()
+    assert first.startswith(f"{tmp_path / 'a.png'}: 171 (p=")
+    assert second.startswith(f"{tmp_path / 'blank.png'}: rejected (")
+    code, out, _ = run_read(capsys, "--json", "--expect-digits", "3", tmp_path)
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [a["text"] for a in answers] == ["171", None]
+    assert list(answers[0]) == ["file", "text", "confidence", "digits", "rejected"]
+    assert [list(d) for d in answers[0]["digits"]] == [
+        ["label", "confidence", "uncertain", "box"]
+    ] * 3
+    assert answers[0]["rejected"] is None and "uniform" in answers[1]["rejected"]
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    (tmp_path / "notes.png").write_bytes(b"text")
+    (tmp_path / "a.png").write_bytes(drawn([ONE, SEVEN]))
+    code, out, err = run_read(
+        capsys, tmp_path / "notes.png", tmp_path / "a.png", tmp_path / "no.png"
+    )
+    assert code == 1 and out.startswith(f"{tmp_path / 'a.png'}: 17 (")
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "notes.png: not a supported image" in lines[0] and "no.png: no such file" in lines[1]
+    code, _, err = run_read(capsys, "--expect-digits", "0", tmp_path / "a.png")
+    assert code == 2 and err.startswith("error: ") and "--expect-digits" in err
+    code, _, err = run_read(capsys)
+    assert code == 2 and "IMAGE" in err
