@@ -68,10 +68,10 @@ def test_folding_the_standardisation_into_the_head_is_exact(monkeypatch):
 def test_the_threshold_is_the_lowest_that_keeps_every_kind_within_the_loss():
     scores = {"mnist": np.array([0.1, 0.2, 0.3, 0.95]), "photo": np.array([0.1, 0.6])}
     # Losing at most a quarter of each kind: mnist may lose its 0.95, photo nothing (> 0.6).
-    assert notdigit.choose_threshold(scores, 0.25) == pytest.approx(0.95)
+    assert notdigit.choose_threshold(scores, dict.fromkeys(scores, 0.25)) == pytest.approx(0.95)
     # Half of each: mnist may lose 0.3 and 0.95, photo its 0.6.
-    assert notdigit.choose_threshold(scores, 0.5) == pytest.approx(0.3)
-    assert notdigit.choose_threshold({"mnist": np.array([1.0])}, 0.0) == 1.0
+    assert notdigit.choose_threshold(scores, dict.fromkeys(scores, 0.5)) == pytest.approx(0.3)
+    assert notdigit.choose_threshold({"mnist": np.array([1.0])}, {"mnist": 0.0}) == 1.0
 
 
 def test_fonts_for_training_and_for_the_benchmark_do_not_overlap():
