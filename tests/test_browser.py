@@ -158,7 +158,7 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
     page.locator("#file").set_input_files(
         files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"text"}]
     )
-    expect(page.locator("#message")).to_contain_text("not a supported image")
+    expect(page.locator("#message")).to_contain_text("isn't an image I can read")
     page.screenshot(path=str(tmp_path / f"error-{width}.png"), full_page=True)
 
     page.locator("#clear").focus()  # the controls work from the keyboard

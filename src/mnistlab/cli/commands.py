@@ -296,6 +296,23 @@ def serve(
             " the most requests per second.",
         ),
     ] = 1,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Image requests handled at once per worker; more are answered 503 with"
+            " Retry-After at once, not queued.",
+        ),
+    ] = 32,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            help="An upload that sends nothing for this long is answered 408.",
+        ),
+    ] = 15.0,
 ) -> None:
     """Serve the draw-a-digit page at / and the JSON API under /api (docs at /docs).
 
@@ -309,6 +326,9 @@ def serve(
     with runtime.native_stderr_silenced():  # A run without model.onnx loads Keras.
         predictor = predicting.Predictor.from_run(run, threads=1)
     listener = serving.listen(host, port)
+    warning = serving.exposure_warning(host)
+    if warning:
+        views.notice(warning)
     plural = "s" if workers > 1 else ""
     views.print_line(
         f"mnistlab serve: {serving.url_of(listener)}  ({predictor.engine}, model"
@@ -317,6 +337,7 @@ def serve(
     options = serving.ServeOptions(
         run_dir=predictor.run_dir, host=host, port=port, workers=workers,
         max_upload_mb=max_upload_mb, cors_origins=tuple(cors or ()), min_confidence=min_confidence,
+        max_in_flight=max_in_flight, read_timeout=read_timeout,
     )  # fmt: skip
     serving.run(listener, options, predictor)
     views.print_line("stopped")

@@ -19,7 +19,8 @@ import numpy as np
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,7 +30,7 @@ from mnistlab import __version__, runs
 from mnistlab.errors import RunError
 from mnistlab.predict import Prediction, Predictor
 from mnistlab.reading import MAX_DIGITS, NumberReading
-from mnistlab.serve import uploads
+from mnistlab.serve import traffic, uploads
 from mnistlab.serve.options import ServeOptions
 from mnistlab.serve.schemas import (
     ACCEPTED,
@@ -55,12 +56,20 @@ PAGE_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'"
 )
 
+# Swagger UI for /docs, from a pinned package rather than a CDN: the docs work offline too.
+DOCS_ASSETS = "/docs-assets"
+
 router = APIRouter()
 
 
 def web_dir() -> Path:
     """The page's static files, shipped inside the package."""
     return Path(str(resources.files("mnistlab") / "web"))
+
+
+def docs_dir() -> Path:
+    """Swagger UI's script and style sheet, shipped by the fastapi-offline package."""
+    return Path(str(resources.files("fastapi_offline") / "static"))
 
 
 def create_app(options: ServeOptions, predictor: Predictor | None = None) -> FastAPI:
@@ -80,12 +89,16 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
         lifespan=_lifespan,
         title="mnistlab",
         version=__version__,
-        description='Read handwritten digits. Every error is a 4xx with `{"error": "..."}`.',
+        description='Read handwritten digits. Every error is a 4xx with `{"error": "..."}`,'
+        " except 503 (busy: retry after `Retry-After` seconds).",
+        docs_url=None,  # Served by `docs` below, without a CDN.
+        redoc_url=None,
     )
     app.state.options = options
     app.state.predictor = predictor
     app.state.model_info = _model_info(predictor, options)
     app.state.ready = False
+    app.state.metrics = traffic.Metrics()
     if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -99,8 +112,15 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(ClientDisconnect, _disconnected)
+    # Outermost: a request over the bound is refused before any other work.
+    app.add_middleware(
+        traffic.TrafficMiddleware,
+        metrics=app.state.metrics,
+        max_in_flight=options.max_in_flight,
+    )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_dir()), name="docs-assets")
     return app
 
 
@@ -136,7 +156,7 @@ def _model_info(predictor: Predictor, options: ServeOptions) -> dict[str, Any]:
 
 
 async def _refused(request: Request, error: ApiError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status)
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -178,6 +198,23 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="mnistlab API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+    )
+
+
+@router.get("/metrics", summary="Metrics in the Prometheus text format", response_class=Response)
+def metrics(request: Request) -> Response:
+    body, media_type = request.app.state.metrics.exposition()
+    return Response(body, media_type=media_type)
+
+
 @router.get("/api/ready", summary="The model is loaded and has answered", responses=errors(503))
 def ready(request: Request) -> JSONResponse:
     if not request.app.state.ready:
@@ -204,10 +241,12 @@ async def predict(request: Request) -> JSONResponse:
     upload = await uploads.read_upload(request, state.options.upload_limit)
     image = uploads.open_upload(upload.data)
     work = (image, upload.filename, state.predictor, state.options.min_confidence)
-    if image.width * image.height <= INLINE_PIXELS:
-        prediction = uploads.predict_upload(*work)
-    else:
-        prediction = await run_in_threadpool(uploads.predict_upload, *work)
+    with state.metrics.image_seconds.time():
+        if image.width * image.height <= INLINE_PIXELS:
+            prediction = uploads.predict_upload(*work)
+        else:
+            prediction = await run_in_threadpool(uploads.predict_upload, *work)
+    state.metrics.answered(prediction)
     return JSONResponse(to_response(prediction))
 
 
@@ -226,6 +265,9 @@ async def predict_batch(request: Request) -> JSONResponse:
     read = await run_in_threadpool(
         uploads.predict_batch, files, state.predictor, state.options.min_confidence
     )
+    for item in read:
+        if isinstance(item, Prediction):
+            state.metrics.answered(item)
     results = [
         to_response(item)
         if isinstance(item, Prediction)

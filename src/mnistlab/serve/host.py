@@ -6,17 +6,27 @@ variable (uvicorn starts each from an import string, so nothing else can be hand
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import shutil
+import signal
 import socket
+import tempfile
+import threading
 
+import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
 from mnistlab.serve.app import create_app
 from mnistlab.serve.options import ServeOptions
+from mnistlab.serve.traffic import MULTIPROCESS_VARIABLE
 
 OPTIONS_VARIABLE = "MNISTLAB_SERVE_OPTIONS"
+# Seconds that requests in flight get to finish after Ctrl-C or SIGTERM; new ones are refused.
+GRACEFUL_SECONDS = 10
 
 
 class ServeError(MnistlabError):
@@ -44,6 +54,20 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def exposure_warning(host: str) -> str | None:
+    """One line for an address other machines can reach; None for a loopback one."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # A host name: it may resolve to anything.
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"warning: listening on {host}: other machines can reach this server; put it behind"
+        " a reverse proxy with TLS to expose it (docs/serving.md, Operators)"
+    )
+
+
 def url_of(listener: socket.socket) -> str:
     """The http:// URL of a bound socket."""
     host, port = listener.getsockname()[:2]
@@ -61,26 +85,58 @@ def run(listener: socket.socket, options: ServeOptions, predictor: Predictor | N
             ``options.run_dir``'s model.
         predictor: the model, already loaded, for a single process; default: loaded here.
     """
-    import uvicorn
-
-    settings = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    settings = dict(
+        log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS
+    )
+    metrics_dir = None
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops gracefully on SIGTERM, then raises it again: stop as Ctrl-C does.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if options.workers == 1:
             app = create_app(options, predictor)
             uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[listener])
         else:
-            from uvicorn.supervisors import Multiprocess
-
             os.environ[OPTIONS_VARIABLE] = options.to_json()
+            if not os.environ.get(MULTIPROCESS_VARIABLE):
+                # Each worker writes its metrics here; /metrics sums them (prometheus-client).
+                metrics_dir = tempfile.mkdtemp(prefix="mnistlab-metrics-")
+                os.environ[MULTIPROCESS_VARIABLE] = metrics_dir
             config = uvicorn.Config(
                 f"{__name__}:app_from_environment",
                 factory=True,
                 workers=options.workers,
                 **settings,
             )
-            Multiprocess(config, sockets=[listener]).run()
+            Supervisor(config, sockets=[listener]).run()
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
         pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROCESS_VARIABLE, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, which replaces a worker that died (checked every half second);
+    this one also drops a dead worker's in-flight gauge from the shared metrics."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        gone = before - {process.pid for process in self.processes}
+        if gone and os.environ.get(MULTIPROCESS_VARIABLE):
+            from prometheus_client import multiprocess
+
+            for pid in gone:
+                multiprocess.mark_process_dead(pid)
 
 
 def app_from_environment() -> FastAPI:

@@ -11,6 +11,11 @@ from pathlib import Path
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
+# Requests in flight per worker before more are answered 503: a canvas takes a few ms, so 32
+# queued is a fraction of a second of work, not a pile-up.
+DEFAULT_MAX_IN_FLIGHT = 32
+# Seconds an upload may stall (no bytes arriving) before it is answered 408 and its slot freed.
+DEFAULT_READ_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class ServeOptions:
         max_upload_mb: the largest request body accepted, in MiB.
         cors_origins: web origins allowed to call the API from their pages.
         min_confidence: predictions less sure than this are flagged ``uncertain``.
+        max_in_flight: image requests handled at once per worker; more get 503 at once.
+        read_timeout: seconds an upload may send nothing before it gets 408.
     """
 
     run_dir: Path | None = None
@@ -34,6 +41,8 @@ class ServeOptions:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     cors_origins: tuple[str, ...] = ()
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
     def __post_init__(self) -> None:
         # Normalised here, so that a value read back from JSON equals the one written.

@@ -32,11 +32,19 @@ class ApiError(Exception):
         status: the HTTP status, always a 4xx.
         message: one line, what was wrong.
         hint: what is accepted instead, appended to the message when given.
+        headers: extra response headers, e.g. Connection: close.
     """
 
-    def __init__(self, status: int, message: str, hint: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.hint = status, message, hint
+        self.headers = headers
 
     def to_dict(self) -> dict[str, str]:
         return {"error": f"{self.message}; {self.hint}" if self.hint else self.message}

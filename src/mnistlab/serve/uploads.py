@@ -9,9 +9,11 @@ and nothing a client sends may touch the disk.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import python_multipart
 from fastapi import Request
 from PIL import Image
@@ -22,11 +24,14 @@ from mnistlab import images
 from mnistlab.errors import ImageError, UnsupportedImage
 from mnistlab.predict import FileError, Prediction, Predictor, classify, read_digit
 from mnistlab.reading import NumberReading, read_number
+from mnistlab.serve.options import DEFAULT_READ_TIMEOUT
 from mnistlab.serve.schemas import ACCEPTED, SEND_AN_IMAGE, ApiError
 
 MULTIPART_HINT = "send the files as a browser's form or curl -F writes them"
 MAX_BATCH_FILES = 64  # One batch request is one model call; more files belong in more requests.
 logger = logging.getLogger("mnistlab.serve")
+# On a refusal before the whole body is read: the connection cannot carry another request.
+CLOSE = {"Connection": "close"}
 
 
 @dataclass
@@ -47,22 +52,27 @@ class Part:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes ``limit`` bytes.
+    """The whole body, refused with 413 once it passes ``limit`` bytes, or 408 when it stalls
+    for the app's ``read_timeout``.
 
     Raises:
-        ApiError: 400 for a malformed Content-Length or an empty body, 413 for a large one.
+        ApiError: 400 for a malformed Content-Length or an empty body, 408 for a stalled one,
+            413 for a large one.
     """
     declared = request.headers.get("content-length")
+    stream = _chunks(request)  # Starlette's stream can be iterated once: drained from here too.
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, f"Content-Length must be a number of bytes; received {declared!r}")
         if int(declared) > limit:
-            raise ApiError(413, _too_large(limit, int(declared)))
+            headers = None if await _drain(request, stream, int(declared), 0, limit) else CLOSE
+            raise ApiError(413, _too_large(limit, int(declared)), headers=headers)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, _too_large(limit, None))
+            headers = None if await _drain(request, stream, None, size, limit) else CLOSE
+            raise ApiError(413, _too_large(limit, None), headers=headers)
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body:
@@ -70,9 +80,50 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _too_large(limit: int, size: int | None) -> str:
-    received = f"{size:,} bytes" if size is not None else "more than that"
-    return f"upload too large: the limit is {limit:,} bytes (--max-upload-mb); received {received}"
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; 408 when none comes for ``read_timeout`` seconds."""
+    options = getattr(request.app.state, "options", None)
+    timeout = options.read_timeout if options is not None else DEFAULT_READ_TIMEOUT
+    stream = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(timeout):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            logger.info("%s %s: the upload stalled for %g s", request.method, request.url.path,
+                        timeout)  # fmt: skip
+            raise ApiError(
+                408, f"the upload stalled: nothing arrived for {timeout:g} s", headers=CLOSE
+            ) from None
+        yield chunk
+
+
+async def _drain(
+    request: Request, stream: AsyncIterator[bytes], declared: int | None, received: int, limit: int
+) -> bool:
+    """Read and drop the rest of a refused body, up to twice ``limit`` in all, so that a client
+    that sends it all before reading the answer (Python's urllib) gets the 413, not a reset.
+    A client that waits for "100 Continue" is answered at once: it sends nothing more.
+
+    Returns:
+        Whether the body was read to its end; if not, the connection is closed after the 413.
+    """
+    if request.headers.get("expect", "").lower() == "100-continue":
+        return True
+    if declared is not None and declared > 2 * limit:
+        return False  # Not worth the bandwidth: the answer goes out now.
+    async for chunk in stream:
+        received += len(chunk)
+        if received > 2 * limit:
+            return False
+    return True
+
+
+def _too_large(limit: int, declared: int | None) -> str:
+    size = f"this upload declares {declared:,} bytes" if declared is not None else "received more"
+    return f"upload too large: the limit is {limit:,} bytes (--max-upload-mb); {size}"
 
 
 def parse_multipart(body: bytes, content_type: str) -> list[Part]:

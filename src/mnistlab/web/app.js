@@ -237,9 +237,9 @@ async function send(body, contentType) {
     const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
     if (number < shownNumber) return;
     shownNumber = number;
-    if (response.ok) showAnswer(answer); else showError(answer.error || `HTTP ${response.status}`);
+    if (response.ok) showAnswer(answer); else showError(humanError(response.status, answer.error));
   } catch (error) {
-    if (number >= shownNumber) showError("the server cannot be reached; is `mnistlab serve` still running?");
+    if (number >= shownNumber) showError(humanError(0, String(error)));
   } finally {
     inFlight = false;
     if (sendAgain) { sendAgain = false; predictCanvas(); } else setBusy(false);
@@ -256,7 +256,7 @@ function showBars(probabilities) {
   const best = probabilities.length ? probabilities.indexOf(Math.max(...probabilities)) : -1;
   bars.forEach((bar, digit) => {
     const probability = probabilities.length ? probabilities[digit] : 0;
-    bar.fill.style.width = `${100 * probability}%`;
+    bar.fill.style.setProperty("--p", String(probability)); // A width, or a height on phones.
     bar.value.textContent = probabilities.length ? percent(probability) : "";
     bar.row.classList.toggle("top", digit === best);
     bar.row.setAttribute("aria-label", `${digit}: ${probabilities.length ? percent(probability) : "no answer"}`);
@@ -300,6 +300,28 @@ function showAnswer(answer) {
   }
 }
 
+let maxUploadMb = null; // From /api/model, for the "too large" message.
+
+// What a person is told about a refused upload; the API's precise words go to the console.
+function humanError(status, apiError) {
+  if (apiError) console.info(`mnistlab API (HTTP ${status}): ${apiError}`);
+  const error = apiError || "";
+  if (status === 0) return "The server can't be reached. Is mnistlab serve still running?";
+  if (status === 413) {
+    const limit = maxUploadMb === null ? "" : ` (the limit is ${maxUploadMb} MB)`;
+    return `That file is too large to upload${limit}: try a smaller photo or a screenshot.`;
+  }
+  if (status === 422 && error.includes("limit of")) {
+    return "That image is too big to read: try a smaller photo, or crop it around the digit.";
+  }
+  if (status === 415 || status === 422) {
+    return "That file isn't an image I can read: try a PNG or JPEG photo.";
+  }
+  if (status === 503) return "The server is busy right now: try again in a moment.";
+  if (status === 408) return "The upload took too long: check the connection and try again.";
+  return `Something went wrong (HTTP ${status}): try again, or draw the digit instead.`;
+}
+
 function showError(message) {
   digitOutput.textContent = "";
   digitOutput.classList.remove("rejected");
@@ -326,11 +348,18 @@ async function showModel() {
     const response = await fetch("/api/model");
     if (!response.ok) return;
     const model = await response.json();
+    maxUploadMb = model.max_upload_mb;
     const accuracy = model.test_accuracy === null ? "" : ` · ${(100 * model.test_accuracy).toFixed(2)}% on the MNIST test set`;
     modelInfo.textContent = `Model: ${model.name}${accuracy} · ${model.engine} · mnistlab ${model.mnistlab_version}`;
   } catch (error) {
     // The footer is a nicety; the page works without it.
   }
+}
+
+// On a touch screen there is no keyboard to name: say what a finger can do.
+if (matchMedia("(hover: none) and (pointer: coarse)").matches) {
+  document.getElementById("shortcuts").textContent =
+    "Draw with a finger or a pen. Undo takes back the last stroke; Upload image reads a photo.";
 }
 
 repaint();

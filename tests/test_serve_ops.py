@@ -1,0 +1,363 @@
+"""`mnistlab serve` as an operator meets it: overload, stalled and dropped uploads, large
+uploads from simple clients, SIGTERM, a crashed worker, /metrics, offline /docs, headers."""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from prometheus_client.parser import text_string_to_metric_families
+
+from mnistlab.predict import Predictor
+from mnistlab.serve import ServeOptions, create_app, exposure_warning
+
+
+def seven() -> bytes:
+    """A 7 as the page's canvas draws it: a white stroke on black, 280x280."""
+    image = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(image).line([(80, 60), (200, 60), (120, 230)], fill=255, width=20)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.from_run(None, threads=1)
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    """The samples called ``name`` in a /metrics answer, by their labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+# --- In process ---------------------------------------------------------------------------------
+
+
+def test_metrics_count_requests_answers_and_latency(predictor):
+    with TestClient(create_app(ServeOptions(), predictor)) as client:
+        assert client.post("/api/predict", content=seven(), headers={"Content-Type": "image/png"})
+        client.post("/api/predict", content=b"not an image", headers={"Content-Type": "image/png"})
+        blank = io.BytesIO()
+        Image.new("L", (64, 64), 255).save(blank, format="PNG")
+        client.post("/api/predict", content=blank.getvalue(), headers={"Content-Type": "image/png"})
+        client.get("/api/nowhere")
+        answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    text = answer.text
+    requests = samples(text, "mnistlab_http_requests_total")
+    route = (("method", "POST"), ("route", "/api/predict"))
+    assert requests[(*route[:1], route[1], ("status", "200"))] == 2
+    assert requests[(*route[:1], route[1], ("status", "422"))] == 1
+    assert requests[(("method", "GET"), ("route", "other"), ("status", "404"))] == 1
+    answers = samples(text, "mnistlab_answers_total")
+    assert answers[(("answer", "digit"),)] == 1 and answers[(("answer", "no_digit"),)] == 1
+    latency = samples(text, "mnistlab_http_request_duration_seconds_count")
+    assert latency[(("route", "/api/predict"),)] == 3
+    assert samples(text, "mnistlab_image_duration_seconds_count")[()] == 2
+    assert samples(text, "mnistlab_http_requests_in_flight")[()] == 0
+
+
+def scope_of(app, path="/api/predict", length=100_000):
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"image/png"), (b"content-length", str(length).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "app": app,
+    }
+
+
+async def call(app, scope, chunks: list[bytes], release: anyio.Event | None = None):
+    """Send ``chunks`` (the last one ends the body once ``release`` is set); the answer."""
+    answer = {"status": None, "headers": {}, "body": b""}
+    queue = list(chunks)
+
+    async def receive():
+        if len(queue) == 1 and release is not None:
+            await release.wait()
+        if not queue:
+            await anyio.sleep_forever()
+        return {"type": "http.request", "body": queue.pop(0), "more_body": bool(queue)}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            answer["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return answer
+
+
+def test_overload_is_an_immediate_503_with_retry_after(predictor):
+    app = create_app(ServeOptions(max_in_flight=1), predictor)
+    app.state.ready = True
+    image = seven()
+    answers = {}
+
+    async def main():
+        release = anyio.Event()
+
+        async def first():
+            scope = scope_of(app, length=len(image))
+            answers["first"] = await call(app, scope, [image[:100], image[100:]], release)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            await anyio.sleep(0.2)  # The first is in flight, its body half sent.
+            started = time.perf_counter()
+            answers["second"] = await call(app, scope_of(app, length=len(image)), [image])
+            answers["waited"] = time.perf_counter() - started
+            probe = dict(scope_of(app, "/api/health"), method="GET", headers=[])
+            answers["health"] = await call(app, probe, [b""])
+            release.set()
+
+    anyio.run(main)
+    second = answers["second"]
+    assert second["status"] == 503 and second["headers"]["retry-after"] == "1"
+    assert "busy" in json.loads(second["body"])["error"]
+    assert answers["waited"] < 0.5  # refused at once, not queued
+    assert answers["health"]["status"] == 200  # probes are not bounded
+    assert answers["first"]["status"] == 200
+    assert json.loads(answers["first"]["body"])["label"] == 7
+
+
+def test_a_stalled_upload_gets_408_and_frees_its_slot(predictor):
+    app = create_app(ServeOptions(max_in_flight=1, read_timeout=0.3), predictor)
+    image = seven()
+
+    async def main():
+        never = anyio.Event()  # The rest of the body never comes.
+        stalled = await call(app, scope_of(app, length=len(image)), [image[:100], b""], never)
+        after = await call(app, scope_of(app, length=len(image)), [image])
+        return stalled, after
+
+    stalled, after = anyio.run(main)
+    assert stalled["status"] == 408 and stalled["headers"]["connection"] == "close"
+    assert "stalled" in json.loads(stalled["body"])["error"]
+    assert after["status"] == 200  # the slot was given back
+
+
+def test_docs_render_from_local_files_only(predictor):
+    with TestClient(create_app(ServeOptions(), predictor)) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert "http://" not in page.text and "https://" not in page.text
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f'"/docs-assets/{asset}"' in page.text
+            assert client.get(f"/docs-assets/{asset}").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "mnistlab"
+
+
+def test_security_headers(predictor):
+    with TestClient(create_app(ServeOptions(), predictor)) as client:
+        for path in ("/", "/api/health", "/static/app.js"):
+            headers = client.get(path).headers
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["x-frame-options"] == "DENY"
+            assert headers["referrer-policy"] == "no-referrer"
+        policy = client.get("/").headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_warning_only_for_addresses_others_can_reach():
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    assert "reverse proxy" in exposure_warning("0.0.0.0")
+
+
+# --- A real server ------------------------------------------------------------------------------
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0",
+         *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    line = process.stdout.readline()
+    if "http://" not in line:
+        process.kill()
+        raise AssertionError(f"no URL printed: {line!r} {process.stderr.read()}")
+    url = line.split()[2]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "api/ready", timeout=5):
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the server did not become ready")
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str, str]:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
+
+
+def post(url: str, data: bytes, timeout=30) -> dict:
+    request = urllib.request.Request(
+        url + "api/predict", data=data, headers={"Content-Type": "image/png"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.load(answer)
+
+
+@pytest.fixture(scope="module")
+def server():
+    process, url = start("--max-upload-mb", "10")
+    yield process, url
+    stop(process)
+
+
+def test_urllib_reads_the_413_of_a_16_mb_upload(server):
+    """urllib sends the whole body before it reads; the answer must still reach it."""
+    _, url = server
+    for _ in range(2):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(url, os.urandom(16 * 1024 * 1024))
+        assert refused.value.code == 413
+        assert "upload too large" in json.load(refused.value)["error"]
+
+
+def test_a_dropped_upload_is_one_log_line_without_traceback():
+    process, url = start()
+    try:
+        with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as connection:
+            connection.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 1000000\r\n\r\n" + b"\0" * 5000
+            )
+            time.sleep(0.3)
+        time.sleep(0.5)
+        assert post(url, seven())["label"] == 7
+    finally:
+        code, _, err = stop(process)
+    assert code == 0
+    assert err.count("disconnected") == 1, err
+    assert "Traceback" not in err and "Exception in ASGI" not in err, err
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones():
+    process, url = start()
+    image = seven()
+    try:
+        connection = socket.create_connection(("127.0.0.1", port_of(url)), timeout=20)
+        connection.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            + f"Content-Length: {len(image)}\r\n\r\n".encode()
+            + image[:200]
+        )
+        time.sleep(0.3)  # The request is in flight, waiting for the rest of its body.
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(OSError):  # No longer accepting.
+            socket.create_connection(("127.0.0.1", port_of(url)), timeout=2).close()
+        connection.sendall(image[200:])
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        connection.close()
+    finally:
+        if process.poll() is None and not reply:
+            process.kill()
+        out, err = process.communicate(timeout=30)  # The one SIGTERM stops it.
+    code = process.returncode
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["label"] == 7
+    assert code == 0 and "stopped" in out and "Traceback" not in err, err
+
+
+def worker_pids(parent: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def python_workers(parent: int) -> set[int]:
+    """The parent's worker processes (not multiprocessing's resource tracker)."""
+    workers = set()
+    for pid in worker_pids(parent):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"resource_tracker" not in cmdline.read():
+                    workers.add(pid)
+        except OSError:
+            continue
+    return workers
+
+
+def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
+    process, url = start("--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while len(python_workers(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = python_workers(process.pid)
+        assert len(workers) == 2
+        for _ in range(6):
+            assert post(url, seven())["label"] == 7
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(6):  # The other worker answers meanwhile.
+            assert post(url, seven())["label"] == 7
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            now = python_workers(process.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.3)
+        assert len(now) == 2 and victim not in now
+        # /metrics sums every worker's counts, the dead one's included.
+        with urllib.request.urlopen(url + "metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        counted = samples(text, "mnistlab_http_requests_total")
+        key = (("method", "POST"), ("route", "/api/predict"), ("status", "200"))
+        assert counted[key] == 12
+    finally:
+        code, out, err = stop(process)
+    assert code == 0 and "stopped" in out, err
