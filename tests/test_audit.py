@@ -331,6 +331,7 @@ def test_audit_with_missing_data_is_one_line_and_leaves_nothing(capsys, tmp_path
     monkeypatch.setitem(data.SPECS, "mnist", dataclasses.replace(data.SPECS["mnist"], npm_package=None))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
     code, _, err = run_cli(capsys, "audit", "--data-dir", tmp_path / "empty", "--out", tmp_path / "audit")
     assert code == 1
     assert_one_line_error(err)

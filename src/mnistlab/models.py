@@ -226,6 +226,16 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     return keras.Sequential([keras.Input(shape=(NUM_PIXELS,)), *kept], name=f"{model.name}_inference")
 
 
+def without_optimizer(model: keras.Model) -> keras.Model:
+    """The trained network, uncompiled: what model.keras holds. A compiled model saves its
+    optimizer too, which plain Keras then warns it cannot restore (the float32 copy of a
+    mixed-precision run never stepped its own); inference needs none, and the file is a third
+    the size. (clone_model would compile the copy again.)"""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:
     """Copy ``trained``'s weights into ``model``, layer by layer.
 

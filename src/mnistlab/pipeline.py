@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,13 @@ def train_run(
     """
     import keras
 
-    from mnistlab.models import build_model, float32_copy, load_trained_weights, steps_per_epoch
+    from mnistlab.models import (
+        build_model,
+        float32_copy,
+        load_trained_weights,
+        steps_per_epoch,
+        without_optimizer,
+    )
     from mnistlab.train import Checkpoint, fit, set_seed
 
     hooks = hooks or Hooks()
@@ -195,6 +202,7 @@ def train_run(
         if config.mixed_precision:
             model = float32_copy(model, config)
         run.write_history(history)
+        model = without_optimizer(model)
         run.save_model(model)
     run.remove_epoch_log()
     timings = {"data_load_seconds": data_seconds, "fit_seconds": fit_seconds}
@@ -220,16 +228,17 @@ def evaluate_run(
     config = run.read_config()
     model = run.load_model()
     history = run.read_history()
-    previous = run.read_metrics().get("timings", {}) if run.has_metrics() else {}
+    previous = run.read_metrics() if run.has_metrics() else {}
     hooks.on_phase(f"loading {config.dataset}")
     dataset = load_for_config(config, data_dir, hooks, excluded_train_indices(config, run.path))
-    timings = {
-        "data_load_seconds": time.perf_counter() - started,
-        "fit_seconds": previous.get("fit_seconds"),
-    }
+    own = {"data_load_seconds": time.perf_counter() - started}
+    # The training's timings and date are the run's record: this evaluation's own go beside
+    # them, under "evaluation", never over them.
+    training = {k: v for k, v in previous.get("timings", {}).items() if k != "evaluation"}
     return _evaluate_and_write(
-        run, model, config, dataset, history, timings, hooks, started, audits_root
-    )
+        run, model, config, dataset, history, own, hooks, started, audits_root,
+        kept={"timings": training, "trained_at": previous.get("trained_at")},
+    )  # fmt: skip
 
 
 def _evaluate_and_write(
@@ -242,7 +251,11 @@ def _evaluate_and_write(
     hooks: Hooks,
     started: float,
     audits_root: str | Path = runs.AUDITS_ROOT,
+    kept: dict | None = None,
 ) -> dict:
+    """Evaluate, draw and write metrics.json and report.html. Without ``kept`` this ends a
+    training (``timings`` are its own); with it (``evaluate_run``), ``timings`` are the
+    evaluation's, and ``kept`` holds the training's timings and date to keep as they were."""
     from mnistlab.inference import predict_probabilities
 
     hooks.on_phase("evaluating on the test set")
@@ -261,6 +274,12 @@ def _evaluate_and_write(
     run.write_figures(figures)
 
     timings["total_seconds"] = time.perf_counter() - started
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if kept is None:
+        dates = {"trained_at": now}
+    else:
+        timings = {**kept["timings"], "evaluation": timings}
+        dates = {"trained_at": kept["trained_at"], "evaluated_at": now}
     sample = sample_index(dataset.test_labels)
     metrics = {
         "model": run.model_label(config),
@@ -275,6 +294,7 @@ def _evaluate_and_write(
             "confidence": float(probabilities[sample].max()),
         },
         "timings": timings,
+        **{name: value for name, value in dates.items() if value is not None},
         "versions": library_versions(),
         "data": {"sha256": dataset.sha256},
     }

@@ -73,7 +73,8 @@ def confusion_matrix(matrix: Sequence[Sequence[float]], normalize: bool = False)
         cmap="Blues",
         cbar=False,
         square=True,
-        annot_kws={"fontsize": 8},
+        # Readable at the report's width, where the image is shown at its own 700 px.
+        annot_kws={"fontsize": 12},
         ax=ax,
     )
     ax.set_xlabel("predicted label")

@@ -11,6 +11,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from mnistlab.config import AUDIT_ONLY
+
 # Short, plain CSS: readable on a laptop and a phone, no external fonts or scripts.
 _STYLE = """
 :root { color-scheme: light; --ink: #1d2430; --muted: #5b6575; --line: #d9dee6; --accent: #1f5fbf; }
@@ -31,6 +33,7 @@ th:first-child, td:first-child { text-align: left; }
 .big { font-size: 2.6rem; font-weight: 700; color: var(--accent); line-height: 1.1; }
 .label { color: var(--muted); font-size: 0.9rem; }
 code { font-size: 0.85rem; word-break: break-all; }
+.model-input td { text-align: left; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 12px; }
 """
 
@@ -109,11 +112,28 @@ def _summary(config: dict, metrics: dict) -> str:
         f'<div><div class="label">test examples</div><div class="big">{_number(test["num_examples"], "test.num_examples")}</div></div>'
         "</div>"
     )
-    config_rows = [[_text(key), f"<code>{_text(value)}</code>"] for key, value in config.items()]
-    timing_rows = [
-        [_text(key), _number(value, f"timings.{key}", 2)]
-        for key, value in metrics["timings"].items()
+    config_rows = [
+        [_text(key), _setting(value)]
+        for key, value in config.items()
+        if key not in AUDIT_ONLY and key != "model_input"
     ]
+    model_input = ""
+    if config.get("model_input"):  # Runs written before it was recorded have none.
+        input_rows = [[_text(k), _text(v)] for k, v in config["model_input"].items()]
+        model_input = (
+            "<h3>What model.keras and model.onnx take and give</h3>"
+            + _table(["", ""], input_rows, "model-input")
+        )
+    timings = dict(metrics["timings"])
+    evaluation = timings.pop("evaluation", None)
+    timing_rows = [
+        [_text(key), _number(value, f"timings.{key}", 2)] for key, value in timings.items()
+    ]
+    if evaluation:  # `mnistlab evaluate` ran later: its own timings, below the training's.
+        timing_rows += [
+            [_text(f"evaluation: {key}"), _number(value, f"timings.evaluation.{key}", 2)]
+            for key, value in evaluation.items()
+        ]
     version_rows = [[_text(k), _text(v)] for k, v in metrics["versions"].items()]
     checksum_rows = [
         [_text(name), f"<code>{_text(digest)}</code>"]
@@ -136,14 +156,35 @@ def _summary(config: dict, metrics: dict) -> str:
         headline
         + members
         + f"<p>Model <b>{_text(metrics['model'])}</b> ({parameters} parameters) on dataset "
-        f"<b>{_text(metrics['dataset'])}</b>.</p>"
+        f"<b>{_text(metrics['dataset'])}</b>.{_dates(metrics)}</p>"
         + '<div class="grid">'
         + "<div><h3>Configuration</h3>" + _table(["setting", "value"], config_rows) + "</div>"
         + "<div><h3>Timings (seconds)</h3>" + _table(["phase", "seconds"], timing_rows) + "</div>"
         + "<div><h3>Library versions</h3>" + _table(["library", "version"], version_rows) + "</div>"
-        + "</div><h3>Dataset checksums (SHA-256 of the decompressed files)</h3>"
+        + "</div>"
+        + model_input
+        + "<h3>Dataset checksums (SHA-256 of the decompressed files)</h3>"
         + _table(["file", "sha256"], checksum_rows)
     )
+
+
+def _setting(value: Any) -> str:
+    """A config value; an unset option (null in config.json) reads as a dash, not None."""
+    return "—" if value is None else f"<code>{_text(value)}</code>"
+
+
+def _dates(metrics: dict) -> str:
+    """When the run was trained (and last evaluated), as recorded in UTC."""
+    text = ""
+    for key, label in (("trained_at", "Trained"), ("evaluated_at", "Evaluated again")):
+        if metrics.get(key):
+            text += f' {label} <time datetime="{_text(metrics[key])}">{_text(_utc(metrics[key]))}</time>.'
+    return text
+
+
+def _utc(stamp: str) -> str:
+    """An ISO time in UTC as its date, hours and minutes followed by "UTC"; others unchanged."""
+    return stamp.replace("T", " ")[:16] + " UTC" if stamp.endswith("+00:00") else stamp
 
 
 def _history_table(history: dict[str, list[float]]) -> str:
@@ -165,11 +206,11 @@ def _confusion(test: dict, figures: dict[str, bytes]) -> str:
         ]
         for pair in test["most_confused"]
     ]
+    # One above the other: side by side, each cell's number shrank to about 6 px.
     return (
-        '<div class="grid">'
-        + _image(figures["confusion_matrix"], "confusion matrix, counts")
+        _image(figures["confusion_matrix"], "confusion matrix, counts")
         + _image(figures["confusion_matrix_normalized"], "confusion matrix, row-normalised")
-        + "</div><h3>Most confused pairs</h3>"
+        + "<h3>Most confused pairs</h3>"
         + (_table(["true", "predicted as", "count"], pairs, "confused") if pairs else "<p>No mistakes.</p>")
     )
 
@@ -228,8 +269,10 @@ def _calibration(test: dict, figures: dict[str, bytes]) -> str:
         [
             f"{b['lower']:.1f}–{b['upper']:.1f}",
             _number(b["count"], f"calibration_bins.{i}.count"),
-            _number(b["mean_confidence"], f"calibration_bins.{i}.mean_confidence"),
-            _number(b["accuracy"], f"calibration_bins.{i}.accuracy"),
+            # An empty bin has no confidence or accuracy (metrics.json stores 0).
+            _number(b["mean_confidence"], f"calibration_bins.{i}.mean_confidence")
+            if b["count"] else "—",
+            _number(b["accuracy"], f"calibration_bins.{i}.accuracy") if b["count"] else "—",
         ]
         for i, b in enumerate(test["calibration_bins"])
     ]
@@ -245,9 +288,14 @@ def _calibration(test: dict, figures: dict[str, bytes]) -> str:
 def comparison_table(named_runs: Sequence[tuple[str, dict, dict]]) -> tuple[list[str], list[list]]:
     """Headers and rows comparing runs given as (name, config, metrics).
 
-    Only the config fields that differ between the runs get a column.
+    Only the config fields that differ between the runs get a column; never ``model``, which
+    the model column shows already (an ensemble's members included), nor audit-only fields.
     """
-    keys = list(dict.fromkeys(key for _, config, _ in named_runs for key in config))
+    keys = [
+        key
+        for key in dict.fromkeys(key for _, config, _ in named_runs for key in config)
+        if key not in ("model", "model_input", *AUDIT_ONLY)
+    ]
     differing = [
         key for key in keys if len({repr(config.get(key)) for _, config, _ in named_runs}) > 1
     ]
@@ -470,7 +518,9 @@ def _audit_method(config: dict, summary: dict) -> str:
         [str(fold), _number(value, f"cross_validated_accuracy.per_fold.{fold}")]
         for fold, value in enumerate(summary["cross_validated_accuracy"]["per_fold"], start=1)
     ]
-    config_rows = [[_text(key), f"<code>{_text(value)}</code>"] for key, value in config.items()]
+    config_rows = [
+        [_text(key), _setting(value)] for key, value in config.items() if key != "model_input"
+    ]
     timing_rows = [
         [_text(key), _number(value, f"timings.{key}", 2)] for key, value in summary["timings"].items()
     ]

@@ -93,6 +93,24 @@ def renamed(new: Optional[Path], old: Optional[Path], old_flag: str, new_flag: s
     return old
 
 
+def existing_data_dir(value: Optional[Path]) -> Optional[Path]:
+    """A usage error for a data folder, given or in $MNISTLAB_DATA_DIR, that does not exist:
+    a typo must not quietly fall back to the cache or a download."""
+    import os
+
+    if value is not None:
+        folder, hint = value.expanduser(), "'--data-dir'"
+    elif os.environ.get("MNISTLAB_DATA_DIR"):
+        folder, hint = Path(os.environ["MNISTLAB_DATA_DIR"]).expanduser(), "MNISTLAB_DATA_DIR"
+    else:
+        return value
+    if not folder.is_dir():
+        from mnistlab.data import missing_data_dir_message
+
+        raise typer.BadParameter(missing_data_dir_message(folder), param_hint=hint)
+    return value
+
+
 DataDirOption = Annotated[
     Optional[Path],
     option(
@@ -100,6 +118,7 @@ DataDirOption = Annotated[
         metavar="DIR",
         help="Folder holding DATASET/ with the four IDX files (.gz or not). "
         "Default: $MNISTLAB_DATA_DIR, then the cache, then download.",
+        callback=existing_data_dir,
     ),
 ]
 DatasetOption = Annotated[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -42,10 +43,15 @@ def run_summary(run_dir: Path, metrics: dict) -> None:
     table.add_row("test accuracy", f"{test['accuracy']:.4f}")
     table.add_row("test loss", f"{test['loss']:.4f}")
     table.add_row("parameters", f"{metrics['parameters']:,}")
-    for name in ("data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"):
-        if timings.get(name) is not None:
-            label = name.replace("_seconds", " (s)").replace("_", " ")
-            table.add_row(label, f"{timings[name]:.2f}")
+    names = ("data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds")
+    # After `mnistlab evaluate`, the training's timings, then this evaluation's own.
+    for prefix, values in (("", timings), ("this evaluation: ", timings.get("evaluation", {}))):
+        for name in names:
+            if values.get(name) is not None:
+                label = prefix + name.replace("_seconds", " (s)").replace("_", " ")
+                table.add_row(label, f"{values[name]:.2f}")
+    if metrics.get("trained_at"):
+        table.add_row("trained at", metrics["trained_at"])
     table.add_row("run directory", str(run_dir))
     console.print(table)
     print_line(f"report: {Path(run_dir) / 'report.html'}")
@@ -94,11 +100,20 @@ def audit_summary(audit_dir: Path, summary: dict, report_file: str) -> None:
 
 
 def comparison(headers: list[str], rows: list[list]) -> None:
+    """The runs, numbered, each path on a line of its own; then one row per field and one
+    column per run, so no header or cell is cut however many fields differ."""
+    for number, row in enumerate(rows, start=1):
+        print_line(f"run {number}: {row[0]}")
     table = Table(title="runs")
-    for header in headers:
-        table.add_column(header, justify="left" if header in ("run", "model") else "right")
-    for row in rows:
-        table.add_row(*(_cell(value, ".4f") for value in row))
+    table.add_column("", style="bold", overflow="fold")
+    for number in range(1, len(rows) + 1):
+        table.add_column(f"run {number}", justify="right", overflow="fold")
+    # Config values as given (a rate of 3e-05 must not read 0.0000); scores to 4 places.
+    formats = {"test accuracy": ".4f", "test loss": ".4f", "fit (s)": ".1f"}
+    for index, header in enumerate(headers[1:], start=1):
+        shown = formats.get(header, "g")
+        cells = ("—" if row[index] is None else _cell(row[index], shown) for row in rows)
+        table.add_row(header, *cells)
     console.print(table)
 
 
@@ -136,18 +151,27 @@ def dataset_files(loaded) -> None:
         console.print(f"[green]ok[/green] {filename}  {source}", highlight=False, soft_wrap=True)
 
 
-def dataset_info(loaded, train_counts) -> None:
-    table = Table(title=f"{loaded.name}")
-    table.add_column("file")
-    table.add_column("source")
-    table.add_column("sha256 (decompressed)")
+def dataset_info(loaded) -> None:
+    """Each file's source and SHA-256 whole, on lines of their own (a table cut them), then
+    the shapes and the class balance of train and test."""
+    import numpy as np
+
+    print_line(loaded.name)
     for filename, source in loaded.sources.items():
-        table.add_row(filename, source, loaded.sha256[filename][:16] + "…")
+        print_line(f"  {filename}")
+        print_line(f"    source  {source}")
+        print_line(f"    sha256  {loaded.sha256[filename]}  (of the decompressed file)")
+    for split, images in (("train", loaded.train_images), ("test", loaded.test_images)):
+        side = "x".join(map(str, images.shape[1:]))
+        print_line(f"{split}: {len(images):,} images of {side} pixels")
+    # Plain counts and a light box: the eleven columns fit 80 columns whole.
+    table = Table(title="images per class", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("", overflow="fold")
+    for digit in range(10):
+        table.add_column(str(digit), justify="right", overflow="fold")
+    for split, labels in (("train", loaded.train_labels), ("test", loaded.test_labels)):
+        table.add_row(split, *map(str, np.bincount(labels, minlength=10)))
     console.print(table)
-    shapes = f"train: {loaded.train_images.shape} images, test: {loaded.test_images.shape} images"
-    console.print(shapes)
-    per_class = ", ".join(f"{digit}:{count}" for digit, count in enumerate(train_counts))
-    console.print("train images per class: " + per_class)
 
 
 def prediction(item, json_lines: bool) -> None:
