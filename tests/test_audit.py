@@ -157,13 +157,37 @@ def test_published_overlap_and_accuracy_without():
     flagged = np.zeros(20, dtype=bool)
     flagged[[2, 5]] = True
     ranking = np.array([5, 9, 2, 1, 0])
-    overlap = audit.published_overlap(ranking, flagged, {2: 1, 9: 4, 15: 0, 99: 3}, tops=(1, 3))
-    assert overlap == {"published": 3, "flagged": 1, "top_1": 0, "top_3": 2}
+    overlap = audit.published_overlap(
+        ranking, flagged, {2: 1, 9: 4, 15: 0, 99: 3}, tops=(1, 3), review=2
+    )
+    assert overlap == {
+        "published": 3, "flagged": 1, "top_1": 0, "top_3": 2,
+        "review": 2, "in_queue": [9], "missed": [2, 15],
+    }  # fmt: skip
     probabilities = np.eye(10)[[0, 1, 2, 3]]
     assert audit.accuracy_without(probabilities, np.array([0, 1, 5, 5]), np.array([0, 0, 1, 0], bool)) == (
         0.5,
         pytest.approx(2 / 3),
     )
+
+
+def test_review_queue_takes_each_splits_lowest_quality_in_order():
+    quality = np.array([0.9, 0.1, 0.5, 0.1, 0.7, 0.3, 0.8, 0.2, 0.05])  # 5 train, then 4 test
+    queue = audit.review_queue(quality, num_train=5, count=3)
+    # Ties (positions 1 and 3) in position order; test's queue follows train's.
+    assert queue.tolist() == [1, 3, 2, 8, 7, 5]
+    whole = audit.review_queue(quality, num_train=5, count=10)
+    assert whole.tolist() == [1, 3, 2, 4, 0, 8, 7, 5, 6]
+
+
+def test_shifted_copies_move_the_image_one_pixel_each_way():
+    image = np.zeros((1, 28, 28), dtype=np.uint8)
+    image[0, 10, 12] = 255
+    moved = [np.argwhere(copy[0]).tolist() for copy in audit.shifted_copies(image, 1)]
+    assert sorted(moved) == sorted([[[10, 11]], [[10, 13]], [[9, 12]], [[11, 12]]])
+    edge = np.zeros((1, 28, 28), dtype=np.uint8)
+    edge[0, 0, :] = 255  # a shifted copy does not wrap the top row round to the bottom
+    assert all(copy[0, 27].max() == 0 for copy in audit.shifted_copies(edge, 1))
 
 
 @pytest.mark.mnist
@@ -213,6 +237,73 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
     html = (audit_dir / "audit.html").read_text()
     assert "http://" not in html.replace("https://labelerrors.com", "").split("<body>")[0]
     assert 'data-metric="label_issues.total"' in html
+
+
+def read_candidates(audit_dir):
+    return list(csv.DictReader((audit_dir / runs.CANDIDATES_FILE).read_text().splitlines()))
+
+
+def test_the_review_queue_ranks_planted_flips_first_in_label_quality_order(synthetic, tmp_path):
+    dataset, flipped, _, _ = synthetic
+    train_flips = {int(position) for position in flipped if position < NUM_TRAIN}
+    review = len(train_flips)
+    audit_dir = audit_workflow.audit_dataset(SMALL_AUDIT, out_dir=tmp_path / "audit", review=review)
+    rows = read_candidates(audit_dir)
+    assert list(rows[0]) == [
+        "rank", "split", "index", "given_label", "suggested_label", "label_quality", "flagged",
+    ]  # fmt: skip
+    # Train's queue, then test's, each `review` long, ranked 1..review.
+    assert [row["split"] for row in rows] == ["train"] * review + ["test"] * review
+    for split in ("train", "test"):
+        queue = [row for row in rows if row["split"] == split]
+        assert [int(row["rank"]) for row in queue] == list(range(1, review + 1))
+        qualities = [float(row["label_quality"]) for row in queue]
+        assert qualities == sorted(qualities)
+    # The queue's order and values are the audit's label quality over that split.
+    labels = np.concatenate([dataset.train_labels, dataset.test_labels])
+    issues = audit.find_label_issues(runs.read_npy(audit_dir / "probabilities.npy"), labels)
+    train_rows = rows[:review]
+    assert [int(row["index"]) for row in train_rows] == np.argsort(
+        issues.label_quality[:NUM_TRAIN], kind="stable"
+    )[:review].tolist()
+    for row in rows:
+        position = int(row["index"]) + NUM_TRAIN * (row["split"] == "test")
+        quality = issues.label_quality[position]
+        assert float(row["label_quality"]) == pytest.approx(quality, abs=1e-6)
+        assert int(row["given_label"]) == labels[position]
+        assert int(row["suggested_label"]) == issues.suggested_labels[position]
+        assert row["flagged"] == str(int(issues.flagged[position]))
+    # Recall at the queue's length: the planted training flips fill the top of train's queue.
+    queued = {int(row["index"]) for row in train_rows}
+    assert len(queued & train_flips) >= 0.9 * len(train_flips)
+    # label_issues.csv is unchanged: only the flagged images.
+    flagged_rows = list(csv.DictReader((audit_dir / "label_issues.csv").read_text().splitlines()))
+    assert len(flagged_rows) == issues.flagged.sum()
+
+    # The contact sheet shows the same queue, test first, with given and suggested labels.
+    html = (audit_dir / "audit.html").read_text()
+    sheet = html.split('id="queue-test"')[1].split("</div>")[0]
+    test_rows = rows[review:]
+    assert sheet.count("<figure") == review
+    first = test_rows[0]
+    assert f'data-index="{first["index"]}"' in sheet.split("<figure")[1]
+    assert f"{first['given_label']} → {first['suggested_label']}" in sheet.split("<figure")[1]
+    train_sheet = html.split('id="queue-train"')[1].split("</div>")[0]
+    assert train_sheet.count("<figure") == review
+    assert html.index('id="queue-test"') < html.index('id="queue-train"')
+    summary = json.loads((audit_dir / "summary.json").read_text())
+    assert summary["review_queue"]["per_split"] == review
+
+
+def test_the_contact_sheet_marks_published_errors_and_flags():
+    from mnistlab import report
+
+    cell = {"rank": 1, "split": "test", "index": 947, "given_label": 8, "suggested_label": 4,
+            "label_quality": 0.01, "flagged": True, "published": True, "png": b"png"}  # fmt: skip
+    shown = report._queue_cell(cell)
+    assert 'class="published"' in shown and "⚑" in shown and "8 → 4" in shown
+    plain = report._queue_cell({**cell, "flagged": False, "published": False})
+    assert "published" not in plain and "⚑" not in plain
 
 
 class StopAfter(Exception):
@@ -305,6 +396,17 @@ def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path
     assert all(error["audit_flagged"] == (error["index"] in flagged) for error in metrics["test"]["top_errors"])
     assert "label suspect" in (run_dir / "report.html").read_text()
 
+    # The review queue excludes its training rows: all of them, flagged or not.
+    candidates = runs.Audit(audit_dir).candidates_path
+    rows = read_candidates(audit_dir)
+    queued = sorted(int(row["index"]) for row in rows if row["split"] == "train")
+    config = exclusion.with_exclusion(Config(epochs=1, export_onnx=False), candidates)
+    assert exclusion.excluded_train_indices(config) == queued
+    assert config.excluded_count == len(queued) == min(audit_workflow.AUDIT_REVIEW, NUM_TRAIN)
+    run_dir = pipeline.train_run(config, out_dir=tmp_path / "run-candidates")
+    assert json.loads((run_dir / runs.EXCLUDED_FILE).read_text()) == queued
+    assert json.loads((run_dir / "metrics.json").read_text())["audit"]["dir"] == str(audit_dir)
+
 
 # The CLI ----------------------------------------------------------------------------------
 
@@ -315,6 +417,7 @@ def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path
         (["audit", "--folds", "1"], 2, "--folds"),
         (["audit", "--model", "resnet"], 2, "seed-mlp"),
         (["audit", "--dataset", "cifar"], 2, "cifar"),
+        (["audit", "--review", "0"], 2, "--review"),
         (["audit", "--no-such-flag"], 2, "no-such-flag"),
         (["audit", "--resume", "/nonexistent/audit"], 1, "does not exist"),
         (["train", "--exclude", "/nonexistent/issues.csv"], 1, "does not exist"),
@@ -341,10 +444,15 @@ def test_audit_with_missing_data_is_one_line_and_leaves_nothing(capsys, tmp_path
 
 def test_audit_command_prints_the_counts(capsys, synthetic, tmp_path):
     code, out, _ = run_cli(
-        capsys, "audit", "--folds", "3", "--epochs", "2", "--out", tmp_path / "audit"
+        capsys, "audit", "--folds", "3", "--epochs", "2", "--review", "7",
+        "--out", tmp_path / "audit",
     )
     assert code == 0
     summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
     assert f"{summary['label_issues']['total']:,}" in out
     assert "published label errors found" in out
+    # The audit's own default model, with test-time shifts; --review sets the queue's length.
+    assert summary["model"] == "cnn-fast" and summary["probabilities"]["test_time_augmentation"]
+    rows = read_candidates(tmp_path / "audit")
+    assert [row["split"] for row in rows] == ["train"] * 7 + ["test"] * 7
     assert "audit.html" in out

@@ -268,21 +268,53 @@ def accuracy_without(
 
 
 def published_overlap(
-    test_ranking: np.ndarray, test_flagged: np.ndarray, published: dict[int, int], tops=(50, 100)
+    test_ranking: np.ndarray,
+    test_flagged: np.ndarray,
+    published: dict[int, int],
+    tops=(50, 100),
+    review: int = 100,
 ) -> dict:
     """How many of a published list of test-set label errors the audit finds.
 
     ``test_ranking`` orders every test image from most to least likely mislabeled;
-    ``test_flagged`` is bool per test image. Only indices present in the test set count.
+    ``test_flagged`` is bool per test image; ``review`` is the review queue's length. Only
+    indices present in the test set count. ``in_queue`` and ``missed`` name the indices.
     """
     known = {index for index in published if index < len(test_flagged)}
+    queued = {int(i) for i in test_ranking[:review]}
     result = {
         "published": len(known),
         "flagged": int(sum(bool(test_flagged[index]) for index in known)),
     }
     for top in tops:
         result[f"top_{top}"] = len(known & {int(i) for i in test_ranking[:top]})
+    result["review"] = review
+    result["in_queue"] = sorted(known & queued)
+    result["missed"] = sorted(known - queued)
     return result
+
+
+def review_queue(label_quality: np.ndarray, num_train: int, count: int) -> np.ndarray:
+    """The ``count`` lowest-quality positions of each split (train first, then test), each split
+    in rank order: lowest label quality first, ties by position. Pooled positions (N,) int."""
+    quality = np.asarray(label_quality)
+    queues = []
+    for start, stop in ((0, num_train), (num_train, len(quality))):
+        positions = np.arange(start, stop)
+        order = positions[np.lexsort((positions, quality[start:stop]))]
+        queues.append(order[:count])
+    return np.concatenate(queues)
+
+
+def shifted_copies(images: np.ndarray, pixels: int) -> list[np.ndarray]:
+    """``images`` (N, 28, 28) moved ``pixels`` up, down, left and right, the uncovered edge
+    filled with background (0): four copies, for test-time augmentation."""
+    copies = []
+    padded = np.pad(images, ((0, 0), (pixels, pixels), (pixels, pixels)))
+    height, width = images.shape[1:]
+    for down, right in ((0, pixels), (2 * pixels, pixels), (pixels, 0), (pixels, 2 * pixels)):
+        copies.append(padded[:, down : down + height, right : right + width])
+    return copies
 
 
 def split_and_index(position: int, num_train: int) -> tuple[str, int]:

@@ -35,6 +35,12 @@ th:first-child, td:first-child { text-align: left; }
 code { font-size: 0.85rem; word-break: break-all; }
 .model-input td { text-align: left; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 12px; }
+.sheet { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0 16px; }
+.sheet figure { margin: 0; width: 76px; text-align: center; font-size: 0.72rem; line-height: 1.25; }
+.sheet img { width: 56px; margin: 0 auto 2px; image-rendering: pixelated;
+             border: 1px solid var(--line); }
+.sheet .published { color: crimson; font-weight: 700; }
+.sheet .published img { border: 2px solid crimson; }
 """
 
 SECTIONS = (
@@ -349,6 +355,7 @@ def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) 
 
 AUDIT_SECTIONS = (
     ("summary", "What the audit found"),
+    ("review-queue", "Review queue"),
     ("label-issues", "Likely label errors"),
     ("duplicates", "Duplicates and near-duplicates"),
     ("outliers", "Outliers"),
@@ -367,6 +374,7 @@ def render_audit(
     """
     sections = {
         "summary": _audit_summary(summary),
+        "review-queue": _audit_review_queue(summary, tables.get("candidates", [])),
         "label-issues": _audit_label_issues(summary, tables["label_issues"], figures),
         "duplicates": _audit_duplicates(summary, tables["duplicates"], figures),
         "outliers": _audit_outliers(summary, tables["outliers"], figures),
@@ -432,14 +440,58 @@ def _published_paragraph(summary: dict) -> str:
             "people in the study below lies among the test images audited (a --test-limit cut them "
             f"off), so there is no overlap to report. Source: {_text(published['source'])}.</p>"
         )
+    named = ""
+    if "in_queue" in published:  # summaries written before the review queue lack the names
+        found = ", ".join(f"#{index}" for index in published["in_queue"]) or "none"
+        missed = ", ".join(f"#{index}" for index in published["missed"]) or "none"
+        named = (
+            f" In the test review queue ({_number(published['review'], 'published.review')}"
+            f" images): {_text(found)}; not in it: {_text(missed)}."
+        )
     return (
         f"<p><b>Published label errors.</b> Of the {_number(published['published'], 'published.published')} "
         "MNIST test-set label errors confirmed by people in the study below, the audit ranks "
         f"<b>{_number(published['top_50'], 'published.top_50')}</b> among its 50 most suspect test images, "
         f"<b>{_number(published['top_100'], 'published.top_100')}</b> among its 100 most suspect, and flags "
-        f"{_number(published['flagged'], 'published.flagged')} in all. Source: {_text(published['source'])}. "
-        "The list only scores the audit; nothing was tuned to it.</p>"
+        f"{_number(published['flagged'], 'published.flagged')} in all.{named} "
+        f"Source: {_text(published['source'])}. "
+        "The list only scores the audit; the method was chosen on it and on planted flips.</p>"
     )  # fmt: skip
+
+
+def _audit_review_queue(summary: dict, cells: list[dict]) -> str:
+    """The review queue (candidates.csv) as contact sheets, test first: what a person checks."""
+    per_split = summary.get("review_queue", {}).get("per_split")
+    text = (
+        "<p>Each split's images in order of label quality, lowest first, whether confident "
+        "learning flagged them or not: the queue to review by eye. Captions read "
+        "<i>rank · index</i> and <i>given → suggested</i>; a marked caption is flagged (⚑), a "
+        "red one a published error. The same rows: <code>candidates.csv</code>; train without "
+        "the training rows you keep in it with"
+        " <code>mnistlab train --exclude candidates.csv</code>.</p>"
+    )
+    if per_split is None:
+        return text
+    sheets = ""
+    for split in ("test", "train"):
+        shown = [cell for cell in cells if cell["split"] == split]
+        figures = "".join(_queue_cell(cell) for cell in shown) or "<p>No images.</p>"
+        sheets += f"<h3>{_text(split)}: the {len(shown):,} lowest label qualities</h3>"
+        sheets += f'<div class="sheet" id="queue-{split}">{figures}</div>'
+    return text + sheets
+
+
+def _queue_cell(cell: dict) -> str:
+    encoded = base64.b64encode(cell["png"]).decode("ascii")
+    mark = " ⚑" if cell["flagged"] else ""
+    cls = ' class="published"' if cell["published"] else ""
+    alt = f"{cell['split']} #{cell['index']}, given {cell['given_label']}"
+    return (
+        f'<figure{cls} data-split="{_text(cell["split"])}" data-index="{cell["index"]}">'
+        f'<img alt="{_text(alt)}" src="data:image/png;base64,{encoded}">'
+        f"<figcaption>{cell['rank']} · #{cell['index']}{mark}<br>"
+        f"{cell['given_label']} → {cell['suggested_label']}</figcaption></figure>"
+    )
 
 
 def _audit_label_issues(summary: dict, rows: list[dict], figures: dict[str, bytes]) -> str:

@@ -55,11 +55,14 @@ EXCLUDED_FILE = "excluded.json"
 # The audit directory (`mnistlab audit`):
 #     audits/<YYYYmmdd-HHMMSS>-<dataset>-<model>/
 #         config.json  fold_of_image.npy  fold-<k>.npy (one per finished fold)  probabilities.npy
-#         label_issues.csv  duplicates.csv  outliers.csv  summary.json  *.png  audit.html
+#         label_issues.csv  candidates.csv  duplicates.csv  outliers.csv  summary.json  *.png
+#         audit.html
 AUDITS_ROOT = "audits"
 FOLD_ASSIGNMENT_FILE = "fold_of_image.npy"
 PROBABILITIES_FILE = "probabilities.npy"
 LABEL_ISSUES_FILE = "label_issues.csv"
+# The review queue: each split's lowest label qualities, flagged or not.
+CANDIDATES_FILE = "candidates.csv"
 DUPLICATES_FILE = "duplicates.csv"
 OUTLIERS_FILE = "outliers.csv"
 SUMMARY_FILE = "summary.json"
@@ -403,6 +406,7 @@ class Audit:
         self.fold_assignment_path = self.path / FOLD_ASSIGNMENT_FILE
         self.probabilities_path = self.path / PROBABILITIES_FILE
         self.label_issues_path = self.path / LABEL_ISSUES_FILE
+        self.candidates_path = self.path / CANDIDATES_FILE
         self.duplicates_path = self.path / DUPLICATES_FILE
         self.outliers_path = self.path / OUTLIERS_FILE
         self.summary_path = self.path / SUMMARY_FILE
@@ -452,6 +456,15 @@ class Audit:
     def write_report(self, html: str) -> Path:
         write_text(self.report_path, html)
         return self.report_path
+
+    def read_candidates(self) -> list[dict[str, str]]:
+        """The review queue's rows (candidates.csv) as written, train's first, each in rank
+        order."""
+        path = self.candidates_path
+        try:
+            return list(csv.DictReader(path.read_text().splitlines()))
+        except (OSError, csv.Error) as error:
+            raise RunError(f"{path} cannot be read ({error})") from None
 
     def read_flagged_test_indices(self) -> set[int]:
         """The test-set indices the audit flagged as likely label errors."""

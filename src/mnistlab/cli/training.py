@@ -9,7 +9,6 @@ import typer
 
 from mnistlab.cli import runtime, views
 from mnistlab.cli.options import (
-    AUDIT_EPOCHS_DEFAULT,
     DEFAULT_MODEL,
     FIELD_DEFAULTS,
     DataDirOption,
@@ -24,7 +23,14 @@ from mnistlab.cli.options import (
     per_model_default,
     usage_error,
 )
-from mnistlab.config import LR_SCHEDULES, Config
+from mnistlab.config import (
+    AUDIT_EPOCHS,
+    AUDIT_MODEL,
+    AUDIT_REVIEW,
+    LR_SCHEDULES,
+    MODEL_NAMES,
+    Config,
+)
 from mnistlab.errors import ConfigError, MnistlabError
 
 
@@ -236,17 +242,46 @@ def _train(config: Config, data_dir, out: Optional[Path], resume: bool = False) 
     views.run_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
 
 
+def _audit_epochs_default() -> str:
+    """``[default: 4 for cnn-fast, cnn and cnn-best; the model's own otherwise]``."""
+    groups: dict[int, list[str]] = {}
+    for name, epochs in AUDIT_EPOCHS.items():
+        groups.setdefault(epochs, []).append(name)
+    parts = [
+        f"{epochs} for {' and '.join([', '.join(names[:-1]), names[-1]] if names[1:] else names)}"
+        for epochs, names in groups.items()
+    ]
+    return f"[default: {'; '.join(parts)}; the model's own otherwise]"
+
+
 def audit(
     dataset: DatasetOption = None,
-    model: ModelOption = None,
+    model: Annotated[
+        Optional[str],
+        option(
+            metavar="NAME",
+            help=f"Architecture of each fold's model: {', '.join(MODEL_NAMES)}."
+            f" [default: {AUDIT_MODEL}]",
+            callback=choice(MODEL_NAMES),
+        ),
+    ] = None,
     folds: Annotated[
         int, typer.Option(min=2, metavar="N", help="Cross-validation folds over train and test.")
     ] = FIELD_DEFAULTS["folds"],
     seed: SeedOption = None,
     epochs: Annotated[
         Optional[int],
-        option(min=1, metavar="N", help=f"Epochs per fold. {AUDIT_EPOCHS_DEFAULT}"),
+        option(min=1, metavar="N", help=f"Epochs per fold. {_audit_epochs_default()}"),
     ] = None,
+    review: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Images of each split in the review queue, candidates.csv: the N lowest label"
+            " qualities, flagged or not.",
+        ),
+    ] = AUDIT_REVIEW,
     train_limit: TrainLimitOption = None,
     test_limit: TestLimitOption = None,
     resume: Annotated[
@@ -271,8 +306,10 @@ def audit(
 
     Every image is scored by a model that never saw it (K-fold cross-validation over the pooled
     images); confident learning (cleanlab) flags labels the models contradict. Writes
-    label_issues.csv, duplicates.csv, outliers.csv and a self-contained audit.html.
-    Act on it with `mnistlab train --exclude AUDIT_DIR/label_issues.csv`.
+    label_issues.csv (what cleanlab flags), candidates.csv (the review queue: each split's
+    --review lowest label qualities), duplicates.csv, outliers.csv and a self-contained
+    audit.html. Act on it with `mnistlab train --exclude AUDIT_DIR/label_issues.csv` (or a
+    reviewed candidates.csv).
     """
     if resume is not None:
         from mnistlab import runs
@@ -284,7 +321,7 @@ def audit(
             train_limit=train_limit, test_limit=test_limit,
         )  # fmt: skip
         try:
-            config = Config.for_audit(model or DEFAULT_MODEL, **flags)
+            config = Config.for_audit(model or AUDIT_MODEL, **flags)
         except ConfigError as error:
             raise usage_error(error, flags) from None
     runtime.import_keras(config.model)
@@ -294,7 +331,7 @@ def audit(
         hooks.on_fold = lambda finished, total: views.notice(f"fold {finished}/{total} done")
         audit_dir = audit_workflow.audit_dataset(
             config, data_dir=data_dir, out_dir=resume or out, hooks=hooks,
-            resume=resume is not None,
+            resume=resume is not None, review=review,
         )  # fmt: skip
     summary = runs.read_json(audit_dir, runs.SUMMARY_FILE)
     views.audit_summary(audit_dir, summary, runs.AUDIT_REPORT_FILE)
