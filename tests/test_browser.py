@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serve import BLANK, drawing, start_server, stop_server
+from tests.helpers import BLANK, drawing, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -9,7 +9,7 @@ from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from mnistlab.images import normalize_digit
 
-from tests.test_images import correlation, stroke_width
+from tests.helpers import correlation, stroke_width
 
 
 def mnist_like_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
