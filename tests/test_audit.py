@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab import audit, audit_workflow, cli, data, exclusion, pipeline, runs
+from mnistlab import audit, audit_workflow, data, exclusion, pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.errors import RunError

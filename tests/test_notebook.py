@@ -1,6 +1,5 @@
 """The walkthrough notebook runs end to end on real MNIST (short training) and is stored clean."""
 
-import os
 
 import nbformat
 import pytest

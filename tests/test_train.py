@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnistlab import models, pipeline, runs, train
+from mnistlab import pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import to_model_input
 from mnistlab.train import EqualBatches, calibrate_batch_norm, fit_input

@@ -194,7 +194,6 @@ def find_duplicates(
                 pairs[(first, second)] = 0.0
 
     pixels = _flat_pixels(images)
-    firsts = np.arange(len(images))
     for rank in range(min(candidates, neighbours.indices.shape[1])):
         seconds = neighbours.indices[:, rank]
         rms = np.sqrt(((pixels - pixels[seconds]) ** 2).mean(axis=1))
