@@ -1,6 +1,5 @@
 """Prediction on people's images, the shipped model, and ONNX export."""
 
-import io
 import json
 
 import numpy as np
@@ -12,7 +11,7 @@ from mnistlab.config import Config
 from mnistlab.data import to_model_input
 from mnistlab.images import normalize_digit
 from mnistlab.predict import Predictor, predict_files, pretrained_dir
-from tests.helpers import run_cli
+from tests.helpers import drawing, run_cli
 
 
 def paper_photo(digit: np.ndarray, path, offset=(60, 140), side=120):
@@ -116,11 +115,9 @@ def test_cli_predict_missing_path_and_bad_run(tmp_path, capsys):
 
 
 def test_low_confidence_keeps_the_best_guess_flagged_uncertain(tmp_path, mnist_dir):
-    image = Image.new("L", (60, 60), 0)
-    image.paste(255, (20, 20, 40, 40))
-    image.save(tmp_path / "square.png")
-    sure, = predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=0.0)
-    unsure, = predict_files([tmp_path / "square.png"], Predictor.from_run(), min_confidence=1.01)
+    (tmp_path / "seven.png").write_bytes(drawing("7"))
+    sure, = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=0.0)
+    unsure, = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=1.01)
     # Below the threshold the label is still given, with the flag; nothing else changes.
     assert sure.uncertain is False and unsure.uncertain is True
     assert unsure.label == sure.label == int(np.argmax(unsure.probabilities))
@@ -132,6 +129,8 @@ def test_a_not_a_digit_score_above_the_threshold_is_a_rejection(tmp_path):
 
     class Scored:
         """A model whose not-a-digit score is 0.2 for the first image, 0.9 for the second."""
+
+        not_digit_threshold = 0.95  # The run's own; the call below overrides it.
 
         def scores(self, digits):
             probabilities = np.tile(np.eye(10)[7] * 0.9 + 0.01, (len(digits), 1))
@@ -193,3 +192,21 @@ def test_export_of_a_model_saved_with_augmentation_layers_drops_them(tmp_path):
     digits = (probe.reshape(8, 28, 28) * 255).astype(np.uint8)
     expected = model.predict(to_model_input(digits), verbose=0)
     assert np.abs(onnx.probabilities(digits) - expected).max() <= 1e-5
+
+
+def test_a_filled_shape_is_not_a_digit(tmp_path):
+    from mnistlab.predict import SOLID_BLOB
+
+    image = Image.new("L", (280, 280), 0)
+    image.paste(255, (60, 60, 220, 220))  # A filled square, drawn on the canvas.
+    image.save(tmp_path / "square.png")
+    answer, = predict_files([tmp_path / "square.png"], Predictor.from_run())
+    assert answer.label is None and answer.rejected == SOLID_BLOB
+    assert answer.confidence == max(answer.probabilities)  # What the model made of it.
+
+
+def test_no_mnist_digit_is_a_solid_blob(mnist):
+    from mnistlab.images import is_solid_blob
+
+    assert not any(is_solid_blob(digit) for digit in mnist.test_images)
+

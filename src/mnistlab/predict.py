@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnistlab import runs
+from mnistlab import extras, runs
 from mnistlab.data import NUM_CLASSES, to_model_input
 from mnistlab.errors import ImageError, RunError
-from mnistlab.images import load_image, normalize_digit
+from mnistlab.images import is_solid_blob, load_image, normalize_digit
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,6 +31,9 @@ NOT_A_DIGIT = (
     "not a digit: this looks like a mark, a line, letters, a shape, a scribble or several"
     " digits, not one handwritten digit"
 )
+
+
+SOLID_BLOB = "not a digit: a filled shape, not the strokes of a digit"
 
 
 def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -100,6 +103,9 @@ class Predictor:
             except Exception as error:  # ONNX Runtime raises its own exception types.
                 raise RunError(f"{onnx_path} cannot be loaded by ONNX Runtime ({error})") from None
             return cls(run_dir, session=session, not_digit_threshold=not_digit_threshold)
+        if run.model_path.is_file():  # Else load_model says what is missing.
+            what = f"{run_dir} has no {onnx_path.name}: reading its {run.model_path.name}"
+            extras.require("train", what)
         return cls(run_dir, model=run.load_model(), not_digit_threshold=not_digit_threshold)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
@@ -205,6 +211,9 @@ def read_digit(
         prediction.digit = normalize_digit(image)
     except ImageError as error:  # A readable image with no digit in it: a rejection.
         prediction.rejected = str(error)
+        return prediction
+    if is_solid_blob(prediction.digit):  # Whatever the model makes of it: no digit is solid.
+        prediction.rejected = SOLID_BLOB
     return prediction
 
 
@@ -233,10 +242,10 @@ def classify(
         prediction.uncertain = prediction.confidence < min_confidence
         if not_digit is not None:
             prediction.not_digit = float(not_digit[position])
-            if prediction.not_digit >= not_digit_threshold:
+            if prediction.rejected is None and prediction.not_digit >= not_digit_threshold:
                 prediction.rejected = NOT_A_DIGIT
-                continue
-        prediction.label = best
+        if prediction.rejected is None:
+            prediction.label = best
 
 
 def predict_bytes(
