@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mnistlab import runs
 from mnistlab.config import Config
@@ -209,4 +209,24 @@ def test_no_mnist_digit_is_a_solid_blob(mnist):
     from mnistlab.images import is_solid_blob
 
     assert not any(is_solid_blob(digit) for digit in mnist.test_images)
+
+
+def test_several_digits_side_by_side_are_pointed_to_reading_a_number(tmp_path):
+    from mnistlab.predict import SEVERAL_DIGITS
+
+    image = Image.new("L", (280, 280), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(60, 60), (60, 220)], fill=255, width=16)  # A 1 ...
+    draw.line([(140, 60), (210, 60), (140, 220)], fill=255, width=16)  # ... and a 7.
+    image.save(tmp_path / "17.png")
+    (tmp_path / "7.png").write_bytes(drawing("7"))
+    number, seven = predict_files([tmp_path / "17.png", tmp_path / "7.png"], Predictor.from_run())
+    assert number.label is None and number.rejected == SEVERAL_DIGITS
+    assert seven.label == 7 and seven.rejected is None
+
+
+def test_hardly_any_mnist_digit_looks_like_several(mnist):
+    from mnistlab.images import looks_like_several_digits
+
+    assert sum(looks_like_several_digits(digit) for digit in mnist.test_images) <= 5
 

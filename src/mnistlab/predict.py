@@ -17,7 +17,7 @@ import numpy as np
 from mnistlab import extras, runs
 from mnistlab.data import NUM_CLASSES, to_model_input
 from mnistlab.errors import ImageError, RunError
-from mnistlab.images import is_solid_blob, load_image, normalize_digit
+from mnistlab.images import is_solid_blob, load_image, looks_like_several_digits, normalize_digit
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,6 +34,10 @@ NOT_A_DIGIT = (
 
 
 SOLID_BLOB = "not a digit: a filled shape, not the strokes of a digit"
+SEVERAL_DIGITS = (
+    "not a digit: several digits side by side; read a number with `mnistlab read`"
+    " (on the page: A number)"
+)
 
 
 def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -214,6 +218,8 @@ def read_digit(
         return prediction
     if is_solid_blob(prediction.digit):  # Whatever the model makes of it: no digit is solid.
         prediction.rejected = SOLID_BLOB
+    elif looks_like_several_digits(prediction.digit):
+        prediction.rejected = SEVERAL_DIGITS
     return prediction
 
 

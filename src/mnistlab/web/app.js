@@ -295,8 +295,11 @@ function showAnswer(answer) {
     setMessage(answer.rejected, "warn");
   } else {
     digitOutput.textContent = "–";
-    confidenceText.textContent = "Not a digit";
-    setMessage("This does not look like one digit 0-9: draw a single digit, large, in the square.", "warn");
+    const several = answer.rejected.includes("several digits");
+    confidenceText.textContent = several ? "Several digits?" : "Not a digit";
+    setMessage(several
+      ? "This looks like a number: switch to \u201cA number\u201d above to read it."
+      : "This does not look like one digit 0-9: draw a single digit, large, in the square.", "warn");
   }
 }
 
