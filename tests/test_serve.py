@@ -598,7 +598,7 @@ def test_serve_command_busy_port_is_one_line(capsys):
     )
 
 
-# --- Issue 12: `mnistlab predict` says a file's path once ---------------------------------------
+# --- `mnistlab predict` says a file's path once --------------------------------------------------
 
 
 def test_predict_error_names_the_file_once(capsys, tmp_path):

@@ -78,10 +78,10 @@ def fit_input(batches: EqualBatches):
 
     There Keras reads a ``PyDataset`` through tf.data with autotuning on and a new iterator
     every epoch, and on a 2-core CPU whole epochs of cnn-best went idle for 35-40 s, every
-    thread waiting while tf.data's autotuning thread sat in a timed wait (bench/README.md,
-    stop 32). The same batches through tf.data with autotuning off train bit-identically,
-    without those waits. The batch dimension stays unknown, as Keras leaves it: a fixed one
-    changes the compiled step and so the weights.
+    thread waiting while tf.data's autotuning thread sat in a timed wait. The same batches
+    through tf.data with autotuning off train bit-identically, without those waits. The batch
+    dimension stays unknown, as Keras leaves it: a fixed one changes the compiled step and so
+    the weights.
     """
     if keras.backend.backend() != "tensorflow":
         return batches

@@ -1,0 +1,204 @@
+"""The performance tables, rendered from the results files under bench/results/.
+
+Every table in docs/performance.md (and the models table in README.md) sits between
+`<!-- table: NAME ... -->` and `<!-- table: end -->` and is written by this script from the JSON
+the benchmarks leave in bench/results/; each row names its date, commit and machine. Never edit
+a table by hand: rerun the benchmark, then this script.
+
+    python bench/tables.py            # rewrite the tables in docs/performance.md and README.md
+    python bench/tables.py --check    # exit 1 if any table differs from its results file
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGES = [ROOT / "docs" / "performance.md", ROOT / "README.md"]
+BLOCK = re.compile(r"(<!-- table: (\S+)[^\n]*-->\n)(.*?)(<!-- table: end -->)", re.S)
+SEED_LABELS = {
+    "recreation": "seed re-creation (Keras on TensorFlow)",
+    "mnistlab-cold": "`mnistlab train`, first run (empty cache)",
+    "mnistlab-warm": "`mnistlab train`, later runs",
+    "keras-jax": "Keras on JAX, no TensorFlow installed",
+    "torch": "PyTorch eager, fp32",
+    "torch-bf16": "PyTorch eager, bf16 autocast",
+    "numpy": "NumPy by hand (1 BLAS thread)",
+    "floor": "fp32 GEMM floor (XLA)",
+}
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _median(runs: list[dict], key: str) -> float | None:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _where(result: dict) -> str:
+    return f"{result['date']}, `{result['commit']}`, {result['machine']}"
+
+
+def seed_table(results: dict) -> str:
+    """The seed model against its peers (bench_train.py --json): medians of alternating rounds."""
+    runs = results["runs"]
+    base_whole, base_cpu = _median(runs["recreation"], "whole"), _median(runs["recreation"], "cpu")
+    floor = _median(runs["floor"], "fit")
+    loads = (results["load_before"][0], results["load_after"][0])
+    lines = [
+        f"Measured {_where(results)}; {len(runs['recreation'])} alternating rounds, medians; load "
+        f"average {min(loads):.1f}–{max(loads):.1f} while measuring (shared machine: wall times "
+        "inflated, CPU seconds less so).",
+        "",
+        "| seed MLP, 10 epochs | whole (s) | CPU (s) | fit (s) | test acc | peak RSS (MiB) "
+        "| whole / re-creation | CPU / re-creation | fit / GEMM floor |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind, label in SEED_LABELS.items():
+        if kind not in runs:
+            continue
+        whole, cpu, fit = (_median(runs[kind], key) for key in ("whole", "cpu", "fit"))
+        accuracy, rss = _median(runs[kind], "acc"), _median(runs[kind], "rss_kib")
+        fit_only = kind == "floor"
+        lines.append(_row([
+            label,
+            "" if fit_only else f"{whole:.1f}",
+            "" if fit_only else f"{cpu:.1f}",
+            f"{fit:.2f}",
+            "" if accuracy is None else f"{accuracy:.4f}",
+            "" if fit_only else f"{rss / 1024:.0f}",
+            "" if fit_only else f"{whole / base_whole:.2f}x",
+            "" if fit_only else f"{cpu / base_cpu:.2f}x",
+            f"{fit / floor:.2f}x",
+        ]))
+    return "\n".join(lines)
+
+
+def _model_rows() -> list[dict]:
+    """models.json's rows, the seed model's filled in from train.json."""
+    rows = load("models.json")["rows"]
+    for row in rows:
+        if row.get("source") == "train.json":
+            train = load("train.json")
+            warm = train["runs"]["mnistlab-warm"]
+            row.update(accuracy=[_median(warm, "acc")], whole_s=[_median(warm, "whole")],
+                       date=train["date"], commit=train["commit"], machine=train["machine"])
+    return rows
+
+
+def _span(values: list[float] | None, span: list[float] | None, digits: int) -> str:
+    low, high = (min(values), max(values)) if values else span
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f}–{high:.{digits}f}"
+
+
+def _accuracy(row: dict) -> str:
+    return _span(row.get("accuracy"), row.get("accuracy_range"), 4)
+
+
+def _seconds(row: dict) -> str:
+    values = row.get("whole_s") or row.get("whole_s_range")
+    return _span(row.get("whole_s"), row.get("whole_s_range"), 2 if max(values) < 1 else 1)
+
+
+def models_table() -> str:
+    lines = [
+        "| model | recipe | seeds | test accuracy | whole process (s) | date | commit | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in _model_rows():
+        seeds = row["seeds"]
+        contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
+        seeds = f"{seeds[0]}–{seeds[-1]}" if contiguous else ", ".join(str(seed) for seed in seeds)
+        lines.append(_row([f"`{row['model']}`" if row["model"][0].islower() and " " not in row["model"]
+                           else row["model"], row["recipe"], seeds, _accuracy(row), _seconds(row),
+                           row["date"], f"`{row['commit']}`", row["machine"]]))
+    return "\n".join(lines)
+
+
+def readme_models_table() -> str:
+    """One accuracy and one time per model (its defaults), all on one machine."""
+    rows = [row for row in _model_rows() if row["default"]]
+    machines = {row["machine"] for row in rows}
+    assert len(machines) == 1, f"the README's models table mixes machines: {machines}"
+    lines = [
+        f"Test accuracy (the seeds measured) and whole-process time, defaults, on {rows[-1]['machine']}:",
+        "",
+        "| model | test accuracy | time (s) | measured |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(_row([f"`{row['model']}`", _accuracy(row), _seconds(row),
+                           f"{row['date']}, `{row['commit']}`"]))
+    return "\n".join(lines)
+
+
+def serve_table() -> str:
+    result = load("serve.json")
+
+    def ms(value):
+        return "" if value is None else f"{value:g}"
+
+    lines = [
+        "| server | input | clients | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | errors | date | commit | machine |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in result["rows"]:
+        lines.append(_row([row["server"], row["input"], row["concurrency"], ms(row["p50_ms"]),
+                           ms(row["p95_ms"]), ms(row["p99_ms"]), ms(row["requests_per_s"]),
+                           row["errors"], row["date"], f"`{row['commit']}`", row["machine"]]))
+    return "\n".join(lines)
+
+
+def workflows_table() -> str:
+    lines = [
+        "| what | result | whole process (s) | command | date | commit | machine |",
+        "| --- | --- | ---: | --- | --- | --- | --- |",
+    ]
+    for row in load("workflows.json")["rows"]:
+        lines.append(_row([row["what"], row["result"], _seconds(row), f"`{row['command']}`",
+                           row["date"], f"`{row['commit']}`", row["machine"]]))
+    return "\n".join(lines)
+
+
+TABLES = {
+    "seed": lambda: seed_table(load("train.json")),
+    "models": models_table,
+    "models-readme": readme_models_table,
+    "serve": serve_table,
+    "workflows": workflows_table,
+}
+
+
+def render(page: str) -> str:
+    def block(match: re.Match) -> str:
+        return f"{match.group(1)}{TABLES[match.group(2)]()}\n{match.group(4)}"
+
+    return BLOCK.sub(block, page)
+
+
+def main(argv: list[str]) -> int:
+    stale = [page for page in PAGES if page.exists() and render(page.read_text()) != page.read_text()]
+    if "--check" in argv:
+        for page in stale:
+            print(f"{page}: a table differs from bench/results; run python bench/tables.py",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    for page in stale:
+        page.write_text(render(page.read_text()))
+        print(f"rewrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
