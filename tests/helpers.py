@@ -10,12 +10,16 @@ import sys
 import time
 import urllib.request
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from mnistlab import cli
+
+# cnn-best as first shipped: saved with three Keras augmentation layers inside it.
+AUGMENTED_MODEL = Path(__file__).parent / "data" / "cnn-best-with-augmentation-layers.keras"
 
 
 def run_cli(capsys, *args) -> tuple[int | str | None, str, str]:

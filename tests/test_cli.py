@@ -14,23 +14,9 @@ import numpy as np
 import pytest
 
 from mnistlab import cli, data
+from tests.helpers import assert_one_line_error, run_cli
 
 SMALL_FLAGS = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "300"]
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main([str(arg) for arg in args])
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
-def assert_one_line_error(err):
-    """Progress lines may come first; the error itself is one line, and the last."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], err
-    assert "Traceback" not in err
 
 
 def test_help_lists_the_commands(capsys):
@@ -217,6 +203,79 @@ def test_ensemble_of_one_run_is_a_usage_error_before_any_work(capsys, tmp_path):
     assert not (tmp_path / "ensemble").exists()
 
 
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-export-onnx"], False)])
+def test_export_onnx_flag_sets_the_config(capsys, monkeypatch, flag, expected):
+    from mnistlab.cli import runtime, training
+
+    trained = []
+    monkeypatch.setattr(runtime, "start_figure_workers", lambda: None)
+    monkeypatch.setattr(runtime, "import_keras", lambda model=None: None)
+    monkeypatch.setattr(training, "_train", lambda config, *args, **kw: trained.append(config))
+    code, _, err = run_cli(capsys, "train", *flag)
+    assert code == 0, err
+    assert [config.export_onnx for config in trained] == [expected]
+
+
+def without_modules(monkeypatch, *names: str) -> None:
+    """Make ``names`` look uninstalled, as in a core install (``pip install mnistlab``)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def find(name, *args):
+        return None if name.partition(".")[0] in names else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find)
+
+
+@pytest.mark.parametrize(
+    "args, extra",
+    [
+        (["train"], "train"),
+        (["evaluate", "RUN"], "train"),
+        (["export", "RUN"], "train"),
+        (["ensemble", "A", "B", "--out", "OUT"], "train"),
+        (["audit"], "audit"),
+    ],
+)
+def test_a_command_without_its_extra_names_it_in_one_line(capsys, monkeypatch, args, extra):
+    without_modules(monkeypatch, "keras", "cleanlab")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1
+    assert_one_line_error(err)
+    assert f"mnistlab {args[0]} needs the '{extra}' extra" in err
+    assert f'pip install "mnistlab[{extra}]"' in err
+
+
+def test_a_run_without_onnx_names_the_extra_keras_needs(capsys, monkeypatch, tmp_path):
+    import shutil
+
+    from mnistlab.predict import pretrained_dir
+
+    run = tmp_path / "keras-only"
+    run.mkdir()
+    for name in ("config.json", "model.keras"):
+        shutil.copy(pretrained_dir() / name, run / name)
+    without_modules(monkeypatch, "keras", "tensorflow", "jax")
+    code, out, err = run_cli(capsys, "predict", "--run", run, one_image(tmp_path))
+    assert code == 1 and out == ""
+    assert_one_line_error(err)
+    assert "has no model.onnx" in err and 'pip install "mnistlab[train]"' in err
+
+
+def test_a_missing_module_met_later_is_one_line_naming_its_extra(capsys, monkeypatch, tmp_path):
+    import mnistlab.pipeline
+
+    def needs_matplotlib(run_dir):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(mnistlab.pipeline, "write_report", needs_matplotlib)
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert code == 1
+    assert_one_line_error(err)
+    assert "mnistlab report needs the 'train' extra" in err
+
+
 def one_image(tmp_path) -> Path:
     from PIL import Image
 
@@ -348,8 +407,10 @@ def test_help_and_onnx_predict_load_no_training_framework(tmp_path):
 def test_fast_exit_keeps_every_line_of_output(mnist_dir):
     # A successful command ends with os._exit (no teardown): its piped output must be complete.
     result = mnistlab_subprocess("data", "info", "--data-dir", mnist_dir)
-    assert "train images per class: 0:5923" in result.stdout
-    assert result.stdout.rstrip().endswith("9:5949")  # the last thing printed
+    last_row = result.stdout.rstrip().splitlines()[-1].split()  # the last thing printed
+    assert last_row[0] == "test" and last_row[1:] == [
+        "980", "1135", "1032", "1010", "982", "892", "958", "1028", "974", "1009"
+    ]
 
 
 # A Ctrl-C that lands inside a garbage-collector callback (JAX registers one) becomes a

@@ -5,7 +5,7 @@ the rendering of a results file under bench/results/."""
 import re
 from pathlib import Path
 
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

@@ -14,7 +14,7 @@ from mnistlab.ensemble import build_ensemble
 from mnistlab.errors import ConfigError
 from mnistlab.models import build_model
 from mnistlab.inference import predict_probabilities
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import AUGMENTED_MODEL, assert_one_line_error, run_cli
 
 # Members without model.onnx: the ensemble exports its own.
 SMALL = Config(epochs=1, train_limit=2000, test_limit=400, top_errors=3, export_onnx=False)
@@ -23,17 +23,23 @@ SMALL = Config(epochs=1, train_limit=2000, test_limit=400, top_errors=3, export_
 def test_ensemble_output_is_the_mean_of_its_members(digit_images):
     images, _ = digit_images
     members = []
-    # Two seed MLPs and the shipped cnn-best, whose augmentation layers the ensemble drops.
+    # Two seed MLPs and a cnn-best saved with augmentation layers, which the ensemble drops.
     for seed in (0, 1):
         keras.utils.set_random_seed(seed)
         members.append(build_model(Config(), steps_per_epoch=1))
-    members.append(runs.load_model(predict.pretrained_dir()))
+    members.append(keras.saving.load_model(AUGMENTED_MODEL, compile=False))
     expected = np.mean([predict_probabilities(m, images) for m in members], axis=0)
     ensemble = build_ensemble(members)
     actual = predict_probabilities(ensemble, images)
     np.testing.assert_allclose(actual, expected, atol=1e-6)
     assert actual.shape == (20, 10)
     np.testing.assert_allclose(actual.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_member_with_a_not_a_digit_head_is_refused():
+    shipped = runs.load_model(predict.pretrained_dir())  # ten probabilities and the head's score
+    with pytest.raises(ConfigError, match="11 columns"):
+        build_ensemble([build_model(Config()), shipped])
 
 
 def test_an_ensemble_needs_two_members():

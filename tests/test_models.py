@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 
+from tests.helpers import AUGMENTED_MODEL
 from mnistlab.config import Config
 from mnistlab.models import build_model
 
@@ -126,11 +127,8 @@ def test_augmentation_is_a_setting_on_by_default_only_for_cnn_best():
 
 
 def _shipped_model() -> keras.Model:
-    """The shipped cnn-best, saved when augmentation was three Keras layers inside the model."""
-    from mnistlab import runs
-    from mnistlab.predict import pretrained_dir
-
-    return runs.load_model(pretrained_dir())
+    """cnn-best as first shipped, saved when augmentation was three Keras layers inside it."""
+    return keras.saving.load_model(AUGMENTED_MODEL, compile=False)
 
 
 def test_models_hold_no_augmentation_and_one_saved_with_its_layers_drops_them_for_inference():

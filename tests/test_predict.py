@@ -11,7 +11,7 @@ from mnistlab.config import Config
 from mnistlab.data import to_model_input
 from mnistlab.images import normalize_digit
 from mnistlab.predict import Predictor, predict_files, pretrained_dir
-from tests.helpers import drawing, run_cli
+from tests.helpers import AUGMENTED_MODEL, drawing, run_cli
 
 
 def paper_photo(digit: np.ndarray, path, offset=(60, 140), side=120):
@@ -184,7 +184,8 @@ def test_export_of_a_model_saved_with_augmentation_layers_drops_them(tmp_path):
 
     from mnistlab.export import export_onnx
 
-    shutil.copytree(pretrained_dir(), tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.onnx"))
+    shutil.copytree(pretrained_dir(), tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.onnx", "not_digit.json"))
+    shutil.copy(AUGMENTED_MODEL, tmp_path / "model.keras")
     model = runs.load_model(tmp_path)
     probe = np.random.default_rng(1).random((8, 784), dtype=np.float32)
     export_onnx(tmp_path)

@@ -3,85 +3,30 @@
 import base64
 import io
 import json
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from mnistlab import __version__, runs
 from mnistlab.images import load_image, normalize_digit
 from mnistlab.predict import Predictor, pretrained_dir
 from mnistlab.serve import MAX_BATCH_FILES, ServeOptions, create_app
-from tests.test_cli import run_cli
-
-
-def drawing(digit: str, side: int = 280, offset=(0, 0)) -> bytes:
-    """A PNG of a digit drawn as a canvas app draws it: round white strokes on black."""
-    image = Image.new("L", (side, side), 0)
-    pen = ImageDraw.Draw(image)
-    scale = side / 280
-    shapes = {
-        "1": [[(150, 50), (150, 230)]],
-        "7": [[(80, 60), (200, 60), (120, 230)]],
-        "0": [
-            [
-                (140, 50),
-                (190, 80),
-                (205, 140),
-                (190, 200),
-                (140, 230),
-                (90, 200),
-                (75, 140),
-                (90, 80),
-                (140, 50),
-            ]
-        ],
-    }
-    for stroke in shapes[digit]:
-        points = [((x + offset[0]) * scale, (y + offset[1]) * scale) for x, y in stroke]
-        pen.line(points, fill=255, width=int(20 * scale), joint="curve")
-        for x, y in points:
-            radius = 10 * scale
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-BLANK = png(Image.new("L", (100, 100), 255))
-
-
-def bomb_png(width=100_000, height=100_000) -> bytes:
-    """A valid PNG header claiming 10 gigapixels, with a tiny (invalid) body."""
-
-    def chunk(kind, data):
-        return (
-            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-        )
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
-        + chunk(b"IEND", b"")
-    )
+from tests.helpers import (
+    BLANK,
+    assert_error,
+    bomb_png,
+    drawing,
+    png,
+    run_cli,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +38,6 @@ def predictor():
 def client(predictor):
     with TestClient(create_app(ServeOptions(), predictor)) as test_client:
         yield test_client
-
-
-def assert_error(response, status, fragment):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"] and "\n" not in body["error"], body
-    assert fragment in body["error"], body["error"]
 
 
 # --- Routes ------------------------------------------------------------------------------------
@@ -474,44 +412,6 @@ def test_batch_limits(client):
 
 
 # --- The command -------------------------------------------------------------------------------
-
-
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """`mnistlab serve --port 0 ...` as a user starts it; returns the process and its URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from mnistlab.cli import main; main()",
-            "serve",
-            "--port",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline()
-    if "http://" not in line:
-        process.kill()
-        raise AssertionError(f"no URL printed: {line!r} {process.stderr.read()}")
-    url = line.split()[2]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "api/ready", timeout=5):
-                return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server did not become ready")
-
-
-def stop_server(process: subprocess.Popen) -> tuple[int, str, str]:
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=20)
-    return process.returncode, out, err
 
 
 def test_serve_command_starts_answers_and_stops_on_ctrl_c():

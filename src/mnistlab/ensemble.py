@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from mnistlab.data import NUM_CLASSES
 from mnistlab.errors import ConfigError
 from mnistlab.models import NUM_PIXELS, without_augmentation
 
@@ -26,6 +27,11 @@ def build_ensemble(members: Sequence[keras.Model]) -> keras.Model:
     inputs = keras.Input(shape=(NUM_PIXELS,), name="pixels")
     outputs = []
     for index, member in enumerate(members):
+        if member.outputs[0].shape[-1] != NUM_CLASSES:  # e.g. a not-a-digit head's column
+            raise ConfigError(
+                f"ensemble members must output {NUM_CLASSES} class probabilities; member"
+                f" {index} outputs {member.outputs[0].shape[-1]} columns"
+            )
         member = without_augmentation(member)
         # Nested models need distinct names; runs of the same model all share one.
         member.name = f"member_{index}_{member.name}"

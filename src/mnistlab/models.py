@@ -230,10 +230,13 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     """The trained network, uncompiled: what model.keras holds. A compiled model saves its
     optimizer too, which plain Keras then warns it cannot restore (the float32 copy of a
     mixed-precision run never stepped its own); inference needs none, and the file is a third
-    the size. (clone_model would compile the copy again.)"""
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    return copy
+    the size. The copy shares the trained layers: rebuilding from get_config would import
+    TensorFlow on JAX (Keras's serialisation checks for its shapes), and clone_model would
+    compile the copy again."""
+    if isinstance(model, keras.Sequential):
+        return keras.Sequential([keras.Input(shape=model.inputs[0].shape[1:]), *model.layers],
+                                name=model.name)
+    return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def load_trained_weights(model: keras.Model, trained: keras.Model) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
+from mnistlab import extras
 from mnistlab.cli import runtime, training, views
 from mnistlab.cli.options import (
     DEFAULT_DATASET,
@@ -75,6 +76,7 @@ def evaluate(run_dir: RunDirArgument, data_dir: DataDirOption = None) -> None:
     """Rebuild a run's metrics and figures from its directory alone."""
     from mnistlab import runs
 
+    extras.require("train", "mnistlab evaluate")
     config = runs.read_config(run_dir)  # Fail fast, before the slow imports, on a wrong directory.
     runtime.start_figure_workers()
     runtime.import_keras(config.model)
@@ -130,6 +132,7 @@ def export(
     """Export a run's model for deployment (RUN_DIR/model.onnx); predict then uses it."""
     from mnistlab import runs
 
+    extras.require("train", "mnistlab export")
     runs.read_config(run_dir)  # Fail fast on a wrong directory, before the slow imports.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Export goes through tf2onnx.
     runtime.import_keras()
@@ -420,9 +423,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         views.print_error(str(error))
         sys.exit(1)
+    except ModuleNotFoundError as error:
+        # A module of an extra that is not installed, met on a path no command checks first.
+        extra = extras.extra_of(error.name)
+        if extra is None or debug:
+            raise
+        runtime.stop_figure_workers(kill=True)
+        views.print_error(extras.message(_command_of(args), extra))
+        sys.exit(1)
     except TyperException as error:  # Usage errors: bad flag, bad value, missing argument.
         if type(error).__name__ == "NoArgsIsHelpError":
             command.main(args=[*args, "--help"], prog_name="mnistlab", standalone_mode=False)
             sys.exit(0)
         views.print_error(error.format_message())
         sys.exit(getattr(error, "exit_code", 2))
+
+
+def _command_of(args: list[str]) -> str:
+    """``mnistlab COMMAND`` for the error line: the first argument that is not an option."""
+    words = [arg for arg in args if not arg.startswith("-")][:1]
+    return " ".join(["mnistlab", *words])

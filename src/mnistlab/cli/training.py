@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mnistlab import extras
 from mnistlab.cli import runtime, views
 from mnistlab.cli.options import (
     DEFAULT_MODEL,
@@ -161,6 +162,14 @@ def train(
             f" {per_model_default('checkpoint')}",
         ),
     ] = None,
+    export_onnx: Annotated[
+        Optional[bool],
+        option(
+            "--export-onnx/--no-export-onnx",
+            help="Write model.onnx beside model.keras, so predict and serve run the model on ONNX"
+            f" Runtime. {per_model_default('export_onnx')}",
+        ),
+    ] = None,
     resume: Annotated[
         Optional[Path],
         option(
@@ -190,6 +199,7 @@ def train(
     Without --config, settings start from the architecture's own defaults: the seed notebook's
     for seed-mlp, tuned ones for the convolutional models. Flags override either.
     """
+    extras.require("train", "mnistlab train")
     if resume is not None:
         from mnistlab import runs
 
@@ -206,6 +216,7 @@ def train(
         model=model, checkpoint=checkpoint, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
         mixed_precision=mixed_precision, augment=augment, shift_pixels=shift_pixels,
         drawings=drawings, init_from=_run_path(init_from), dataset=dataset, epochs=epochs,
+        export_onnx=export_onnx,
         batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split,
         ema_momentum=ema_momentum, dropout=dropout, seed=seed, top_errors=top_errors,
         train_limit=train_limit, test_limit=test_limit,
@@ -239,7 +250,7 @@ def _train(config: Config, data_dir, out: Optional[Path], resume: bool = False) 
         run_dir = pipeline.train_run(
             config, data_dir=data_dir, out_dir=out, hooks=hooks, resume=resume
         )
-    views.run_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
+    views.run_summary(run_dir, runs.Run(run_dir).read_metrics())
 
 
 def _audit_epochs_default() -> str:
@@ -311,6 +322,7 @@ def audit(
     audit.html. Act on it with `mnistlab train --exclude AUDIT_DIR/label_issues.csv` (or a
     reviewed candidates.csv).
     """
+    extras.require("audit", "mnistlab audit")
     if resume is not None:
         from mnistlab import runs
 
@@ -333,8 +345,8 @@ def audit(
             config, data_dir=data_dir, out_dir=resume or out, hooks=hooks,
             resume=resume is not None, review=review,
         )  # fmt: skip
-    summary = runs.read_json(audit_dir, runs.SUMMARY_FILE)
-    views.audit_summary(audit_dir, summary, runs.AUDIT_REPORT_FILE)
+    audit_files = runs.Audit(audit_dir)
+    views.audit_summary(audit_dir, audit_files.read_summary(), audit_files.report_path)
 
 
 def sweep(
@@ -392,7 +404,7 @@ def sweep(
         settings = sweeping.SweepSettings(
             values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None
         )
-    _require("ray", "sweep")
+    extras.require("sweep", "mnistlab sweep")
     if resume is None:
         sweep_dir = out or runs.new_run_dir(Path("sweeps"), "sweep")
         result = sweeping.run_sweep(settings, sweep_dir, address=address, on_event=views.notice)
@@ -416,16 +428,6 @@ def sweep(
         raise MnistlabError(f"no trial finished{first}")
 
 
-def _require(module: str, extra: str) -> None:
-    """One line naming the extra to install when an optional dependency is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MnistlabError(
-            f'{module} is not installed; install it with: pip install "mnistlab[{extra}]"'
-        )
-
-
 def ensemble(
     run_dirs: RunDirsArgument,
     out: Annotated[
@@ -440,6 +442,7 @@ def ensemble(
     """
     from mnistlab import runs
 
+    extras.require("train", "mnistlab ensemble")
     if len(run_dirs) < 2:
         raise typer.BadParameter(
             f"an ensemble needs at least two runs; received: {len(run_dirs)}",
@@ -453,5 +456,6 @@ def ensemble(
 
     with runtime.progress(epochs=1) as hooks:
         run_dir = pipeline.ensemble_run(run_dirs, out, data_dir=data_dir, hooks=hooks)
-    views.run_summary(run_dir, runs.read_json(run_dir, runs.METRICS_FILE))
-    views.ensemble_members(runs.read_json(run_dir, runs.ENSEMBLE_FILE)["members"])
+    run = runs.Run(run_dir)
+    views.run_summary(run_dir, run.read_metrics())
+    views.ensemble_members(run.ensemble_members())

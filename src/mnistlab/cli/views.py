@@ -62,7 +62,7 @@ def ensemble_members(members: list[dict]) -> None:
         print_line(f"member {member['run_dir']}: test accuracy {member['test_accuracy']:.4f}")
 
 
-def audit_summary(audit_dir: Path, summary: dict, report_file: str) -> None:
+def audit_summary(audit_dir: Path, summary: dict, report: Path) -> None:
     title = f"audit of {summary['dataset']} ({summary['model']}, {summary['folds']} folds)"
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
@@ -96,7 +96,7 @@ def audit_summary(audit_dir: Path, summary: dict, report_file: str) -> None:
     table.add_row("total (s)", f"{summary['timings']['total_seconds']:.1f}")
     table.add_row("audit directory", str(audit_dir))
     console.print(table)
-    print_line(f"report: {audit_dir / report_file}")
+    print_line(f"report: {report}")
 
 
 def comparison(headers: list[str], rows: list[list]) -> None:

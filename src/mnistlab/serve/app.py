@@ -136,7 +136,7 @@ async def _lifespan(app: FastAPI):
 
 def _model_info(predictor: Predictor, options: ServeOptions) -> dict[str, Any]:
     try:
-        metrics = runs.read_json(predictor.run_dir, runs.METRICS_FILE)
+        metrics = runs.Run(predictor.run_dir).read_metrics()
     except RunError:  # A run without metrics still serves; /api/model says less.
         metrics = {}
     return {
