@@ -62,10 +62,11 @@ def scores_of(predictor: Predictor, digits: np.ndarray, read: np.ndarray):
 
 def machine() -> str:
     try:
-        return subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split(
+        name = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split(
             "Model name:")[1].splitlines()[0].strip()
     except (OSError, IndexError):
-        return platform.processor() or "unknown"
+        name = platform.processor() or "unknown"
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> int:

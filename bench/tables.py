@@ -171,7 +171,33 @@ def workflows_table() -> str:
     return "\n".join(lines)
 
 
+def notdigit_table() -> str:
+    """bench_notdigit.py: non-digits refused and digit points lost around the shipped threshold."""
+    result = load("notdigit/results.json")
+    shipped = result["shipped_threshold"]
+    kinds = [name.split(" ", 1)[1] for name in result["curve"][0] if name.startswith("refused ")]
+    lines = [
+        "| threshold | " + " | ".join(f"{kind} refused" for kind in kinds)
+        + " | worst digit kind: points lost | date | commit | machine |",
+        "| ---: | " + " | ".join("---:" for _ in kinds) + " | --- | --- | --- | --- |",
+    ]
+    for row in result["curve"]:
+        near_shipped = abs(row["threshold"] - shipped) < 0.005 and row["threshold"] != shipped
+        if not 0.5 <= row["threshold"] <= 0.9 or near_shipped:
+            continue
+        lost = {name.split(" ", 1)[1]: value for name, value in row.items()
+                if name.startswith("lost ")}
+        worst = max(lost, key=lost.get)
+        mark = " (shipped)" if row["threshold"] == shipped else ""
+        lines.append(_row([f"{row['threshold']:.3f}{mark}"]
+                          + [f"{row['refused ' + kind]:.0%}" for kind in kinds]
+                          + [f"{lost[worst]:.2f} ({worst})", result["date"],
+                             f"`{result['commit']}`", result["machine"]]))
+    return "\n".join(lines)
+
+
 TABLES = {
+    "notdigit": notdigit_table,
     "seed": lambda: seed_table(load("train.json")),
     "models": models_table,
     "models-readme": readme_models_table,
