@@ -229,3 +229,24 @@ def test_write_a_number_on_the_wide_canvas(browser, server_url, width, height, t
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert problems == [], problems
     page.close()
+
+
+def test_a_tap_a_letter_and_a_number_are_not_read_as_digits(browser, server_url):
+    """What a person tries first: a tap, a capital A, and "12" on the one-digit canvas."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server_url)
+    tries = {
+        "tap": ([[(140, 140), (141, 141)]], "Not a digit"),
+        "A": ([[(60, 240), (140, 40), (220, 240)], [(95, 160), (185, 160)]], "Not a digit"),
+        "12": ([[(70, 60), (70, 230)], [(130, 90), (170, 55), (210, 90), (140, 230), (225, 230)]],
+               "Several digits?"),
+    }
+    for name, (strokes, shown) in tries.items():
+        page.click("#clear")
+        draw(page, strokes)
+        assert page.locator("#confidence").inner_text() == shown, name
+        assert page.locator("#digit").inner_text() not in "0123456789", name
+    page.click("#clear")
+    draw(page, SEVEN)
+    assert page.locator("#digit").inner_text() == "7"
+    page.close()

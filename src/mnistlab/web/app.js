@@ -295,7 +295,7 @@ function showAnswer(answer) {
     setMessage(answer.rejected, "warn");
   } else {
     digitOutput.textContent = "–";
-    const several = answer.rejected.includes("several digits");
+    const several = answer.rejected.startsWith("not a digit: several digits");
     confidenceText.textContent = several ? "Several digits?" : "Not a digit";
     setMessage(several
       ? "This looks like a number: switch to \u201cA number\u201d above to read it."
