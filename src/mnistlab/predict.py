@@ -163,13 +163,18 @@ class Prediction:
 
     def preview_png(self) -> bytes | None:
         """The 28x28 image the model saw, as PNG bytes; None when it saw none."""
-        if self.digit is None:
-            return None
-        from PIL import Image
+        return digit_png(self.digit)
 
-        buffer = io.BytesIO()
-        Image.fromarray(self.digit, mode="L").save(buffer, format="PNG")
-        return buffer.getvalue()
+
+def digit_png(digit: np.ndarray | None) -> bytes | None:
+    """A 28x28 uint8 digit as PNG bytes; None for none."""
+    if digit is None:
+        return None
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(digit, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @dataclass

@@ -12,7 +12,6 @@ pieces into candidates with the highest total (dynamic programming), optionally 
 from __future__ import annotations
 
 import functools
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from PIL import Image
 
 from mnistlab import segments
 from mnistlab.errors import ImageError
-from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, pretrained_dir
+from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, digit_png, pretrained_dir
 from mnistlab.predict import DEFAULT_NOT_DIGIT_THRESHOLD as NOT_DIGIT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -75,11 +74,7 @@ class DigitReading:
 
     def preview_png(self) -> bytes | None:
         """The 28x28 image the model saw, as PNG bytes."""
-        if self.digit is None:
-            return None
-        buffer = io.BytesIO()
-        Image.fromarray(self.digit, mode="L").save(buffer, format="PNG")
-        return buffer.getvalue()
+        return digit_png(self.digit)
 
 
 @dataclass
