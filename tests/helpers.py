@@ -157,6 +157,8 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
 
 
 def stop_server(process: subprocess.Popen) -> tuple[int, str, str]:
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=20)
+    """Ctrl-C the server (unless it has stopped already); its exit code and output."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
     return process.returncode, out, err

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mnistlab.predict import Predictor
 from mnistlab.serve import ServeOptions, create_app, exposure_warning
+from tests.helpers import start_server, stop_server
 
 
 def seven() -> bytes:
@@ -194,37 +193,6 @@ def test_a_warning_only_for_addresses_others_can_reach():
 # --- A real server ------------------------------------------------------------------------------
 
 
-def start(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0",
-         *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    line = process.stdout.readline()
-    if "http://" not in line:
-        process.kill()
-        raise AssertionError(f"no URL printed: {line!r} {process.stderr.read()}")
-    url = line.split()[2]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "api/ready", timeout=5):
-                return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server did not become ready")
-
-
-def stop(process: subprocess.Popen) -> tuple[int, str, str]:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
-    return process.returncode, out, err
-
-
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].strip("/"))
 
@@ -239,9 +207,9 @@ def post(url: str, data: bytes, timeout=30) -> dict:
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start("--max-upload-mb", "10")
+    process, url = start_server("--max-upload-mb", "10")
     yield process, url
-    stop(process)
+    stop_server(process)
 
 
 def test_urllib_reads_the_413_of_a_16_mb_upload(server):
@@ -255,7 +223,7 @@ def test_urllib_reads_the_413_of_a_16_mb_upload(server):
 
 
 def test_a_dropped_upload_is_one_log_line_without_traceback():
-    process, url = start()
+    process, url = start_server()
     try:
         with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as connection:
             connection.sendall(
@@ -266,14 +234,14 @@ def test_a_dropped_upload_is_one_log_line_without_traceback():
         time.sleep(0.5)
         assert post(url, seven())["label"] == 7
     finally:
-        code, _, err = stop(process)
+        code, _, err = stop_server(process)
     assert code == 0
     assert err.count("disconnected") == 1, err
     assert "Traceback" not in err and "Exception in ASGI" not in err, err
 
 
 def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones():
-    process, url = start()
+    process, url = start_server()
     image = seven()
     try:
         connection = socket.create_connection(("127.0.0.1", port_of(url)), timeout=20)
@@ -332,7 +300,7 @@ def python_workers(parent: int) -> set[int]:
 
 
 def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
-    process, url = start("--workers", "2")
+    process, url = start_server("--workers", "2")
     try:
         deadline = time.monotonic() + 60
         while len(python_workers(process.pid)) < 2 and time.monotonic() < deadline:
@@ -359,5 +327,5 @@ def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
         key = (("method", "POST"), ("route", "/api/predict"), ("status", "200"))
         assert counted[key] == 12
     finally:
-        code, out, err = stop(process)
+        code, out, err = stop_server(process)
     assert code == 0 and "stopped" in out, err
