@@ -309,6 +309,15 @@ def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
         assert len(workers) == 2
         for _ in range(6):
             assert post(url, seven())["label"] == 7
+        key = (("method", "POST"), ("route", "/api/predict"), ("status", "200"))
+        # A request is counted just after its answer: wait until all six are, so the kill
+        # below cannot land between an answer and its count.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "metrics", timeout=10) as answer:
+                if samples(answer.read().decode(), "mnistlab_http_requests_total")[key] >= 6:
+                    break
+            time.sleep(0.1)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
         for _ in range(6):  # The other worker answers meanwhile.
@@ -324,7 +333,6 @@ def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
         with urllib.request.urlopen(url + "metrics", timeout=10) as answer:
             text = answer.read().decode()
         counted = samples(text, "mnistlab_http_requests_total")
-        key = (("method", "POST"), ("route", "/api/predict"), ("status", "200"))
         assert counted[key] == 12
     finally:
         code, out, err = stop_server(process)
