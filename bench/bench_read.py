@@ -30,7 +30,7 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from mnistlab import drawings, renderers
 from mnistlab.data import load_dataset
@@ -117,21 +117,8 @@ def compose(inks: list, layout: str, height: int, rng: np.random.Generator):
 
 
 def photo(ink: np.ndarray, rng: np.random.Generator) -> bytes:
-    """``renderers.render_photo``'s paper, lighting, texture, ink and blur on a wide sheet."""
-    height, width = ink.shape
-    rows, columns = np.mgrid[0:height, 0:width]
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = np.cos(angle) * (columns / width - 0.5) + np.sin(angle) * (rows / height - 0.5)
-    lighting = rng.uniform(0.7, 0.9) + rng.uniform(0.1, 0.3) * ramp
-    texture = 0.03 * renderers.smooth_noise(width, height, 12, rng)
-    texture = texture + 0.015 * rng.normal(0, 1, (height, width))
-    paper = np.clip(lighting + texture, 0, 1)[..., None] * np.array([1.0, 0.97, 0.9])
-    colour = np.array([0.12, 0.12, 0.2]) * rng.uniform(0.5, 1.5)
-    cover = rng.uniform(0.7, 0.95) * ink[..., None]
-    pixels = paper * (1 - cover) + colour * cover + rng.normal(0, 0.01, (height, width, 3))
-    image = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
-    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
-    return encode(image, "JPEG", quality=80)
+    """``renderers.photograph`` of a wide sheet, as a JPEG."""
+    return encode(renderers.photograph(ink, rng), "JPEG", quality=80)
 
 
 def render(digits: np.ndarray, kind: str, layout: str, seed, owners: bool = False):

@@ -37,11 +37,9 @@ def smooth_noise(width: int, height: int, cells: int, rng: np.random.Generator) 
     return np.asarray(image, np.float64)
 
 
-def render_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, bytes]:
-    """Dark ink on uneven, textured paper; returns the image and its EXIF block (maybe empty)."""
-    width, height = PHOTO_SIZE
-    ink = rotate(upscale(digit, int(rng.integers(110, 200))), rng.uniform(-8, 8))
-    ink = place(ink[: height, : width], width, height, rng)
+def photograph(ink: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """Ink (H, W) in [0, 1] on unevenly lit, textured paper, blurred as a phone camera does."""
+    height, width = ink.shape
     rows, columns = np.mgrid[0:height, 0:width]
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * (columns / width - 0.5) + np.sin(angle) * (rows / height - 0.5))
@@ -53,7 +51,15 @@ def render_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Ima
     cover = rng.uniform(0.7, 0.95) * ink[..., None]
     pixels = paper * (1 - cover) + ink_colour * cover + rng.normal(0, 0.01, (height, width, 3))
     image = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
-    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+    return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+
+
+def render_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, bytes]:
+    """Dark ink on uneven, textured paper; returns the image and its EXIF block (maybe empty)."""
+    width, height = PHOTO_SIZE
+    ink = rotate(upscale(digit, int(rng.integers(110, 200))), rng.uniform(-8, 8))
+    ink = place(ink[: height, : width], width, height, rng)
+    image = photograph(ink, rng)
     if rng.random() < 0.25:  # Stored as the sensor saw it; the tag says how to turn it upright.
         exif = Image.Exif()
         exif[0x0112] = 6  # Rotate 90 degrees clockwise to display.
