@@ -1,4 +1,8 @@
-"""Shared fixtures. Real-MNIST tests need MNISTLAB_DATA_DIR (CI points it at shared/data)."""
+"""Shared fixtures. Real-MNIST tests need MNISTLAB_DATA_DIR (CI points it at shared/data).
+
+The browser tests use Debian's Chromium driven by Playwright; they are skipped where it is
+missing, except in CI (env CI set), where that is a failure: .ci/run installs Chromium.
+"""
 
 from __future__ import annotations
 
@@ -64,3 +68,36 @@ def require(module: str):
     if os.environ.get("CI"):
         return __import__(module)
     return pytest.importorskip(module)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _missing(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run."""
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} not found (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+

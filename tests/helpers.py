@@ -4,6 +4,7 @@ the tests, digit measures and `mnistlab serve` started as a user starts it."""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -162,3 +163,10 @@ def stop_server(process: subprocess.Popen) -> tuple[int, str, str]:
         process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     return process.returncode, out, err
+
+
+def save_screenshot(page, name: str) -> None:
+    """Keep a screenshot for the docs when MNISTLAB_SCREENSHOT_DIR is set (e.g. to docs)."""
+    folder = os.environ.get("MNISTLAB_SCREENSHOT_DIR")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name))

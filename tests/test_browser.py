@@ -1,50 +1,17 @@
-"""The draw-a-digit page in a real browser: Debian's Chromium driven by Playwright.
+"""The draw-a-digit page in a real browser (the `browser` fixture: tests/conftest.py).
 
-Skipped where Chromium is missing, except in CI (env CI set), where that is a failure: CI
-installs Chromium (.ci/run) and this test must run there.
-Set MNISTLAB_SCREENSHOT_DIR=docs to refresh the README's screenshot (docs/serve.png).
+Set MNISTLAB_SCREENSHOT_DIR=docs to refresh the docs' screenshots (docs/serve.png).
 """
 
 import base64
-import os
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import BLANK, drawing, start_server, stop_server
+from tests.helpers import BLANK, drawing, save_screenshot, start_server, stop_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A 7 and a 1 as mouse paths, in canvas units (the canvas is 280x280 whatever its CSS size).
 SEVEN = [[(70, 60), (200, 60), (130, 230)]]
 ONE = [[(150, 45), (150, 235)]]
-
-
-def _missing(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser test (.ci/run installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _missing(f"{CHROMIUM} not found (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +85,8 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
         " / document.querySelector('.bar.top .bar-track').clientWidth"
     )
     assert filled > 0.5  # the bar is drawn as long as its probability
-    screenshot_dir = os.environ.get("MNISTLAB_SCREENSHOT_DIR")
-    if screenshot_dir and width == 1280:
-        page.screenshot(path=str(Path(screenshot_dir) / "serve.png"))
+    if width == 1280:
+        save_screenshot(page, "serve.png")
     page.screenshot(path=str(tmp_path / f"seven-{width}.png"), full_page=True)
 
     page.locator("#clear").click()

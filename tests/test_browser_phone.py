@@ -1,57 +1,20 @@
-"""The page on a phone and /docs without a network, in Debian's Chromium driven by Playwright.
+"""The page on a phone and /docs without a network (the `browser` fixture: tests/conftest.py).
 
-Skipped where Chromium is missing, except in CI (env CI set), where that is a failure.
+Set MNISTLAB_SCREENSHOT_DIR=docs to refresh the docs' phone screenshot (docs/serve-phone.png).
 """
-
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.helpers import save_screenshot, start_server, stop_server
+
 SEVEN = [(70, 60), (200, 60), (130, 230)]  # In canvas units (280x280).
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} not found; CI must run the browser tests")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
 def url():
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from mnistlab.cli import main; main()", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    address = process.stdout.readline().split()[2]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(address + "api/ready", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.2)
+    process, address = start_server()
     yield address
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=30)
+    stop_server(process)
 
 
 def offline(page, url):
@@ -94,6 +57,8 @@ def test_on_a_phone_the_answer_is_in_view_while_drawing(browser, url, width, hei
     for selector in ("#undo", "#clear", "label[for=file]"):
         assert page.locator(selector).bounding_box()["height"] >= 44
     page.screenshot(path=tmp_path / "phone.png")
+    if (width, height) == (390, 844):
+        save_screenshot(page, "serve-phone.png")
     context.close()
 
 

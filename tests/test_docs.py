@@ -96,6 +96,19 @@ def test_the_docs_navigation_has_a_page_for_every_command_with_its_current_help(
     assert reference.stale_pages() == [], "--help changed: run python tools/cli_reference.py"
 
 
+
+def test_the_api_reference_is_the_servers_own_description():
+    reference = _load("api_reference", ROOT / "tools" / "api_reference.py")
+    spec = reference.openapi()
+    page = reference.PAGE.read_text()
+    assert not reference.is_stale(), "the API changed: run python tools/api_reference.py"
+    # Every route the server documents has its section, and every answer its status line.
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            section = page.split(f"## `{method.upper()} {path}`", 1)[1].split("\n## ", 1)[0]
+            for status in operation["responses"]:
+                assert f"\n| {status} |" in section, (method, path, status)
+
 def test_the_docs_build_strictly(tmp_path):
     import os
     import subprocess

@@ -36,6 +36,7 @@ from mnistlab.serve.schemas import (
     ACCEPTED,
     ApiError,
     BatchResponse,
+    ErrorResponse,
     ModelInfo,
     NumberResponse,
     PredictionResponse,
@@ -209,13 +210,22 @@ def docs() -> HTMLResponse:
     )
 
 
-@router.get("/metrics", summary="Metrics in the Prometheus text format", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Metrics in the Prometheus text format",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Summed over every worker."}},
+)
 def metrics(request: Request) -> Response:
     body, media_type = request.app.state.metrics.exposition()
     return Response(body, media_type=media_type)
 
 
-@router.get("/api/ready", summary="The model is loaded and has answered", responses=errors(503))
+@router.get(
+    "/api/ready",
+    summary="The model is loaded and has answered",
+    responses={503: {"model": ErrorResponse, "description": "The model is still loading."}},
+)
 def ready(request: Request) -> JSONResponse:
     if not request.app.state.ready:
         return JSONResponse({"error": "the model is still loading"}, status_code=503)
@@ -233,7 +243,7 @@ def model(request: Request) -> dict[str, Any]:
     description=f"Send {ACCEPTED}. A readable image without a digit (no ink, or not a digit)"
     " is a 200 answer with `rejected` set and `label` null; a low confidence keeps the best"
     " guess in `label` with `uncertain` true.",
-    responses={200: {"model": PredictionResponse}, **errors(400, 413, 415, 422)},
+    responses={200: {"model": PredictionResponse}, **errors(400, 408, 413, 415, 422, 503)},
     openapi_extra=upload_body(batch=False),
 )
 async def predict(request: Request) -> JSONResponse:
@@ -256,7 +266,7 @@ async def predict(request: Request) -> JSONResponse:
     description=f"Send up to {uploads.MAX_BATCH_FILES} files as multipart/form-data (field "
     "'files'). Each file gets its own entry, in order; a file that is not a readable image gets "
     '`{"file": ..., "error": ...}` and does not fail the others.',
-    responses={200: {"model": BatchResponse}, **errors(400, 413, 415)},
+    responses={200: {"model": BatchResponse}, **errors(400, 408, 413, 415, 503)},
     openapi_extra=upload_body(batch=True),
 )
 async def predict_batch(request: Request) -> JSONResponse:
@@ -284,7 +294,7 @@ async def predict_batch(request: Request) -> JSONResponse:
     "its confidence, its box `[x, y, width, height]` in the image's pixels and the 28x28 image "
     "the model saw. A readable image without a number is a 200 answer with `rejected` set and "
     "`text` null.",
-    responses={200: {"model": NumberResponse}, **errors(400, 413, 415, 422)},
+    responses={200: {"model": NumberResponse}, **errors(400, 408, 413, 415, 422, 503)},
     openapi_extra=upload_body(batch=False),
 )
 async def read(

@@ -19,8 +19,8 @@ IMAGE_TYPES = (
     "application/octet-stream",
 )
 ACCEPTED = (
-    "a multipart/form-data upload (field 'file') or a raw body with Content-Type image/png,"
-    " image/jpeg, image/bmp, image/tiff, image/webp or image/gif"
+    "a multipart/form-data upload (field 'file') or the image as a raw body (Content-Type"
+    " image/png, image/jpeg or any image/* type, or application/octet-stream)"
 )
 SEND_AN_IMAGE = "send a PNG, JPEG, BMP, TIFF, WebP or GIF image"
 
@@ -55,7 +55,7 @@ class ErrorResponse(BaseModel):
 
 
 class PredictionResponse(BaseModel):
-    """``Prediction.to_dict()``'s fields plus the preview; the defaults are a file not seen."""
+    """One image's answer: the fields of `mnistlab predict --json`, plus the preview."""
 
     file: str | None = Field(description="The upload's file name; null for a raw body.")
     label: int | None = Field(
@@ -108,7 +108,7 @@ class DigitResponse(BaseModel):
 
 
 class NumberResponse(BaseModel):
-    """``NumberReading.to_dict()``'s fields, each digit with its preview."""
+    """One number's answer: the fields of `mnistlab read --json`, each digit with its preview."""
 
     file: str | None = Field(None, description="The upload's file name; null for a raw body.")
     text: str | None = Field(
@@ -128,25 +128,28 @@ class NumberResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    name: str
-    run: str
-    dataset: str | None
-    test_accuracy: float | None
-    parameters: int | None
-    engine: str
-    min_confidence: float
-    max_upload_mb: float
-    mnistlab_version: str
+    name: str = Field(description="The model's name, e.g. `cnn-best`.")
+    run: str = Field(description="The run directory it was loaded from.")
+    dataset: str | None = Field(description="The dataset it was trained on.")
+    test_accuracy: float | None = Field(description="Its accuracy on that dataset's test set.")
+    parameters: int | None = Field(description="Its number of trainable parameters.")
+    engine: str = Field(description="What runs it: `onnxruntime` or `keras`.")
+    min_confidence: float = Field(description="Below this confidence an answer is `uncertain`.")
+    max_upload_mb: float = Field(description="The largest upload accepted, in megabytes.")
+    mnistlab_version: str = Field(description="The server's mnistlab version.")
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` table of a route that may refuse with these statuses."""
     descriptions = {
         400: "Malformed request: empty body, broken multipart, or no/too many files.",
+        408: "The upload stalled: nothing arrived for the server's --read-timeout seconds.",
         413: "The body is larger than the server's --max-upload-mb.",
-        415: "Unsupported Content-Type. " + ACCEPTED[0].upper() + ACCEPTED[1:] + ".",
+        415: "Neither a multipart/form-data upload nor a raw body of an image type or"
+        " application/octet-stream (the bytes decide the format).",
         422: "Not a readable image: not an image, truncated, or too many pixels.",
-        503: "The model is still loading.",
+        503: "Busy: more requests in flight than the server's --max-in-flight; retry after"
+        " `Retry-After` seconds.",
     }
     return {
         status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
