@@ -144,7 +144,7 @@ assert tuple(BUILDERS) == MODEL_NAMES, "config.MODEL_NAMES and models.BUILDERS m
 # is so small that per-step Python overhead, not arithmetic, bounds its speed. This changes no
 # numbers (measured: ~0.45 s vs ~0.65 s per epoch on a 2-core CPU). On TensorFlow the steps are
 # also one call into the backend; on JAX, Keras 3.15.1 still calls the compiled step once per
-# batch (bench/fit_anatomy.py measures what that loop costs).
+# batch.
 STEPS_PER_EXECUTION = 32
 
 
