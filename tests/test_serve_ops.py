@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mnistlab.predict import Predictor
 from mnistlab.serve import ServeOptions, create_app, exposure_warning
-from tests.helpers import start_server, stop_server
+from tests.helpers import BLANK, drawing, start_server, stop_server
 
 
 def seven() -> bytes:
@@ -70,6 +70,23 @@ def test_metrics_count_requests_answers_and_latency(predictor):
     assert latency[(("route", "/api/predict"),)] == 3
     assert samples(text, "mnistlab_image_duration_seconds_count")[()] == 2
     assert samples(text, "mnistlab_http_requests_in_flight")[()] == 0
+
+
+def test_metrics_count_the_answers_of_numbers_read(predictor):
+    number = Image.new("L", (560, 280), 0)
+    for position, digit in enumerate("17"):
+        number.paste(Image.open(io.BytesIO(drawing(digit))), (280 * position, 0))
+    buffer = io.BytesIO()
+    number.save(buffer, format="PNG")
+    png = {"Content-Type": "image/png"}
+    with TestClient(create_app(ServeOptions(), predictor)) as client:
+        read = client.post("/api/read", content=buffer.getvalue(), headers=png)
+        assert read.json()["text"] == "17", read.text
+        assert client.post("/api/read", content=BLANK, headers=png).json()["text"] is None
+        text = client.get("/metrics").text
+    answers = samples(text, "mnistlab_answers_total")
+    assert answers[(("answer", "digit"),)] == 1 and answers[(("answer", "no_digit"),)] == 1
+    assert answers[(("answer", "uncertain"),)] == 0 and answers[(("answer", "not_digit"),)] == 0
 
 
 def scope_of(app, path="/api/predict", length=100_000):

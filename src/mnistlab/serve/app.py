@@ -312,6 +312,7 @@ async def read(
         reading = uploads.read_number_upload(*work)
     else:
         reading = await run_in_threadpool(uploads.read_number_upload, *work)
+    state.metrics.answered_number(reading)
     return JSONResponse(number_response(reading))
 
 

@@ -77,8 +77,9 @@ class Metrics:
         )
         self.answers = Counter(
             "mnistlab_answers",
-            "Images read, by answer: digit, uncertain (a flagged best guess), no_digit (no"
-            " ink) or not_digit (the not-a-digit head said so).",
+            "Images read (a digit or a number), by answer: digit, uncertain (a flagged best"
+            " guess; for a number, any of its digits), no_digit (no ink, or no number) or"
+            " not_digit (the not-a-digit head said so).",
             ["answer"],
             registry=registry,
         )
@@ -91,6 +92,15 @@ class Metrics:
             answer = "uncertain" if prediction.uncertain else "digit"
         else:
             answer = "no_digit" if prediction.confidence is None else "not_digit"
+        self.answers.labels(answer).inc()
+
+    def answered_number(self, reading: Any) -> None:
+        """Count one number's answer (a ``reading.NumberReading``): refused before the model
+        (no digits) is no_digit, refused by the not-a-digit head is not_digit."""
+        if reading.rejected is not None:
+            answer = "not_digit" if reading.digits else "no_digit"
+        else:
+            answer = "uncertain" if any(digit.uncertain for digit in reading.digits) else "digit"
         self.answers.labels(answer).inc()
 
     def exposition(self) -> tuple[bytes, str]:
