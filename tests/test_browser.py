@@ -216,3 +216,20 @@ def test_a_tap_a_letter_and_a_number_are_not_read_as_digits(browser, server_url)
     draw(page, SEVEN)
     assert page.locator("#digit").inner_text() == "7"
     page.close()
+
+
+def test_number_mode_tells_a_person_what_went_wrong_in_words(browser, server_url):
+    """A bad upload in number mode reads as in digit mode, not as the API's error text."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server_url)
+    page.locator("#mode-number").click()
+    page.locator("#number-file").set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"shopping list"}]
+    )
+    page.wait_for_selector('#number-result[aria-busy="false"]')
+    message = page.locator("#number-message")
+    expect(message).to_contain_text("isn't an image I can read")
+    assert "supported" not in message.inner_text()  # the API says "not a supported image"
+    page.close()

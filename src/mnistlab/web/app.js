@@ -305,8 +305,9 @@ function showAnswer(answer) {
 
 let maxUploadMb = null; // From /api/model, for the "too large" message.
 
-// What a person is told about a refused upload; the API's precise words go to the console.
-function humanError(status, apiError) {
+// What a person is told about a refused upload (in either mode: `subject` is what they read);
+// the API's precise words go to the console.
+function humanError(status, apiError, subject = "the digit") {
   if (apiError) console.info(`mnistlab API (HTTP ${status}): ${apiError}`);
   const error = apiError || "";
   if (status === 0) return "The server can't be reached. Is mnistlab serve still running?";
@@ -315,14 +316,14 @@ function humanError(status, apiError) {
     return `That file is too large to upload${limit}: try a smaller photo or a screenshot.`;
   }
   if (status === 422 && error.includes("limit of")) {
-    return "That image is too big to read: try a smaller photo, or crop it around the digit.";
+    return `That image is too big to read: try a smaller photo, or crop it around ${subject}.`;
   }
   if (status === 415 || status === 422) {
     return "That file isn't an image I can read: try a PNG or JPEG photo.";
   }
   if (status === 503) return "The server is busy right now: try again in a moment.";
   if (status === 408) return "The upload took too long: check the connection and try again.";
-  return `Something went wrong (HTTP ${status}): try again, or draw the digit instead.`;
+  return `Something went wrong (HTTP ${status}): try again, or draw ${subject} instead.`;
 }
 
 function showError(message) {
@@ -546,9 +547,10 @@ async function sendNumber(body, contentType) {
     const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
     if (sent < number.shown) return;
     number.shown = sent;
-    if (response.ok) showNumber(answer); else showNumberError(answer.error || `HTTP ${response.status}`);
+    if (response.ok) showNumber(answer);
+    else showNumberError(humanError(response.status, answer.error, "the number"));
   } catch (error) {
-    if (sent >= number.shown) showNumberError("the server cannot be reached; is `mnistlab serve` still running?");
+    if (sent >= number.shown) showNumberError(humanError(0, String(error), "the number"));
   } finally {
     number.inFlight = false;
     if (number.again) { number.again = false; readCanvas(); } else numberResult.setAttribute("aria-busy", "false");
