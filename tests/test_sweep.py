@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import sweep
+from mnistlab import report, runs, sweep
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from tests.conftest import require
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, drawing, run_cli
 
 # A sweep as small as a real one gets: 1,000 training images, one epoch.
 TINY_SPACE = {
@@ -160,6 +160,64 @@ def test_ranking_uses_validation_accuracy_never_test_accuracy():
     headers, rows = sweep.table(ranked, ["learning_rate"])
     assert headers[:4] == ["trial", "status", "trained", "learning_rate"]
     assert rows[0][:3] == ["b", "finished", "3/3"]
+
+
+def test_sweep_page_links_every_trial_with_a_directory():
+    finished = outcome("a", "finished", val=0.9, test=0.91)
+    stopped = outcome("b", "stopped", val=0.5, epochs=1, planned=3)
+    failed = outcome("c", "error", val=None)
+    finished.run_dir, stopped.run_dir = "trials/a", "trials/b"
+    ranked = sweep.rank([stopped, failed, finished])
+    headers, rows = sweep.table(ranked, ["learning_rate"])
+    page = report.render_sweep(headers, rows, sweep.summarize(ranked, wall_seconds=1.0))
+    # A finished trial's report; a stopped trial's directory (it has no report); no directory,
+    # no link.
+    assert page.count("<a href=") == 2
+    assert '<a href="trials/a/report.html">' in page and '<a href="trials/b/">' in page
+
+
+# --- A trial stopped early ----------------------------------------------------------------------
+
+
+def stopped_trial(path: Path) -> runs.Run:
+    """A run directory as the sweep leaves a trial ASHA stopped after 1 of its 2 epochs."""
+    run = runs.Run(path)
+    path.mkdir()
+    run.write_config(Config(epochs=2, train_limit=1000))
+    run.write_history({"accuracy": [0.5], "val_accuracy": [0.6]})
+    run.mark_stopped(1, 2, by="the sweep")
+    return run
+
+
+@pytest.mark.parametrize(
+    "command, missing",
+    [
+        (["report", "{run}"], "it has no test evaluation"),
+        (["compare", "{run}", "{other}"], "it has no test evaluation"),
+        (["predict", "--run", "{run}", "{image}"], "it has no trained model"),
+        (["evaluate", "{run}"], "it has no trained model"),
+    ],
+)
+def test_commands_say_a_stopped_trial_was_stopped(capsys, tmp_path, command, missing):
+    if command[0] == "evaluate":
+        require("keras")
+    run = stopped_trial(tmp_path / "trial")
+    other = stopped_trial(tmp_path / "other")
+    image = tmp_path / "digit.png"
+    image.write_bytes(drawing("7"))
+    args = [arg.format(run=run.path, other=other.path, image=image) for arg in command]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1
+    assert_one_line_error(err)
+    assert f"{run.path} was stopped by the sweep after 1 of 2 epochs: {missing}" in err
+
+
+def test_a_stopped_trial_trained_to_the_end_is_a_finished_run(tmp_path):
+    run = stopped_trial(tmp_path / "trial")
+    assert run.stopped() == {"status": "stopped", "by": "the sweep", "epochs": 1, "planned_epochs": 2}
+    run.write_metrics({"test": {"accuracy": 0.9}})  # e.g. after `mnistlab train --resume`
+    assert run.stopped() is None
+    assert run.read_metrics()["test"]["accuracy"] == 0.9
 
 
 # --- Real sweeps ------------------------------------------------------------------------------
@@ -326,6 +384,60 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     best_config = Config.from_json_file(sweep_dir / "best_config.json")
     assert best_config == Config.from_json_file(Path(best["run_dir"]) / "config.json")
     assert best_config.learning_rate == best["params"]["learning_rate"]
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_a_stopped_sweep_trial_keeps_its_directory_with_config_and_history(tmp_path, mnist_dir):
+    """Two epochs, so ASHA can stop a trial after the first; a learning rate too small to learn
+    anything, drawn after a good one, trails it and is stopped. Stopped trials keep their run
+    directories, marked stopped, and --resume leaves them as they are."""
+    require("ray")
+    space = {
+        **{k: v for k, v in TINY_SPACE.items() if k not in ("learning_rate", "batch_size")},
+        "epochs": 2,
+        "checkpoint": True,
+        "learning_rate": {"choice": [0.002, 0.000001]},
+    }
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(space))
+    sweep_dir = tmp_path / "sweep"
+    # One trial at a time, and a seed that draws 0.002 first: ASHA has a good trial to compare
+    # the others with when they reach epoch 1.
+    code, _, err = finish(mnistlab("sweep", space_file, "--trials", 4, "--max-concurrent", 1,
+                                   "--sample-seed", 1, "--out", sweep_dir, "--data-dir", mnist_dir))
+    assert code == 0, err
+    results = json.loads((sweep_dir / "results.json").read_text())
+    trials = results["trials"]
+    by_status = {status: [t for t in trials if t["status"] == status] for status in ("finished", "stopped")}
+    assert by_status["finished"] and by_status["stopped"], [(t["trial_id"], t["status"]) for t in trials]
+    assert len(by_status["finished"]) + len(by_status["stopped"]) == 4
+    for trial in by_status["stopped"]:
+        assert trial["run_dir"] == str(sweep_dir.resolve() / "trials" / trial["trial_id"])
+        run = runs.Run(trial["run_dir"])
+        assert trial["epochs"] == 1 and trial["test_accuracy"] is None
+        assert run.read_config().learning_rate == trial["params"]["learning_rate"] == 0.000001
+        # The history of the epoch ASHA judged, and the checkpoint saved after it.
+        assert run.read_history()["val_accuracy"] == [pytest.approx(trial["val_accuracy"])]
+        assert run.checkpointed_epochs() == 1
+        assert run.stopped() == {"status": "stopped", "by": "the sweep", "epochs": 1, "planned_epochs": 2}
+        assert not run.model_path.exists() and not run.has_metrics()
+    for trial in by_status["finished"]:
+        assert runs.Run(trial["run_dir"]).has_metrics() and trial["epochs"] == 2
+    page = (sweep_dir / "sweep.html").read_text()
+    for trial in trials:
+        target = "report.html" if trial["status"] == "finished" else ""
+        assert f'href="trials/{trial["trial_id"]}/{target}"' in page
+
+    # --resume: nothing is left to run, and a stopped trial is neither rerun nor rewritten.
+    kept = {path: path.stat().st_mtime_ns for path in (sweep_dir / "trials").rglob("*") if path.is_file()}
+    code, _, err = finish(mnistlab("sweep", "--resume", sweep_dir))
+    assert code == 0, err
+    resumed = json.loads((sweep_dir / "results.json").read_text())["trials"]
+    assert sorted((t["trial_id"], t["status"], t["epochs"]) for t in resumed) == sorted(
+        (t["trial_id"], t["status"], t["epochs"]) for t in trials
+    )
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept
 
 
 def test_cli_names_the_extra_when_ray_is_missing(capsys, tmp_path, monkeypatch):

@@ -330,22 +330,28 @@ def render_comparison(headers: list[str], rows: list[list]) -> str:
 
 def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) -> str:
     """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page.
-    A "run directory" cell, relative to the page, links to that run's report."""
+    A "run directory" cell, relative to the page, links to that run's report, or to the
+    directory itself for a trial that did not finish (it has no report)."""
+    status_column = headers.index("status")
 
-    def cell(value: Any, header: str = "") -> str:
+    def cell(value: Any, header: str = "", status: str = "") -> str:
         if isinstance(value, float):
             return f'<span data-value="{value!r}">{value:.4g}</span>'
         if header == "run directory" and value:
-            return f'<a href="{_text(value)}/report.html">{_text(value)}</a>'
+            target = f"{value}/report.html" if status == "finished" else f"{value}/"
+            return f'<a href="{_text(target)}">{_text(value)}</a>'
         return _text("" if value is None else value)
 
     facts = [[_text(key.replace("_", " ")), cell(value)] for key, value in summary.items()]
+    cells = [[cell(v, h, row[status_column]) for h, v in zip(headers, row)] for row in rows]
     body = (
         "<h1>Sweep</h1><section><h2>Trials, best validation accuracy first</h2>"
         "<p>Trials are ranked by validation accuracy at their last epoch. The test accuracy is "
         "measured once per finished trial and plays no part in the ranking. A trial stopped "
-        "early by the scheduler has no run directory.</p>"
-        + _table(headers, [[cell(v, h) for h, v in zip(headers, row)] for row in rows], "sweep")
+        "early by the scheduler keeps its run directory (its config, its history up to the "
+        "epoch it reached, its checkpoint if it had one) but has no model or test "
+        "evaluation.</p>"
+        + _table(headers, cells, "sweep")
         + "</section><section><h2>Summary</h2>"
         + _table(["", "value"], facts, "summary")
         + "</section>"

@@ -3,6 +3,9 @@
     runs/<YYYYmmdd-HHMMSS>-<model>/
         config.json  model.keras  model.onnx  history.json  metrics.json  *.png  report.html
 
+A sweep trial the scheduler stopped early keeps config.json, history.json (the epochs it
+reached), its checkpoint if it had one, and status.json saying so; it has no model or metrics.
+
 ``Run`` and ``Audit`` own the paths of their files and read and write them;
 ``new_or_resumed`` creates a directory for new work and removes it if the work fails. Every
 file is written to a temporary name and renamed into place.
@@ -51,6 +54,8 @@ CHECKPOINT_DIR = "checkpoint"
 EPOCH_LOG = "epochs.csv"
 # A run trained with `--exclude` keeps the excluded training indices it used.
 EXCLUDED_FILE = "excluded.json"
+# Only in a sweep trial stopped early: who stopped it, and after how many of its epochs.
+STATUS_FILE = "status.json"
 
 # The audit directory (`mnistlab audit`):
 #     audits/<YYYYmmdd-HHMMSS>-<dataset>-<model>/
@@ -238,6 +243,7 @@ class Run:
         self.checkpoint_dir = self.path / CHECKPOINT_DIR
         self.epoch_log_path = self.path / EPOCH_LOG
         self.excluded_path = self.path / EXCLUDED_FILE
+        self.status_path = self.path / STATUS_FILE
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -272,6 +278,7 @@ class Run:
         return self.metrics_path.is_file()
 
     def read_metrics(self) -> dict[str, Any]:
+        self._refuse_if_stopped("it has no test evaluation")
         return read_json(self.path, METRICS_FILE)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
@@ -303,6 +310,31 @@ class Run:
     def write_excluded(self, indices: list[int]) -> None:
         write_json(self.excluded_path, indices)
 
+    # A sweep trial stopped early.
+
+    def mark_stopped(self, epochs: int, planned_epochs: int, by: str) -> None:
+        """Record that ``by`` (e.g. the sweep's scheduler) stopped training after ``epochs``
+        of ``planned_epochs``: the directory is kept, and never read as a finished run."""
+        status = {"status": "stopped", "by": by, "epochs": epochs, "planned_epochs": planned_epochs}
+        write_json(self.status_path, status)
+
+    def stopped(self) -> dict[str, Any] | None:
+        """``mark_stopped``'s record, or None for a run that was not stopped (or was trained
+        to the end afterwards: it has metrics)."""
+        if self.has_metrics() or not self.status_path.is_file():
+            return None
+        status = read_json(self.path, STATUS_FILE)
+        return status if isinstance(status, dict) and status.get("status") == "stopped" else None
+
+    def _refuse_if_stopped(self, missing: str) -> None:
+        """A RunError saying why a stopped trial lacks what a finished run has."""
+        status = self.stopped()
+        if status is not None:
+            raise RunError(
+                f"{self.path} was stopped by {status.get('by', 'its sweep')} after"
+                f" {status.get('epochs')} of {status.get('planned_epochs')} epochs: {missing}"
+            )
+
     # The model.
 
     def save_model(self, model) -> Path:
@@ -319,6 +351,7 @@ class Run:
 
         path = self.model_path
         if not path.is_file():
+            self._refuse_if_stopped("it has no trained model")
             raise RunError(f"{path} is missing; the run did not finish training")
         try:
             return keras.saving.load_model(path, compile=False)  # inference only: no optimizer

@@ -1,4 +1,4 @@
-"""Hyper-parameter sweeps on Ray Tune, where every trial is an ordinary run directory.
+"""Hyper-parameter sweeps on Ray Tune, where every trial is a run directory.
 
 A space file is a JSON object of ``Config`` fields. Each value is fixed, or a search domain
 written as a one-key object: ``{"choice": [...]}``, ``{"uniform": [low, high]}``,
@@ -7,13 +7,14 @@ written as a one-key object: ``{"choice": [...]}``, ``{"uniform": [low, high]}``
 Ray Tune samples the trials and runs them in parallel, here or on a cluster; ASHA stops the
 trials whose validation accuracy trails the others' at the same epoch. Each trial calls
 ``pipeline.train_run``, so a finished trial is a normal run directory, scored once on the test
-set; the test score is shown, never used to choose. A trial stopped early leaves no run
-directory (like any interrupted run) and is listed with the epochs it reached.
+set; the test score is shown, never used to choose. A trial stopped early keeps its directory:
+its config, its history up to the epoch it reached (written after every epoch), its checkpoint
+if it had one, and a status saying it was stopped; it has no model and no test evaluation.
 
     SWEEP_DIR/
         sweep.json          the space and settings, read back by --resume
         tune/               Ray Tune's experiment state (what --resume restores)
-        trials/<trial-id>/  one run directory per finished trial
+        trials/<trial-id>/  one run directory per trial, finished or stopped early
         results.json  sweep.html  best_config.json
 
 Parsing and ranking are pure functions. Ray is imported only inside the functions that run a
@@ -220,12 +221,12 @@ STATUS_ORDER = {"finished": 0, "stopped": 1, "unfinished": 2, "error": 3}
 
 def rank(outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
     """Finished trials by validation accuracy, then stopped ones (longest-lived first), then
-    the rest. The test accuracy plays no part."""
+    the rest; ties in trial order. The test accuracy plays no part."""
 
     def key(outcome: TrialOutcome):
         accuracy = outcome.val_accuracy if outcome.val_accuracy is not None else -math.inf
         epochs = 0 if outcome.status == "finished" else -outcome.epochs
-        return (STATUS_ORDER[outcome.status], epochs, -accuracy)
+        return (STATUS_ORDER[outcome.status], epochs, -accuracy, outcome.trial_id)
 
     return sorted(outcomes, key=key)
 
@@ -283,6 +284,7 @@ class SweepSettings:
     trials: int = 8
     max_concurrent: int | None = None  # None: one trial per CPU of the cluster
     data_dir: str | None = None
+    sample_seed: int | None = None  # Seeds the drawing of the trials' values; None: fresh.
 
     def __post_init__(self) -> None:
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
@@ -294,6 +296,14 @@ class SweepSettings:
         ):
             raise ConfigError(
                 f"max_concurrent must be an integer >= 1; received: {self.max_concurrent!r}"
+            )
+        if self.sample_seed is not None and (
+            isinstance(self.sample_seed, bool)
+            or not isinstance(self.sample_seed, int)
+            or self.sample_seed < 0
+        ):
+            raise ConfigError(
+                f"sample_seed must be an integer >= 0; received: {self.sample_seed!r}"
             )
 
 
@@ -357,6 +367,7 @@ def _run(
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     started = time.perf_counter()
     _start_ray(address)
@@ -394,13 +405,17 @@ def _run(
                 param_space=space.param_space(),
                 tune_config=tune.TuneConfig(
                     num_samples=settings.trials,
-                    max_concurrent_trials=concurrent,
+                    # Tune's default search, with the concurrency limit and a seed of our own.
+                    search_alg=BasicVariantGenerator(
+                        max_concurrent=concurrent, random_state=settings.sample_seed
+                    ),
                     scheduler=ASHAScheduler(
                         time_attr="epoch",
                         metric=METRIC,
                         mode="max",
-                        # One past the longest trial: at max_t ASHA stops a trial, which would
-                        # kill it after its last epoch, before its model is saved and scored.
+                        # One past the longest trial: at max_t ASHA stops every trial. (A
+                        # trial's last epoch is reported once its run is written, so a stop
+                        # there costs nothing.)
                         max_t=space.max_epochs + 1,
                         grace_period=min(GRACE_EPOCHS, space.max_epochs),
                         reduction_factor=REDUCTION_FACTOR,
@@ -487,34 +502,57 @@ def _run_trial(values: dict, *, space: SearchSpace, trials_dir: str, data_dir: s
 
     config = space.trial_config(values)
     run = runs.Run(Path(trials_dir) / tune.get_context().get_trial_id())
-    run_dir = run.path
     node_id = ray.get_runtime_context().get_node_id()
     if run.has_metrics():
         return  # Finished before an interruption stopped Tune from recording it.
     resume = config.checkpoint and run.checkpointed_epochs() > 0
-    if run_dir.exists() and not resume:
-        runs.remove_run_dir(run_dir)  # What an interrupted attempt left behind.
-    hooks = pipeline.Hooks(fit_callbacks=(_epoch_reporter(node_id),))
-    pipeline.train_run(config, data_dir=data_dir, out_dir=run_dir, hooks=hooks, resume=resume)
+    if run.path.exists() and not resume:
+        runs.remove_run_dir(run.path)  # What an interrupted attempt left behind.
+    reporter = _epoch_reporter(run, node_id, resume)
+    hooks = pipeline.Hooks(fit_callbacks=(reporter,))
+    pipeline.train_run(config, data_dir=data_dir, out_dir=run.path, hooks=hooks, resume=resume)
+    reporter.report_pending()  # The last epoch, once the run is written: a stop now costs nothing.
 
 
-def _epoch_reporter(node_id: str):
-    """A Keras callback reporting each epoch's metrics to Ray Tune."""
+def _epoch_reporter(run: runs.Run, node_id: str, resumed: bool):
+    """A Keras callback that writes the trial's history after every epoch and reports each
+    epoch's metrics to Ray Tune.
+
+    A trial ASHA stops ends inside ``tune.report``, so an epoch is reported only once its files
+    are saved: at the start of the next epoch (the epoch log and the checkpoint come later in
+    Keras's callback order) and, for the last one, by ``report_pending`` after the run is
+    written.
+    """
     import keras
     from ray import tune
 
     class ReportEpoch(keras.callbacks.Callback):
         fit_seconds = 0.0
+        pending: dict | None = None
+
+        def on_train_begin(self, logs=None):
+            # Resumed from a checkpoint: the epochs before it, from the epoch log.
+            logged = resumed and run.epoch_log_path.is_file()
+            self.history = run.read_epoch_log() if logged else {}
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.report_pending()
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.fit_seconds += time.perf_counter() - self.started
             metrics = {name: float(value) for name, value in (logs or {}).items()}
-            tune.report(
-                {**metrics, "epoch": epoch + 1, "fit_seconds": self.fit_seconds, "node_id": node_id}
-            )
+            for name, value in metrics.items():  # epoch counts from 0, across resumes
+                self.history[name] = [*self.history.get(name, [])[:epoch], value]
+            run.write_history(self.history)
+            self.pending = {
+                **metrics, "epoch": epoch + 1, "fit_seconds": self.fit_seconds, "node_id": node_id
+            }
+
+        def report_pending(self):
+            if self.pending is not None:
+                pending, self.pending = self.pending, None
+                tune.report(pending)
 
     return ReportEpoch()
 
@@ -544,7 +582,6 @@ def _collect(sweep_dir: Path, space: SearchSpace) -> list[TrialOutcome]:
             metrics = run.read_metrics()
             history = run.read_history()
             outcome.status = "finished"
-            outcome.run_dir = str(run_dir)
             outcome.test_accuracy = metrics["test"]["accuracy"]
             outcome.epochs = len(history.get(METRIC, [])) or outcome.epochs
             outcome.val_accuracy = history[METRIC][-1] if history.get(METRIC) else None
@@ -553,8 +590,11 @@ def _collect(sweep_dir: Path, space: SearchSpace) -> list[TrialOutcome]:
             outcome.error = _first_line(trial)
         elif trial.status == "TERMINATED":
             outcome.status = "stopped"
-            if run_dir.exists():
-                runs.remove_run_dir(run_dir)  # Abandoned mid-training: not a run.
+            # Kept: its config, history and any checkpoint (marked once; --resume collects again).
+            if run.config_path.is_file() and run.stopped() is None:
+                run.mark_stopped(outcome.epochs, outcome.planned_epochs, by="the sweep")
+        if run_dir.is_dir():
+            outcome.run_dir = str(run_dir)
         outcomes.append(outcome)
     return outcomes
 

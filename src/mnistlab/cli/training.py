@@ -379,6 +379,16 @@ def sweep(
             " here.",
         ),
     ] = None,
+    sample_seed: Annotated[
+        Optional[int],
+        option(
+            "--sample-seed",
+            min=0,
+            metavar="N",
+            help="Seed for drawing the trials' values: the same space and seed draw the same"
+            " trials. [default: a fresh draw]",
+        ),
+    ] = None,
     resume: Annotated[
         Optional[Path],
         option("--resume", metavar="SWEEP_DIR", help="Carry on an interrupted sweep directory."),
@@ -389,11 +399,12 @@ def sweep(
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Search hyper-parameters with Ray Tune; every finished trial is a run directory.
+    """Search hyper-parameters with Ray Tune; every trial is a run directory.
 
-    ASHA stops trials whose validation accuracy trails the others'. The sweep directory gets a
-    ranked table (sweep.html, results.json) and best_config.json for `mnistlab train --config`.
-    Needs the sweep extra: pip install "mnistlab[sweep]".
+    ASHA stops trials whose validation accuracy trails the others'; a stopped trial keeps its
+    config, history and checkpoint, marked stopped. The sweep directory gets a ranked table
+    (sweep.html, results.json) and best_config.json for `mnistlab train --config`. Needs the
+    sweep extra: pip install "mnistlab[sweep]".
     """
     from mnistlab import runs, sweep as sweeping
 
@@ -402,8 +413,9 @@ def sweep(
     if resume is None:
         values, _ = sweeping.read_space(space_file)  # One-line errors before Ray starts.
         settings = sweeping.SweepSettings(
-            values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None
-        )
+            values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None,
+            sample_seed,
+        )  # fmt: skip
     extras.require("sweep", "mnistlab sweep")
     if resume is None:
         sweep_dir = out or runs.new_run_dir(Path("sweeps"), "sweep")
@@ -418,7 +430,7 @@ def sweep(
     )  # fmt: skip
     if result.interrupted:
         views.notice(
-            "finished trials are kept; resume with"
+            "finished and stopped trials are kept; resume with"
             f" `mnistlab sweep --resume {result.sweep_dir}`"
         )
         raise typer.Exit(130)  # main() prints the one error line, as for any Ctrl-C
