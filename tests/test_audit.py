@@ -456,3 +456,53 @@ def test_audit_command_prints_the_counts(capsys, synthetic, tmp_path):
     rows = read_candidates(tmp_path / "audit")
     assert [row["split"] for row in rows] == ["train"] * 7 + ["test"] * 7
     assert "audit.html" in out
+    assert f"review queue: {tmp_path / 'audit' / 'candidates.csv'}" in out
+    # The synthetic test set is too small to hold any of the published MNIST errors.
+    assert summary["published_label_errors"]["published"] == 0
+    assert "none among the audited test images" in out
+
+
+def test_audit_summary_names_the_queue_and_the_published_errors_in_it(capsys, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from mnistlab.cli import views
+
+    monkeypatch.setattr(views, "console", Console(width=200))  # a wide terminal: rows unwrapped
+
+    summary = {
+        "dataset": "mnist", "model": "cnn-fast", "folds": 5,
+        "label_issues": {"total": 120, "train": 119, "test": 1},
+        "duplicates": {"pairs": 3, "exact_pairs": 1, "test_images_with_train_twin": 2},
+        "outliers": {"total": 40, "train": 30, "test": 10},
+        "test_accuracy": {"all": 0.99, "without_flagged": 0.991},
+        "review_queue": {"per_split": 100, "ranking": "label_quality"},
+        "published_label_errors": {
+            "published": 15, "flagged": 1, "top_50": 9, "top_100": 13, "review": 100,
+            "in_queue": [947, 1621, 1901, 2130, 2462, 2597, 2654, 3520, 3558, 5937, 6651, 6783,
+                         8527], "missed": [9679, 9729],
+        },
+        "timings": {"total_seconds": 600.0},
+    }  # fmt: skip
+    audit_dir = tmp_path / "audit"
+    files = runs.Audit(audit_dir)
+    views.audit_summary(audit_dir, summary, files.report_path, files.candidates_path)
+    out = capsys.readouterr().out
+    assert "9 in top 50, 13 in top 100, 1 flagged (of 15)" in out
+    assert "13 of 15 in candidates.csv's test rows" in out
+    assert out.splitlines()[-2:] == [
+        f"review queue: {files.candidates_path}", f"report: {files.report_path}"
+    ]
+
+
+def test_audit_help_states_the_epochs_config_gives_each_model():
+    from typer.main import get_command
+
+    from mnistlab.cli import app
+    from mnistlab.config import AUDIT_EPOCHS
+
+    [epochs_option] = [p for p in get_command(app).commands["audit"].params if p.name == "epochs"]
+    parts = epochs_option.help.split("[default: ", 1)[1].rstrip("]").split("; ")
+    for model, epochs in AUDIT_EPOCHS.items():
+        [part] = [part for part in parts if part.startswith(f"{epochs} for ")]
+        assert model in part.removeprefix(f"{epochs} for ").replace(" and ", ", ").split(", ")
+    assert parts[-1] == "the model's own otherwise"

@@ -52,7 +52,15 @@ def per_model_default(field: str, overrides: dict[str, object] | None = None) ->
     return f"[default: {'; '.join(parts)}]"
 
 
-AUDIT_EPOCHS_DEFAULT = per_model_default("epochs", AUDIT_EPOCHS)
+def audit_epochs_default() -> str:
+    """The audit's epochs per model, from AUDIT_EPOCHS, as ``[default: N for MODELS; the
+    model's own otherwise]``. Not per_model_default: its first value is the default model's
+    for `train`, which the audit does not use."""
+    groups: dict[int, list[str]] = {}
+    for model, epochs in AUDIT_EPOCHS.items():
+        groups.setdefault(epochs, []).append(model)
+    parts = [f"{epochs} for {_and(models)}" for epochs, models in groups.items()]
+    return f"[default: {'; '.join(parts)}; the model's own otherwise]"
 
 
 def choice(allowed: tuple[str, ...]):

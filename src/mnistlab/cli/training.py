@@ -19,13 +19,13 @@ from mnistlab.cli.options import (
     SeedOption,
     TestLimitOption,
     TrainLimitOption,
+    audit_epochs_default,
     choice,
     option,
     per_model_default,
     usage_error,
 )
 from mnistlab.config import (
-    AUDIT_EPOCHS,
     AUDIT_MODEL,
     AUDIT_REVIEW,
     LR_SCHEDULES,
@@ -253,18 +253,6 @@ def _train(config: Config, data_dir, out: Optional[Path], resume: bool = False) 
     views.run_summary(run_dir, runs.Run(run_dir).read_metrics())
 
 
-def _audit_epochs_default() -> str:
-    """``[default: 4 for cnn-fast, cnn and cnn-best; the model's own otherwise]``."""
-    groups: dict[int, list[str]] = {}
-    for name, epochs in AUDIT_EPOCHS.items():
-        groups.setdefault(epochs, []).append(name)
-    parts = [
-        f"{epochs} for {' and '.join([', '.join(names[:-1]), names[-1]] if names[1:] else names)}"
-        for epochs, names in groups.items()
-    ]
-    return f"[default: {'; '.join(parts)}; the model's own otherwise]"
-
-
 def audit(
     dataset: DatasetOption = None,
     model: Annotated[
@@ -282,7 +270,7 @@ def audit(
     seed: SeedOption = None,
     epochs: Annotated[
         Optional[int],
-        option(min=1, metavar="N", help=f"Epochs per fold. {_audit_epochs_default()}"),
+        option(min=1, metavar="N", help=f"Epochs per fold. {audit_epochs_default()}"),
     ] = None,
     review: Annotated[
         int,
@@ -346,7 +334,9 @@ def audit(
             resume=resume is not None, review=review,
         )  # fmt: skip
     audit_files = runs.Audit(audit_dir)
-    views.audit_summary(audit_dir, audit_files.read_summary(), audit_files.report_path)
+    views.audit_summary(
+        audit_dir, audit_files.read_summary(), audit_files.report_path, audit_files.candidates_path
+    )
 
 
 def sweep(

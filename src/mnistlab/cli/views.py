@@ -62,7 +62,9 @@ def ensemble_members(members: list[dict]) -> None:
         print_line(f"member {member['run_dir']}: test accuracy {member['test_accuracy']:.4f}")
 
 
-def audit_summary(audit_dir: Path, summary: dict, report: Path) -> None:
+def audit_summary(audit_dir: Path, summary: dict, report: Path, candidates: Path) -> None:
+    """The audit's counts; then the review queue (``candidates``) and how many of the published
+    label errors it holds, where a published list is known; then where the files are."""
     title = f"audit of {summary['dataset']} ({summary['model']}, {summary['folds']} folds)"
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
@@ -86,16 +88,31 @@ def audit_summary(audit_dir: Path, summary: dict, report: Path) -> None:
         "test accuracy",
         f"{accuracy['all']:.4f} all, {accuracy['without_flagged']:.4f} without flagged",
     )
+    queue = summary.get("review_queue")
+    if queue:
+        table.add_row(
+            "review queue",
+            f"{candidates.name}: each split's {queue['per_split']:,} lowest label qualities",
+        )
     published = summary.get("published_label_errors")
-    if published:
+    if published and published["published"]:
         table.add_row(
             "published label errors found",
-            f"{published['top_50']} in top 50, {published['top_100']} in top 100"
-            f" (of {published['published']})",
+            f"{published['top_50']} in top 50, {published['top_100']} in top 100,"
+            f" {published['flagged']} flagged (of {published['published']})",
         )
+        if "in_queue" in published:  # summaries written before the queue lack it
+            table.add_row(
+                "published errors in the queue",
+                f"{len(published['in_queue'])} of {published['published']} in"
+                f" {candidates.name}'s test rows",
+            )
+    elif published:
+        table.add_row("published label errors found", "none among the audited test images")
     table.add_row("total (s)", f"{summary['timings']['total_seconds']:.1f}")
     table.add_row("audit directory", str(audit_dir))
     console.print(table)
+    print_line(f"review queue: {candidates}")
     print_line(f"report: {report}")
 
 
