@@ -3,8 +3,10 @@
 plain and with test-time shifts, scored by three of cleanlab's label-quality rankings.
 
 Per ranking it prints the published test errors in the test top 100 and the planted flips
-among the 600 (and 1,200) lowest-quality training images. The probabilities are saved, so
-rescoring needs no training:
+among the 600 (and 1,200) lowest-quality training images, and saves them in
+bench/results/audit.json (in place of the rows of the same model, epochs and ranking;
+`--no-save` only prints) for bench/tables.py. The probabilities are saved, so rescoring needs no
+training (`--saved FILE`; the file names its model and epochs):
 
     .venv/bin/python bench/audit_rankings.py --model cnn-fast --epochs 4 [--data-dir DIR]
 """
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from audit_results import save_rows, where
 
 FLIPS = 600
 SHIFTS = 1
@@ -61,13 +64,22 @@ def probabilities(args) -> dict[str, np.ndarray]:
     return {"plain": plain, "shifted": shifted, "labels": labels, "flipped": flipped, "true": true}
 
 
-def score(saved: dict[str, np.ndarray], num_train: int = 60_000) -> None:
+def score(saved: dict[str, np.ndarray], num_train: int = 60_000) -> list[dict]:
+    """Print each ranking's scores; return them as rows of audit.json's "rankings"."""
     from cleanlab.rank import get_label_quality_scores
 
     from mnistlab.audit import MNIST_TEST_LABEL_ERRORS
 
     labels, flipped = saved["labels"], set(saved["flipped"].tolist())
-    for kind in ("plain", "shifted"):
+    rows = {
+        method: {
+            "model": str(saved["model"]), "epochs": int(saved["epochs"]), "method": method,
+            "published": len(MNIST_TEST_LABEL_ERRORS), "published_in_test_top_100": {},
+            "flips_in_train_top_600": {}, "flips_in_train_top_1200": {},
+        }
+        for method in METHODS
+    }  # fmt: skip
+    for kind, name in (("plain", "plain"), ("shifted", "shifts")):
         probabilities = saved[kind].astype(np.float64)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         accuracy = (probabilities.argmax(axis=1) == saved["true"]).mean()
@@ -77,11 +89,15 @@ def score(saved: dict[str, np.ndarray], num_train: int = 60_000) -> None:
             train = np.argsort(quality[:num_train], kind="stable")
             at = [len(flipped & set(train[:n].tolist())) / FLIPS for n in (FLIPS, 2 * FLIPS)]
             published = len(set(MNIST_TEST_LABEL_ERRORS) & test)
+            rows[method]["published_in_test_top_100"][name] = published
+            rows[method][f"flips_in_train_top_{FLIPS}"][name] = round(at[0], 3)
+            rows[method][f"flips_in_train_top_{2 * FLIPS}"][name] = round(at[1], 3)
             print(
                 f"{kind:8} {method:28} accuracy {accuracy:.4f}"
                 f"  published in test top 100: {published:2d}"
                 f"  flips in train top {FLIPS}, {2 * FLIPS}: {at[0]:.3f}, {at[1]:.3f}"
             )
+    return list(rows.values())
 
 
 def main() -> None:
@@ -90,13 +106,21 @@ def main() -> None:
     parser.add_argument("--model", default="cnn-fast")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--saved", type=Path, default=None, help="rescore saved probabilities")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave audit.json")
     args = parser.parse_args()
+    from mnistlab.config import Config
+
+    # The epochs each fold trained: the audit's default for the model when not given.
+    epochs = Config.for_audit(args.model, epochs=args.epochs).epochs
+    named = {"model": np.array(args.model), "epochs": np.array(epochs)}
     if args.saved:
-        saved = dict(np.load(args.saved))
+        saved = {**named, **np.load(args.saved)}  # files saved before they named them: the flags
     else:
-        saved = probabilities(args)
-        np.savez(f"audit-rankings-{args.model}-{args.epochs}.npz", **saved)
-    score(saved)
+        saved = {**probabilities(args), **named}
+        np.savez(f"audit-rankings-{args.model}-{epochs}.npz", **saved)
+    rows = score(saved)
+    if not args.no_save:
+        save_rows("rankings", [{**row, **where()} for row in rows], key=("model", "epochs", "method"))
 
 
 if __name__ == "__main__":

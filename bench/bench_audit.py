@@ -7,7 +7,9 @@ Per command it records the whole-process wall time, the child's CPU seconds (use
 from os.wait4: less sensitive to other load than wall time) and its peak RSS; for the audit
 also its own phase timings from summary.json. It prints how many of the 15 published errors
 are in candidates.csv's test top 100 and the audit / train ratio, each with PASS/MISS against
-the targets (at least 13, at most 10x). Standard library only.
+the targets (at least 13, at most 10x), and saves its row in bench/results/audit.json (in place
+of the row of the same kind, model and epochs; `--no-save` only prints) for bench/tables.py.
+Standard library only.
 
     .venv/bin/python bench/bench_audit.py --data-dir /work/shared/data [--model cnn-fast]
 
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from audit_results import save_rows, where
 
 # MNIST test indices confirmed mislabelled (src/mnistlab/audit.py, MNIST_TEST_LABEL_ERRORS); kept
 # here as a copy so the benchmark stays standard-library only.
@@ -64,10 +68,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fold")
     parser.add_argument("--interrupt-after-fold", type=int, default=None)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave audit.json")
     args = parser.parse_args()
 
     mnistlab = str(Path(sys.executable).parent / "mnistlab")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    loads = [os.getloadavg()[0]]
     print(f"load average before: {os.getloadavg()}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as scratch:
         results = {}
@@ -89,16 +95,21 @@ def main() -> None:
             results["train (after)"] = run([*train, "--out", f"{scratch}/run-2"], env)
         summary_path = Path(audit_dir) / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        config_path = Path(audit_dir) / "config.json"
+        epochs = json.loads(config_path.read_text())["epochs"] if config_path.exists() else None
         queue_path = Path(audit_dir) / "candidates.csv"
         queue = list(csv.DictReader(queue_path.open())) if queue_path.exists() else []
+    loads.append(os.getloadavg()[0])
     print(f"load average after:  {os.getloadavg()}")
     print(f"{'command':28} {'wall s':>8} {'cpu s':>8} {'rss MiB':>8} exit")
     for name, result in results.items():
         print(f"{name:28} {result['wall_seconds']:8.1f} {result['cpu_seconds']:8.1f}"
               f" {result['peak_rss_mib']:8.0f} {result['exit_code']}")  # fmt: skip
     audit_wall = sum(r["wall_seconds"] for n, r in results.items() if n.startswith("audit"))
-    trains = [r["wall_seconds"] for n, r in results.items() if n.startswith("train")]
-    ratio = audit_wall / (sum(trains) / len(trains)) if trains else None
+    audit_cpu = sum(r["cpu_seconds"] for n, r in results.items() if n.startswith("audit"))
+    trains = [r for n, r in results.items() if n.startswith("train")]
+    ratio = audit_wall / (sum(r["wall_seconds"] for r in trains) / len(trains)) if trains else None
+    cpu_ratio = audit_cpu / (sum(r["cpu_seconds"] for r in trains) / len(trains)) if trains else None
     if summary:
         print("audit phases (s):", {k: round(v, 1) for k, v in summary["timings"].items()})
         print("label issues:", summary["label_issues"], " outliers:", summary["outliers"]["total"],
@@ -117,6 +128,35 @@ def main() -> None:
     print("BENCH " + json.dumps({"model": summary.get("model"), "audit_wall_seconds": audit_wall,
                                  "ratio": ratio, "published_in_top_100": len(found),
                                  "results": {k: {kk: vv for kk, vv in v.items() if kk != "tail"} for k, v in results.items()}}))  # fmt: skip
+    if summary and not args.no_save:
+        save_rows("runs", [table_row(args, summary, epochs, loads, audit_wall, ratio, cpu_ratio,
+                                     len(found))], key=("what", "model", "epochs"))  # fmt: skip
+
+
+def table_row(args, summary, epochs, loads, audit_wall, ratio, cpu_ratio, found) -> dict:
+    """This run as a row of bench/results/audit.json's "runs" (docs/performance.md's table)."""
+    if args.interrupt_after_fold:
+        what = f"audit stopped after fold {args.interrupt_after_fold} and resumed"
+    else:
+        what = "audit"
+    if not args.skip_baseline:
+        what = f"train, {what}, train in one run"
+    published = summary.get("published_label_errors") or {}
+    return {
+        "what": what,
+        "model": summary["model"],
+        "epochs": epochs,
+        "test_time_shifts": summary["probabilities"]["test_time_augmentation"],
+        "load_average": [round(min(loads), 1), round(max(loads), 1)],
+        "audit_wall_s": round(audit_wall),
+        "wall_vs_train": None if ratio is None else round(ratio, 1),
+        "cpu_vs_train": None if cpu_ratio is None else round(cpu_ratio, 1),
+        "test_flagged": summary["label_issues"]["test"],
+        "published": len(PUBLISHED),
+        "published_flagged": published.get("flagged"),
+        "published_in_test_top_100": found,
+        **where(),
+    }
 
 
 if __name__ == "__main__":

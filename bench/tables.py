@@ -196,7 +196,57 @@ def notdigit_table() -> str:
     return "\n".join(lines)
 
 
+def _published(rows: list[dict]) -> int:
+    """How many published errors the rows were scored against: one list for a whole table."""
+    counts = {row["published"] for row in rows}
+    assert len(counts) == 1, f"audit.json's rows use different published lists: {counts}"
+    return counts.pop()
+
+
+def audit_table() -> str:
+    """bench_audit.py: the audit against the default train, and the published errors it finds."""
+    rows = load("audit.json")["runs"]
+    published = _published(rows)
+    lines = [
+        f"| `mnistlab audit` | wall | vs default `train` | test flagged | of the {published} flagged "
+        f"| of the {published} in test top 100 | date | commit | machine |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in rows:
+        shifts = ", shifts" if row["test_time_shifts"] else ""
+        low, high = row["load_average"]
+        load_average = f"{low:g}" if low == high else f"{low:g}–{high:g}"
+        what = f"{row['model']}, {row['epochs']} epochs per fold{shifts}: {row['what']} (load {load_average})"
+        ratio = ("" if row["wall_vs_train"] is None
+                 else f"{row['wall_vs_train']:g}x wall, {row['cpu_vs_train']:g}x CPU")
+        flagged = "" if row["published_flagged"] is None else row["published_flagged"]
+        lines.append(_row([what, f"{row['audit_wall_s']:g} s", ratio, row["test_flagged"], flagged,
+                           row["published_in_test_top_100"], row["date"], f"`{row['commit']}`",
+                           row["machine"]]))
+    return "\n".join(lines)
+
+
+def audit_rankings_table() -> str:
+    """audit_rankings.py: each label-quality ranking, plain probabilities / with shifts."""
+    rows = load("audit.json")["rankings"]
+    published = _published(rows)
+    lines = [
+        f"| `bench/audit_rankings.py` (plain / shifts) | ranking | of the {published} in test top 100 "
+        "| planted flips in train top 600 | date | commit | machine |",
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in rows:
+        found, flips = row["published_in_test_top_100"], row["flips_in_train_top_600"]
+        lines.append(_row([f"{row['model']}, {row['epochs']} epochs per fold",
+                           row["method"].replace("_", " "), f"{found['plain']} / {found['shifts']}",
+                           f"{flips['plain']:.3f} / {flips['shifts']:.3f}", row["date"],
+                           f"`{row['commit']}`", row["machine"]]))
+    return "\n".join(lines)
+
+
 TABLES = {
+    "audit": audit_table,
+    "audit-rankings": audit_rankings_table,
     "notdigit": notdigit_table,
     "seed": lambda: seed_table(load("train.json")),
     "models": models_table,

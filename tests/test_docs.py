@@ -68,6 +68,9 @@ def test_every_table_of_numbers_is_the_rendering_of_its_results_file():
         result = tables.load(name)
         for row in result.get("rows", [result]):  # every measurement says when, where and at what
             assert {"date", "commit", "machine"} <= set(row) or row.get("source"), (name, row)
+    audit = tables.load("audit.json")
+    for row in audit["runs"] + audit["rankings"]:
+        assert {"date", "commit", "machine"} <= set(row), row
 
 
 def test_the_docs_navigation_has_a_page_for_every_command_with_its_current_help():
