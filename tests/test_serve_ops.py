@@ -163,6 +163,26 @@ def test_overload_is_an_immediate_503_with_retry_after(predictor):
     assert json.loads(answers["first"]["body"])["label"] == 7
 
 
+def test_canvases_arriving_together_beyond_the_bound_are_refused(predictor):
+    """Each canvas is read on the event loop without waiting for anything, yet requests that
+    have arrived count as in flight: five at once against a bound of two, three are 503s."""
+    app = create_app(ServeOptions(max_in_flight=2), predictor)
+    app.state.ready = True
+    image = seven()
+    statuses = []
+
+    async def one():
+        statuses.append((await call(app, scope_of(app, length=len(image)), [image]))["status"])
+
+    async def main():
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+
+    anyio.run(main)
+    assert sorted(statuses) == [200, 200, 503, 503, 503]
+
+
 def test_a_stalled_upload_gets_408_and_frees_its_slot(predictor):
     app = create_app(ServeOptions(max_in_flight=1, read_timeout=0.3), predictor)
     image = seven()

@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+import anyio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -158,6 +159,11 @@ class TrafficMiddleware:
             self.active += 1
             self.metrics.in_flight.inc()
         try:
+            if bounded:
+                # A canvas is read on the event loop without yielding: without this turn, each
+                # request would run to its end before the next is counted, the count would stay
+                # at 1 and requests would queue unbounded in the loop instead.
+                await anyio.lowlevel.checkpoint()
             await self.app(scope, receive, send_with_headers)
         finally:
             if bounded:
