@@ -39,8 +39,8 @@ from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
+from mnistlab import raster
 from mnistlab.data import IMAGE_SIDE
 from mnistlab.decoding import (  # noqa: F401 - steps 1-2, re-exported: callers import images
     MAX_PIXELS,
@@ -330,7 +330,7 @@ def _box_blur(gray: np.ndarray) -> np.ndarray:
 
     Pixels beyond the border repeat the edge pixel (``mode="nearest"``).
     """
-    return ndimage.uniform_filter(gray, size=3, mode="nearest")
+    return raster.box_blur3(gray)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -417,7 +417,7 @@ def _drop_specks(mask: np.ndarray) -> np.ndarray:
     """
     # Blobs are 8-connected and numbered 1..count in the order a row-by-row scan meets them
     # (0 is the background), so among equally large blobs the first one met is the largest.
-    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    labels, count, boxes = raster.blob_boxes(mask)
     if count == 1:  # One blob, as most drawings are: it is kept, whatever it touches.
         return mask
     found = np.arange(1, count + 1)
@@ -428,10 +428,7 @@ def _drop_specks(mask: np.ndarray) -> np.ndarray:
     if not surround.all():
         found, areas = found[~surround], areas[~surround]
     # Bounding boxes, inclusive: top, bottom, left, right of blob ``label`` at ``label - 1``.
-    boxes = np.array(
-        [(rows.start, rows.stop - 1, columns.start, columns.stop - 1)
-         for rows, columns in ndimage.find_objects(labels)]
-    )
+    boxes = boxes - (0, 1, 0, 1)
     top, bottom, left, right = boxes[found - 1].T
     main_top, main_bottom, main_left, main_right = boxes[found[np.argmax(areas)] - 1]
     margin_y = 0.5 * (main_bottom - main_top + 1)

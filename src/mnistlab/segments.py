@@ -19,9 +19,8 @@ import os
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from mnistlab import images
+from mnistlab import images, raster
 from mnistlab.errors import ImageError
 
 READ_SIDE = 1000  # Working resolution: 20 digits on one line stay about 40 px tall.
@@ -192,7 +191,7 @@ def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int,
 
 def _drop_surround(mask: np.ndarray) -> np.ndarray:
     """Drop blobs running along much of the image's edge (a table, a shadowed margin)."""
-    labels, count = ndimage.label(mask, structure=images.EIGHT_CONNECTED)
+    labels, count = raster.label8(mask)
     if count < 2:
         return mask
     edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
@@ -215,8 +214,8 @@ def cut_into_pieces(
     Raises:
         ImageError: nothing on the line can be a digit (specks, a ruled line, texture).
     """
-    labels, count = ndimage.label(mask, structure=images.EIGHT_CONNECTED)
-    slices = ndimage.find_objects(labels)
+    labels, count, boxes = raster.blob_boxes(mask)
+    slices = raster.box_slices(boxes)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     inked = np.flatnonzero(mask.any(axis=0))
     span = inked[-1] - inked[0] + 1
