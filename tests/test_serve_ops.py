@@ -336,6 +336,56 @@ def python_workers(parent: int) -> set[int]:
     return workers
 
 
+def connections_held(pids: set[int], port: int, state: str = "01") -> dict[int, int]:
+    """How many sockets on ``port`` each process holds: established (01) or listening (0A)."""
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+                inodes.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in pids:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        held[pid] = sum(link in inodes for link in links)
+    return held
+
+
+def test_connections_opened_while_a_worker_is_busy_are_not_all_left_to_the_other():
+    """A client's pool of connections, opened while one worker is busy (stopped here), is
+    spread over both: on one shared socket the free worker would accept every one of them."""
+    process, url = start_server("--workers", "2")
+    connections = []
+    busy = None
+    try:
+        port = port_of(url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # Both workers started and listening.
+            listening = connections_held(python_workers(process.pid), port, "0A")
+            if len(listening) == 2 and min(listening.values()) >= 1:
+                break
+            time.sleep(0.2)
+        busy = min(python_workers(process.pid))
+        os.kill(busy, signal.SIGSTOP)
+        connections = [socket.create_connection(("127.0.0.1", port), 10) for _ in range(16)]
+        for connection in connections:
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        os.kill(busy, signal.SIGCONT)
+        busy = None
+        for connection in connections:  # Each answered: each has been accepted.
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        held = connections_held(python_workers(process.pid), port)
+        assert sum(held.values()) == 16 and min(held.values()) >= 1, held
+    finally:
+        if busy is not None:
+            os.kill(busy, signal.SIGCONT)
+        for connection in connections:
+            connection.close()
+        code, out, err = stop_server(process)
+    assert code == 0 and "stopped" in out, err
+
+
 def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
     process, url = start_server("--workers", "2")
     try:

@@ -1,7 +1,10 @@
 """Hosting the app: the listening socket, uvicorn, and worker processes.
 
 Worker processes receive the command's ``ServeOptions`` whole, as JSON in an environment
-variable (uvicorn starts each from an import string, so nothing else can be handed over).
+variable (uvicorn starts each from an import string, so nothing else can be handed over). Each
+worker listens on a socket of its own on the same port (SO_REUSEPORT), so that the kernel spreads
+new connections over the workers: on one shared socket, a worker that is waiting accepts every
+connection waiting, and connections opened together (a client's pool, a proxy's) all land on it.
 """
 
 from __future__ import annotations
@@ -109,7 +112,11 @@ def run(listener: socket.socket, options: ServeOptions, predictor: Predictor | N
                 workers=options.workers,
                 **settings,
             )
-            Supervisor(config, sockets=[listener]).run()
+            anchor = _shared_port(listener)
+            try:
+                Supervisor(config, sockets=[anchor]).run()
+            finally:
+                anchor.close()
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises Ctrl-C.
         pass
     finally:
@@ -124,13 +131,74 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _shared_port(listener: socket.socket) -> socket.socket:
+    """``listener``'s address, bound again with SO_REUSEPORT (never listening: it holds the port
+    while workers come and go); the workers' sockets join it. ``listen`` binds without it, so a
+    second server on a port this one holds is still refused.
+
+    Raises:
+        ServeError: the port was taken in between.
+    """
+    address = listener.getsockname()
+    listener.close()  # Bound, never listening: no connection is waiting on it.
+    try:
+        return _reuse_port_socket(listener.family, address)
+    except OSError as error:
+        raise ServeError(f"cannot listen on port {address[1]} ({error.strerror or error})") from None
+
+
+def _reuse_port_socket(family: int, address: tuple) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Supervisor(Multiprocess):
-    """uvicorn's supervisor, which replaces a worker that died (checked every half second);
-    this one also drops a dead worker's in-flight gauge from the shared metrics."""
+    """uvicorn's supervisor, which replaces a worker that died (checked every half second).
+    Here each worker it starts gets a socket of its own on the shared port, and a dead worker's
+    in-flight gauge is dropped from the shared metrics."""
+
+    # uvicorn reads ``self.sockets`` each time it starts a worker: each read binds a new socket.
+    # The worker receives a duplicate; this process closes its own once the worker has started,
+    # so that a dead worker's socket leaves the port with it rather than hold connections.
+    @property
+    def sockets(self) -> list[socket.socket]:
+        anchor = self._anchor
+        own = _reuse_port_socket(anchor.family, anchor.getsockname())
+        self._handed.append(own)
+        return [own]
+
+    @sockets.setter
+    def sockets(self, sockets: list[socket.socket]) -> None:
+        self._anchor, self._handed = sockets[0], []
+
+    def _close_handed(self) -> None:
+        for sock in self._handed:
+            sock.close()
+        self._handed.clear()
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        self._close_handed()
+
+    def restart_all(self) -> None:
+        super().restart_all()
+        self._close_handed()
+
+    def handle_ttin(self) -> None:
+        super().handle_ttin()
+        self._close_handed()
 
     def keep_subprocess_alive(self) -> None:
         before = {process.pid for process in self.processes}
         super().keep_subprocess_alive()
+        self._close_handed()
         gone = before - {process.pid for process in self.processes}
         if gone and os.environ.get(MULTIPROCESS_VARIABLE):
             from prometheus_client import multiprocess
