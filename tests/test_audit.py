@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab import audit, audit_workflow, data, exclusion, pipeline, runs
+from mnistlab import audit, audit_workflow, audits, data, exclusion, fileio, pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.errors import RunError
@@ -205,10 +205,10 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
     audit_dir = audit_workflow.audit_dataset(SMALL_AUDIT, out_dir=tmp_path / "audit")
 
     for name in ("config.json", "summary.json", "audit.html", "label_issues.csv", "duplicates.csv",
-                 "outliers.csv", "probabilities.npy", *runs.AUDIT_FIGURE_FILES.values()):  # fmt: skip
+                 "outliers.csv", "probabilities.npy", *audits.AUDIT_FIGURE_FILES.values()):  # fmt: skip
         assert (audit_dir / name).is_file(), name
     # Fold files are cleared at the end.
-    assert runs.Audit(audit_dir).finished_folds(SMALL_AUDIT.folds) == []
+    assert audits.Audit(audit_dir).finished_folds(SMALL_AUDIT.folds) == []
     assert Config.from_json_file(audit_dir / "config.json") == SMALL_AUDIT
 
     rows = list(csv.DictReader((audit_dir / "label_issues.csv").read_text().splitlines()))
@@ -220,7 +220,7 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
     assert len(found) >= 0.75 * len(flipped)
     assert len(found) >= 0.9 * len(rows)
     # Ranked by label quality, every flipped label is among the len(flipped) most suspect images.
-    issues = audit.find_label_issues(runs.read_npy(audit_dir / "probabilities.npy"), np.concatenate(
+    issues = audit.find_label_issues(fileio.read_npy(audit_dir / "probabilities.npy"), np.concatenate(
         [dataset.train_labels, dataset.test_labels]))
     most_suspect = np.argsort(issues.label_quality, kind="stable")[: len(flipped)]
     assert len(set(most_suspect) & set(flipped)) >= 0.9 * len(flipped)
@@ -240,7 +240,7 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
 
 
 def read_candidates(audit_dir):
-    return list(csv.DictReader((audit_dir / runs.CANDIDATES_FILE).read_text().splitlines()))
+    return list(csv.DictReader((audit_dir / audits.CANDIDATES_FILE).read_text().splitlines()))
 
 
 def test_the_review_queue_ranks_planted_flips_first_in_label_quality_order(synthetic, tmp_path):
@@ -261,7 +261,7 @@ def test_the_review_queue_ranks_planted_flips_first_in_label_quality_order(synth
         assert qualities == sorted(qualities)
     # The queue's order and values are the audit's label quality over that split.
     labels = np.concatenate([dataset.train_labels, dataset.test_labels])
-    issues = audit.find_label_issues(runs.read_npy(audit_dir / "probabilities.npy"), labels)
+    issues = audit.find_label_issues(fileio.read_npy(audit_dir / "probabilities.npy"), labels)
     train_rows = rows[:review]
     assert [int(row["index"]) for row in train_rows] == np.argsort(
         issues.label_quality[:NUM_TRAIN], kind="stable"
@@ -321,8 +321,8 @@ def test_an_interrupted_audit_resumes_after_its_last_finished_fold(synthetic, tm
     interrupted = tmp_path / "interrupted"
     with pytest.raises(StopAfter):
         audit_workflow.audit_dataset(config, out_dir=interrupted, hooks=Hooks(on_fold=stop_after_two))
-    assert runs.Audit(interrupted).finished_folds(config.folds) == [0, 1]
-    assert not (interrupted / runs.SUMMARY_FILE).exists()
+    assert audits.Audit(interrupted).finished_folds(config.folds) == [0, 1]
+    assert not (interrupted / audits.SUMMARY_FILE).exists()
 
     phases = []
     audit_workflow.audit_dataset(
@@ -330,8 +330,8 @@ def test_an_interrupted_audit_resumes_after_its_last_finished_fold(synthetic, tm
     )
     trained = [phase for phase in phases if "training" in phase]
     assert len(trained) == 1 and trained[0].startswith("fold 3/3")
-    resumed = runs.read_npy(interrupted / runs.PROBABILITIES_FILE)
-    assert np.allclose(resumed, runs.read_npy(complete / runs.PROBABILITIES_FILE), atol=1e-5)
+    resumed = fileio.read_npy(interrupted / audits.PROBABILITIES_FILE)
+    assert np.allclose(resumed, fileio.read_npy(complete / audits.PROBABILITIES_FILE), atol=1e-5)
     assert (interrupted / "label_issues.csv").read_text() == (complete / "label_issues.csv").read_text()
 
 
@@ -392,12 +392,12 @@ def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path
     assert json.loads((run_dir / runs.EXCLUDED_FILE).read_text()) == listed
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["audit"]["dir"] == str(audit_dir)
-    flagged = runs.Audit(audit_dir).read_flagged_test_indices()
+    flagged = audits.Audit(audit_dir).read_flagged_test_indices()
     assert all(error["audit_flagged"] == (error["index"] in flagged) for error in metrics["test"]["top_errors"])
     assert "label suspect" in (run_dir / "report.html").read_text()
 
     # The review queue excludes its training rows: all of them, flagged or not.
-    candidates = runs.Audit(audit_dir).candidates_path
+    candidates = audits.Audit(audit_dir).candidates_path
     rows = read_candidates(audit_dir)
     queued = sorted(int(row["index"]) for row in rows if row["split"] == "train")
     config = exclusion.with_exclusion(Config(epochs=1, export_onnx=False), candidates)
@@ -484,7 +484,7 @@ def test_audit_summary_names_the_queue_and_the_published_errors_in_it(capsys, tm
         "timings": {"total_seconds": 600.0},
     }  # fmt: skip
     audit_dir = tmp_path / "audit"
-    files = runs.Audit(audit_dir)
+    files = audits.Audit(audit_dir)
     views.audit_summary(audit_dir, summary, files.report_path, files.candidates_path)
     out = capsys.readouterr().out
     assert "9 in top 50, 13 in top 100, 1 flagged (of 15)" in out

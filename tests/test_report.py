@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import figures, pipeline, report, runs
+from mnistlab import figures, fileio, pipeline, report, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.evaluate import evaluate_probabilities
@@ -57,8 +57,8 @@ def make_run(tmp_path, digit_images):
     history = {"loss": [0.9, 0.4], "accuracy": [0.7, 0.9], "val_loss": [0.8, 0.5], "val_accuracy": [0.75, 0.85]}
     run_dir = tmp_path / "run"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "config.json", Config(epochs=2).to_dict())
-    runs.write_json(run_dir / "history.json", history)
+    fileio.write_json(run_dir / "config.json", Config(epochs=2).to_dict())
+    fileio.write_json(run_dir / "history.json", history)
     metrics = {
         "model": "seed-mlp", "dataset": "mnist", "parameters": 118282,
         "test": json.loads(json.dumps(evaluation.to_dict())),
@@ -70,9 +70,9 @@ def make_run(tmp_path, digit_images):
         "versions": {"python": "3.11", "keras": "3"},
         "data": {"sha256": dataset.sha256},
     }
-    runs.write_json(run_dir / "metrics.json", metrics)
+    fileio.write_json(run_dir / "metrics.json", metrics)
     for name, png in figures.render_figures(dataset, history, evaluation, probabilities).items():
-        runs.write_png(run_dir / runs.FIGURE_FILES[name], png)
+        fileio.write_png(run_dir / runs.FIGURE_FILES[name], png)
     return run_dir, metrics
 
 
@@ -123,7 +123,7 @@ def test_report_is_complete_self_contained_and_true_to_metrics(tmp_path, digit_i
 def test_report_escapes_text(tmp_path, digit_images):
     run_dir, metrics = make_run(tmp_path, digit_images)
     metrics["versions"]["keras"] = "<script>alert(1)</script>"
-    runs.write_json(run_dir / "metrics.json", metrics)
+    fileio.write_json(run_dir / "metrics.json", metrics)
     html = pipeline.write_report(run_dir).read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
 
@@ -139,7 +139,7 @@ def test_report_without_figures_says_how_to_fix(tmp_path, digit_images):
 def test_comparison_shows_only_differing_config(tmp_path, digit_images):
     first, _ = make_run(tmp_path / "a", digit_images)
     second, metrics = make_run(tmp_path / "b", digit_images)
-    runs.write_json(second / "config.json", Config(epochs=2, seed=5, batch_size=64).to_dict())
+    fileio.write_json(second / "config.json", Config(epochs=2, seed=5, batch_size=64).to_dict())
     headers, rows = pipeline.compare_runs([first, second])
     assert headers == ["run", "model", "batch_size", "seed", "test accuracy", "test loss", "fit (s)"]
     assert rows[1][2:4] == [64, 5]
@@ -167,7 +167,7 @@ def test_cli_report_and_compare(tmp_path, digit_images, capsys):
 def test_report_shows_when_and_leaves_out_what_does_not_apply(tmp_path, digit_images):
     run_dir, metrics = make_run(tmp_path, digit_images)
     metrics["trained_at"] = "2026-11-23T15:12:00+00:00"
-    runs.write_json(run_dir / "metrics.json", metrics)
+    fileio.write_json(run_dir / "metrics.json", metrics)
     html = pipeline.write_report(run_dir).read_text()
     assert 'Trained <time datetime="2026-11-23T15:12:00+00:00">2026-11-23 15:12 UTC</time>' in html
     # Unset options read as a dash; the audit-only folds is no setting of a training run.
@@ -190,7 +190,7 @@ def test_report_shows_empty_calibration_bins_as_dashes(tmp_path, digit_images):
 def test_report_keeps_training_timings_beside_a_later_evaluations(tmp_path, digit_images):
     run_dir, metrics = make_run(tmp_path, digit_images)
     metrics["timings"]["evaluation"] = {"data_load_seconds": 0.25, "total_seconds": 0.91}
-    runs.write_json(run_dir / "metrics.json", metrics)
+    fileio.write_json(run_dir / "metrics.json", metrics)
     parser = ReportParser()
     parser.feed(pipeline.write_report(run_dir).read_text())
     shown = {key: text for key, _, text in parser.numbers}
@@ -203,7 +203,7 @@ def test_comparison_leaves_out_audit_only_fields_and_names_each_column_once(
 ):
     first, _ = make_run(tmp_path / "a", digit_images)
     second, _ = make_run(tmp_path / "b", digit_images)
-    runs.write_json(second / "config.json", Config(model="cnn", epochs=2, folds=3).to_dict())
+    fileio.write_json(second / "config.json", Config(model="cnn", epochs=2, folds=3).to_dict())
     headers, rows = pipeline.compare_runs([first, second])
     assert headers == ["run", "model", "test accuracy", "test loss", "fit (s)"]
 
@@ -216,7 +216,7 @@ def test_cli_compare_shows_every_header_and_cell_whole(tmp_path, digit_images, c
     second, _ = make_run(tmp_path / "b", digit_images)
     source = "/home/someone/projects/digits/runs/20261120-101010-cnn-fine-tuned-on-drawings"
     changed = Config(epochs=2, learning_rate=3e-05, warmup_epochs=0.5, init_from=source, folds=3)
-    runs.write_json(second / "config.json", changed.to_dict())
+    fileio.write_json(second / "config.json", changed.to_dict())
     code, out, _ = run_cli(capsys, "compare", first, second)
     assert code == 0 and "…" not in out
     assert f"run 1: {first}" in out.splitlines() and f"run 2: {second}" in out.splitlines()

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from mnistlab import runs
+from mnistlab import audits, fileio, runs
 from mnistlab.errors import RunError
 from mnistlab.fileio import atomic_path
 
@@ -19,7 +19,7 @@ def test_failed_write_leaves_neither_file_nor_temp(tmp_path):
 
 
 def test_written_files_are_complete_and_readable_by_others(tmp_path):
-    runs.write_json(tmp_path / "metrics.json", {"a": 1})
+    fileio.write_json(tmp_path / "metrics.json", {"a": 1})
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
     mode = stat.S_IMODE(os.stat(tmp_path / "metrics.json").st_mode)
     assert mode & stat.S_IRGRP and mode & stat.S_IROTH
@@ -84,11 +84,11 @@ def test_a_run_owns_its_files_and_reads_back_what_it_wrote(tmp_path):
 
 
 def test_an_audit_directory_owns_its_files(tmp_path):
-    audit = runs.Audit(tmp_path / "audit")
+    audit = audits.Audit(tmp_path / "audit")
     assert audit.summary_path.name == "summary.json" and not audit.is_finished()
     audit.write_summary({"dataset": "mnist"})
-    assert audit.is_finished() and runs.find_audit("mnist", tmp_path) == audit.path
-    runs.write_npy(audit.fold_path(1), [1.0])
+    assert audit.is_finished() and audits.find_audit("mnist", tmp_path) == audit.path
+    fileio.write_npy(audit.fold_path(1), [1.0])
     assert audit.finished_folds(3) == [1]
     audit.remove_folds(3)
     assert audit.finished_folds(3) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import audit, plots, report, runs
+from mnistlab import audit, audits, fileio, plots, report, runs
 from mnistlab.config import AUDIT_REVIEW, Config
 from mnistlab.data import NUM_CLASSES
 from mnistlab.errors import RunError
@@ -35,7 +35,7 @@ def audit_dataset(
     config: Config,
     data_dir: str | Path | None = None,
     out_dir: str | Path | None = None,
-    audits_root: str | Path = runs.AUDITS_ROOT,
+    audits_root: str | Path = audits.AUDITS_ROOT,
     hooks: Hooks | None = None,
     resume: bool = False,
     review: int = AUDIT_REVIEW,
@@ -55,13 +55,13 @@ def audit_dataset(
         audit_dir = Path(out_dir)
         if not audit_dir.is_dir():
             raise RunError(f"audit directory {audit_dir} does not exist")
-        if not runs.Audit(audit_dir).fold_assignment_path.is_file():
+        if not audits.Audit(audit_dir).fold_assignment_path.is_file():
             raise RunError(f"{audit_dir} holds no interrupted audit to resume")
     elif out_dir:
         audit_dir = Path(out_dir)
     else:
         audit_dir = runs.new_run_dir(Path(audits_root), f"{config.dataset}-{config.model}")
-    files = runs.Audit(audit_dir)
+    files = audits.Audit(audit_dir)
 
     def resumable() -> bool:
         return bool(files.finished_folds(config.folds))
@@ -85,11 +85,11 @@ def audit_dataset(
         if resume and files.probabilities_path.is_file():
             # A finished cross-validation: only the checks are done again.
             hooks.on_phase("cross-validation finished earlier; its probabilities are kept")
-            probabilities = runs.read_npy(files.probabilities_path)
+            probabilities = fileio.read_npy(files.probabilities_path)
         else:
             probabilities = _cross_validate(files, images, labels, assignment, config, hooks)
         fit_seconds = time.perf_counter() - fit_started
-    runs.write_npy(files.probabilities_path, probabilities)
+    fileio.write_npy(files.probabilities_path, probabilities)
     fold_accuracy = [
         float((probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean())
         for fold in range(config.folds)
@@ -125,18 +125,18 @@ def audit_dataset(
     tables = _html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
     tables["candidates"] = _queue_cells(images, num_train, issues, queue, config.dataset)
     files.write_report(report.render_audit(config.to_dict(), summary, tables, figures))
-    # Written last: its presence marks a finished audit (runs.find_audit looks for it).
+    # Written last: its presence marks a finished audit (audits.find_audit looks for it).
     files.write_summary(summary)
     files.remove_folds(config.folds)
     return audit_dir
 
 
 def _fold_assignment(
-    files: runs.Audit, labels: np.ndarray, config: Config, resume: bool
+    files: audits.Audit, labels: np.ndarray, config: Config, resume: bool
 ) -> np.ndarray:
     path = files.fold_assignment_path
     if resume:
-        assignment = runs.read_npy(path)
+        assignment = fileio.read_npy(path)
         if assignment.shape != labels.shape:
             raise RunError(f"{path} assigns {len(assignment)} images, but the dataset has {len(labels)}")
         return assignment
@@ -144,12 +144,12 @@ def _fold_assignment(
         assignment = audit.fold_of_each_image(labels, config.folds, config.seed)
     except ValueError as error:
         raise RunError(str(error)) from None
-    runs.write_npy(path, assignment)
+    fileio.write_npy(path, assignment)
     return assignment
 
 
 def _cross_validate(
-    files: runs.Audit,
+    files: audits.Audit,
     images: np.ndarray,
     labels: np.ndarray,
     assignment: np.ndarray,
@@ -168,7 +168,7 @@ def _cross_validate(
         held_out = assignment == fold
         path = files.fold_path(fold)
         if path.is_file():
-            fold_probabilities = runs.read_npy(path)
+            fold_probabilities = fileio.read_npy(path)
             if fold_probabilities.shape != (held_out.sum(), NUM_CLASSES):
                 raise RunError(f"{path} has shape {fold_probabilities.shape}; it belongs to another audit")
             hooks.on_phase(f"fold {fold + 1}/{config.folds}: finished earlier, kept")
@@ -193,7 +193,7 @@ def _cross_validate(
                 hooks.fit_callbacks,
             )
             fold_probabilities = _held_out_probabilities(model, images[held_out], config)
-            runs.write_npy(path, fold_probabilities)
+            fileio.write_npy(path, fold_probabilities)
         probabilities[held_out] = fold_probabilities
         hooks.on_fold(fold + 1, config.folds)
     return probabilities
@@ -291,9 +291,9 @@ def _label_issue_rows(num_train, issues):
 
 
 def _write_tables(
-    files: runs.Audit, num_train, issues, duplicates, outliers, labels
+    files: audits.Audit, num_train, issues, duplicates, outliers, labels
 ) -> None:
-    runs.write_csv(
+    fileio.write_csv(
         files.label_issues_path,
         ["rank", "split", "index", "given_label", "suggested_label", "label_quality", "self_confidence"],
         [
@@ -312,13 +312,13 @@ def _write_tables(
              int(labels[pair.second]), f"{pair.rms_difference:.6f}",
              "exact" if pair.rms_difference == 0 else "near"]
         )  # fmt: skip
-    runs.write_csv(
+    fileio.write_csv(
         files.duplicates_path,
         ["first_split", "first_index", "first_label", "second_split", "second_index",
          "second_label", "rms_difference", "kind"],
         duplicate_rows,
     )  # fmt: skip
-    runs.write_csv(
+    fileio.write_csv(
         files.outliers_path,
         ["rank", "split", "index", "label", "outlier_score"],
         [
@@ -334,7 +334,7 @@ CANDIDATE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _write_candidates(files: runs.Audit, num_train: int, issues, queue: np.ndarray) -> None:
+def _write_candidates(files: audits.Audit, num_train: int, issues, queue: np.ndarray) -> None:
     """The review queue: each split's lowest label qualities, flagged or not, rank 1 first."""
     rows, ranks = [], {}
     for position in queue:
@@ -345,7 +345,7 @@ def _write_candidates(files: runs.Audit, num_train: int, issues, queue: np.ndarr
              int(issues.suggested_labels[position]), f"{issues.label_quality[position]:.6f}",
              int(issues.flagged[position])]
         )  # fmt: skip
-    runs.write_csv(files.candidates_path, CANDIDATE_COLUMNS, rows)
+    fileio.write_csv(files.candidates_path, CANDIDATE_COLUMNS, rows)
 
 
 def _queue_cells(images, num_train, issues, queue, dataset) -> list[dict]:
@@ -419,7 +419,7 @@ def _figures(config, images, labels, num_train, issues, closest, outliers) -> di
         empty_text="no images",
     )  # fmt: skip
     figures = {"label_issues": label_sheet, "duplicates": pair_figure, "outliers": outlier_sheet}
-    return {name: runs.figure_png(figure) for name, figure in figures.items()}
+    return {name: plots.to_png(figure) for name, figure in figures.items()}
 
 
 def _html_tables(num_train, issues, duplicates, outliers, labels, dataset) -> dict[str, list[dict]]:

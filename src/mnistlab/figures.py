@@ -63,7 +63,7 @@ def figure_png(plot: str, *arguments) -> bytes:
     to a figure worker need not import matplotlib itself."""
     from mnistlab import plots
 
-    return runs.figure_png(getattr(plots, plot)(*arguments))
+    return plots.to_png(getattr(plots, plot)(*arguments))
 
 
 def warm_imports() -> threading.Thread:

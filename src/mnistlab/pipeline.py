@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import figure_workers, report, runs
+from mnistlab import audits, figure_workers, report, runs
 from mnistlab.compare import compare_runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
@@ -101,7 +101,7 @@ def train_run(
     runs_root: str | Path = "runs",
     hooks: Hooks | None = None,
     resume: bool = False,
-    audits_root: str | Path = runs.AUDITS_ROOT,
+    audits_root: str | Path = audits.AUDITS_ROOT,
 ) -> Path:
     """Train ``config``'s model, evaluate it on the test set and write a run directory, with
     ``model.onnx`` unless ``config.export_onnx`` is off (a failed export only warns).
@@ -219,7 +219,7 @@ def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
     hooks: Hooks | None = None,
-    audits_root: str | Path = runs.AUDITS_ROOT,
+    audits_root: str | Path = audits.AUDITS_ROOT,
 ) -> dict:
     """Rebuild a run's metrics and figures from the run directory and the dataset alone."""
     hooks = hooks or Hooks()
@@ -250,7 +250,7 @@ def _evaluate_and_write(
     timings: dict,
     hooks: Hooks,
     started: float,
-    audits_root: str | Path = runs.AUDITS_ROOT,
+    audits_root: str | Path = audits.AUDITS_ROOT,
     kept: dict | None = None,
 ) -> dict:
     """Evaluate, draw and write metrics.json and report.html. Without ``kept`` this ends a
@@ -266,7 +266,7 @@ def _evaluate_and_write(
     )
     timings["evaluate_seconds"] = time.perf_counter() - evaluate_started
     audit_dir = _audit_for(config, audits_root)
-    flagged = runs.Audit(audit_dir).read_flagged_test_indices() if audit_dir else set()
+    flagged = audits.Audit(audit_dir).read_flagged_test_indices() if audit_dir else set()
 
     hooks.on_phase("drawing figures")
     release_freed_memory()  # Before the figure workers' memory peaks beside this process's.
@@ -393,7 +393,7 @@ def _audit_for(config: Config, audits_root: str | Path) -> Path | None:
     """The audit whose flags a run's report shows: the one the run's exclusion came from, else
     the newest audit of the run's dataset."""
     if config.exclude is not None:
-        source = runs.Audit(Path(config.exclude).parent)
+        source = audits.Audit(Path(config.exclude).parent)
         if source.is_finished() and source.label_issues_path.is_file():
             return source.path
-    return runs.find_audit(config.dataset, Path(audits_root))
+    return audits.find_audit(config.dataset, Path(audits_root))

@@ -1,10 +1,12 @@
-"""Figures from arrays. Each function returns a matplotlib Figure; none computes metrics or
-writes files. Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state),
-so they are safe to make in a headless process.
+"""Figures from arrays. Each function returns a matplotlib Figure (``to_png`` turns one into
+PNG bytes); none computes metrics or writes files. Figures are built with
+``matplotlib.figure.Figure`` (no pyplot global state), so they are safe to make in a headless
+process.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Collection, Sequence
 
 import numpy as np
@@ -14,6 +16,17 @@ from matplotlib.ticker import MaxNLocator
 from mnistlab.evaluate import CalibrationBin, ConfidentError
 
 _IMAGE_STYLE = {"cmap": "gray_r", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+
+
+def to_png(figure: Figure, dpi: int = 100) -> bytes:
+    """A matplotlib Figure rendered as PNG bytes.
+
+    zlib level 1: these flat-colour plots encode several times faster than at the default
+    level 6, for files only slightly larger.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    return buffer.getvalue()
 
 
 def _hide_axes(ax) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnistlab import extras, runs
+from mnistlab import extras, fileio, runs
 from mnistlab.data import NUM_CLASSES, to_model_input
 from mnistlab.errors import ImageError, RunError
 from mnistlab.images import is_solid_blob, load_image, looks_like_several_digits, normalize_digit
@@ -312,7 +312,7 @@ def save_preview(prediction: Prediction, folder: Path, index: int) -> Path | Non
         return None
     stem = Path(prediction.file or "image").stem
     path = Path(folder) / f"{index:04d}-{stem}.png"
-    runs.write_png(path, png)
+    fileio.write_png(path, png)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Run and audit directories: their layout, and the only code that writes or reads them.
+"""Run directories: their layout, and the only code that writes or reads them.
 
     runs/<YYYYmmdd-HHMMSS>-<model>/
         config.json  model.keras  model.onnx  history.json  metrics.json  *.png  report.html
@@ -6,16 +6,16 @@
 A sweep trial the scheduler stopped early keeps config.json, history.json (the epochs it
 reached), its checkpoint if it had one, and status.json saying so; it has no model or metrics.
 
-``Run`` and ``Audit`` own the paths of their files and read and write them;
-``new_or_resumed`` creates a directory for new work and removes it if the work fails. Every
-file is written to a temporary name and renamed into place.
+``Run`` owns the paths of its files and reads and writes them (``audits.Audit`` does the same
+for an audit directory); ``new_or_resumed`` creates a directory for new work, a run's or an
+audit's, and removes it if the work fails. Every file is written to a temporary name and
+renamed into place (``fileio``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import shutil
 import time
@@ -25,7 +25,7 @@ from typing import Any
 
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError, RunError
-from mnistlab.fileio import atomic_path, atomic_write_bytes
+from mnistlab.fileio import atomic_path, write_json, write_png, write_text
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -57,27 +57,6 @@ EXCLUDED_FILE = "excluded.json"
 # Only in a sweep trial stopped early: who stopped it, and after how many of its epochs.
 STATUS_FILE = "status.json"
 
-# The audit directory (`mnistlab audit`):
-#     audits/<YYYYmmdd-HHMMSS>-<dataset>-<model>/
-#         config.json  fold_of_image.npy  fold-<k>.npy (one per finished fold)  probabilities.npy
-#         label_issues.csv  candidates.csv  duplicates.csv  outliers.csv  summary.json  *.png
-#         audit.html
-AUDITS_ROOT = "audits"
-FOLD_ASSIGNMENT_FILE = "fold_of_image.npy"
-PROBABILITIES_FILE = "probabilities.npy"
-LABEL_ISSUES_FILE = "label_issues.csv"
-# The review queue: each split's lowest label qualities, flagged or not.
-CANDIDATES_FILE = "candidates.csv"
-DUPLICATES_FILE = "duplicates.csv"
-OUTLIERS_FILE = "outliers.csv"
-SUMMARY_FILE = "summary.json"
-AUDIT_REPORT_FILE = "audit.html"
-AUDIT_FIGURE_FILES = {
-    "label_issues": "label_issues.png",
-    "duplicates": "duplicates.png",
-    "outliers": "outliers.png",
-}
-
 
 def new_run_dir(root: Path, model_name: str) -> Path:
     """A fresh ``root/<timestamp>-<model>`` path that does not exist yet."""
@@ -104,29 +83,6 @@ def remove_run_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def write_json(path: Path, content: Any) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(content, indent=2) + "\n").encode())
-
-
-def write_text(path: Path, content: str) -> None:
-    atomic_write_bytes(Path(path), content.encode())
-
-
-def figure_png(figure, dpi: int = 100) -> bytes:
-    """A matplotlib Figure rendered as PNG bytes.
-
-    zlib level 1: these flat-colour plots encode several times faster than at the default
-    level 6, for files only slightly larger.
-    """
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
-
-
-def write_png(path: Path, png: bytes) -> None:
-    atomic_write_bytes(Path(path), png)
-
-
 def read_json(run_dir: Path, name: str) -> Any:
     """The JSON file ``name`` of a run or audit directory; a RunError names what is wrong."""
     path = Path(run_dir) / name
@@ -151,42 +107,6 @@ def load_model(run_dir: Path):
 
 def save_model(model, run_dir: Path) -> Path:
     return Run(run_dir).save_model(model)
-
-
-def write_csv(path: Path, headers: list[str], rows: list[list]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
-    atomic_write_bytes(Path(path), buffer.getvalue().encode())
-
-
-def write_npy(path: Path, array) -> None:
-    import numpy as np
-
-    with atomic_path(Path(path)) as temp:
-        np.save(temp, array, allow_pickle=False)
-
-
-def read_npy(path: Path):
-    import numpy as np
-
-    try:
-        return np.load(Path(path), allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise RunError(f"{path} cannot be read ({error})") from None
-
-
-def find_audit(dataset: str, root: Path = Path(AUDITS_ROOT)) -> Path | None:
-    """The newest finished audit of ``dataset`` under ``root`` (None if there is none)."""
-    finished = []
-    for summary in Path(root).glob(f"*/{SUMMARY_FILE}"):
-        try:
-            if json.loads(summary.read_text()).get("dataset") == dataset:
-                finished.append(summary.parent)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return max(finished, key=lambda path: (path.stat().st_mtime, path.name), default=None)
 
 
 @contextlib.contextmanager
@@ -423,87 +343,3 @@ class Run:
     def write_report(self, html: str) -> Path:
         write_text(self.report_path, html)
         return self.report_path
-
-
-class Audit:
-    """An audit directory (`mnistlab audit`): where each of its files lives, and reading and
-    writing them.
-
-    Args:
-        path: the audit directory; it need not exist yet.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.config_path = self.path / CONFIG_FILE
-        self.fold_assignment_path = self.path / FOLD_ASSIGNMENT_FILE
-        self.probabilities_path = self.path / PROBABILITIES_FILE
-        self.label_issues_path = self.path / LABEL_ISSUES_FILE
-        self.candidates_path = self.path / CANDIDATES_FILE
-        self.duplicates_path = self.path / DUPLICATES_FILE
-        self.outliers_path = self.path / OUTLIERS_FILE
-        self.summary_path = self.path / SUMMARY_FILE
-        self.report_path = self.path / AUDIT_REPORT_FILE
-
-    def __repr__(self) -> str:
-        return f"Audit({str(self.path)!r})"
-
-    def figure_path(self, name: str) -> Path:
-        """Where figure ``name`` (a key of AUDIT_FIGURE_FILES) is saved."""
-        return self.path / AUDIT_FIGURE_FILES[name]
-
-    def fold_path(self, fold: int) -> Path:
-        """Where fold ``fold`` (0-based) keeps its held-out images' probabilities."""
-        return self.path / f"fold-{fold + 1}.npy"
-
-    def finished_folds(self, folds: int) -> list[int]:
-        """The 0-based folds whose probabilities are saved (an interrupted audit resumes after
-        them)."""
-        return [fold for fold in range(folds) if self.fold_path(fold).is_file()]
-
-    def remove_folds(self, folds: int) -> None:
-        for fold in range(folds):
-            self.fold_path(fold).unlink(missing_ok=True)
-
-    def is_finished(self) -> bool:
-        """Whether the audit finished: its summary is written last."""
-        return self.summary_path.is_file()
-
-    def read_config(self) -> Config:
-        return Run(self.path).read_config()
-
-    def write_config(self, config: Config) -> None:
-        write_json(self.config_path, config.to_dict())
-
-    def read_summary(self) -> dict[str, Any]:
-        return read_json(self.path, SUMMARY_FILE)
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.summary_path, summary)
-
-    def write_figures(self, figures: dict[str, bytes]) -> None:
-        """PNG bytes keyed like AUDIT_FIGURE_FILES."""
-        for name, png in figures.items():
-            write_png(self.figure_path(name), png)
-
-    def write_report(self, html: str) -> Path:
-        write_text(self.report_path, html)
-        return self.report_path
-
-    def read_candidates(self) -> list[dict[str, str]]:
-        """The review queue's rows (candidates.csv) as written, train's first, each in rank
-        order."""
-        path = self.candidates_path
-        try:
-            return list(csv.DictReader(path.read_text().splitlines()))
-        except (OSError, csv.Error) as error:
-            raise RunError(f"{path} cannot be read ({error})") from None
-
-    def read_flagged_test_indices(self) -> set[int]:
-        """The test-set indices the audit flagged as likely label errors."""
-        path = self.label_issues_path
-        try:
-            rows = csv.DictReader(path.read_text().splitlines())
-            return {int(row["index"]) for row in rows if row["split"] == "test"}
-        except (OSError, KeyError, ValueError, csv.Error) as error:
-            raise RunError(f"{path} cannot be read ({error})") from None

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnistlab import report, runs
+from mnistlab import fileio, report, runs
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError, MnistlabError, RunError
 
@@ -329,7 +329,7 @@ def run_sweep(
     # Once Ray Tune has saved its state, an interrupted sweep can be resumed; before, not.
     with runs.new_or_resumed(sweep_dir, resumable=(sweep_dir / TUNE_DIR).is_dir):
         sweep_dir = sweep_dir.resolve()
-        runs.write_json(sweep_dir / SETTINGS_FILE, dataclasses.asdict(settings))
+        fileio.write_json(sweep_dir / SETTINGS_FILE, dataclasses.asdict(settings))
         return _run(settings, space, sweep_dir, address, on_event, resume=False)
 
 
@@ -611,7 +611,7 @@ def _first_line(trial) -> str:
 
 def _write_results(result: SweepResult) -> None:
     headers, rows = table(result.outcomes, result.searched)
-    runs.write_json(
+    fileio.write_json(
         result.sweep_dir / RESULTS_FILE,
         {
             "metric": METRIC,
@@ -621,8 +621,8 @@ def _write_results(result: SweepResult) -> None:
     )
     # The page links each run by a path relative to itself, so the sweep directory can move.
     relative = [[*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows]
-    runs.write_text(result.sweep_dir / HTML_FILE, report.render_sweep(headers, relative, result.summary))
+    fileio.write_text(result.sweep_dir / HTML_FILE, report.render_sweep(headers, relative, result.summary))
     best = result.outcomes[0] if result.outcomes else None
     if best is not None and best.status == "finished":
         result.best_config = runs.read_config(Path(best.run_dir))
-        runs.write_json(result.sweep_dir / BEST_CONFIG_FILE, result.best_config.to_dict())
+        fileio.write_json(result.sweep_dir / BEST_CONFIG_FILE, result.best_config.to_dict())

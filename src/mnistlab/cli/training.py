@@ -325,7 +325,7 @@ def audit(
         except ConfigError as error:
             raise usage_error(error, flags) from None
     runtime.import_keras(config.model)
-    from mnistlab import audit_workflow, runs
+    from mnistlab import audit_workflow, audits
 
     with runtime.progress(config.epochs) as hooks:
         hooks.on_fold = lambda finished, total: views.notice(f"fold {finished}/{total} done")
@@ -333,7 +333,7 @@ def audit(
             config, data_dir=data_dir, out_dir=resume or out, hooks=hooks,
             resume=resume is not None, review=review,
         )  # fmt: skip
-    audit_files = runs.Audit(audit_dir)
+    audit_files = audits.Audit(audit_dir)
     views.audit_summary(
         audit_dir, audit_files.read_summary(), audit_files.report_path, audit_files.candidates_path
     )
