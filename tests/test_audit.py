@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab import audit, audit_workflow, audits, data, exclusion, fileio, pipeline, runs
+from mnistlab import audit, audit_workflow, audits, datafiles, downloads, exclusion, fileio, pipeline, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.errors import RunError
@@ -431,9 +431,9 @@ def test_bad_audit_input_is_one_line(capsys, args, code, fragment):
 
 
 def test_audit_with_missing_data_is_one_line_and_leaves_nothing(capsys, tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SPECS, "mnist", dataclasses.replace(data.SPECS["mnist"], npm_package=None))
+    monkeypatch.setitem(datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 2)
     (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
     code, _, err = run_cli(capsys, "audit", "--data-dir", tmp_path / "empty", "--out", tmp_path / "audit")
     assert code == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import cli, data
+from mnistlab import cli, datafiles, downloads
 from tests.helpers import assert_one_line_error, run_cli
 
 SMALL_FLAGS = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "300"]
@@ -63,9 +63,9 @@ def test_bad_config_file(capsys, tmp_path):
 
 
 def test_missing_data_with_no_reachable_source(capsys, tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SPECS, "mnist", dataclasses.replace(data.SPECS["mnist"], npm_package=None))
+    monkeypatch.setitem(datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 2)
     (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
     code, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
     assert code == 1

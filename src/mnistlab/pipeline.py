@@ -19,7 +19,8 @@ import numpy as np
 from mnistlab import audits, figure_workers, report, runs
 from mnistlab.compare import compare_runs
 from mnistlab.config import Config
-from mnistlab.data import Dataset, DownloadProgress, load_dataset, split_validation
+from mnistlab.data import Dataset, load_dataset, split_validation
+from mnistlab.downloads import DownloadProgress
 from mnistlab.errors import CheckpointMismatch, ConfigError, RunError
 from mnistlab.evaluate import evaluate_probabilities
 from mnistlab.exclusion import excluded_train_indices, indices_sha256, with_exclusion

@@ -18,7 +18,7 @@ from rich.progress import (
 
 
 class DownloadBars:
-    """A ``data.DownloadProgress`` callable that shows one bar per file."""
+    """A ``downloads.DownloadProgress`` callable that shows one bar per file."""
 
     def __init__(self, console: Console):
         self.progress = Progress(
