@@ -296,13 +296,13 @@ def test_the_review_queue_ranks_planted_flips_first_in_label_quality_order(synth
 
 
 def test_the_contact_sheet_marks_published_errors_and_flags():
-    from mnistlab import report
+    from mnistlab import audit_report
 
     cell = {"rank": 1, "split": "test", "index": 947, "given_label": 8, "suggested_label": 4,
             "label_quality": 0.01, "flagged": True, "published": True, "png": b"png"}  # fmt: skip
-    shown = report._queue_cell(cell)
+    shown = audit_report._queue_cell(cell)
     assert 'class="published"' in shown and "⚑" in shown and "8 → 4" in shown
-    plain = report._queue_cell({**cell, "flagged": False, "published": False})
+    plain = audit_report._queue_cell({**cell, "flagged": False, "published": False})
     assert "published" not in plain and "⚑" not in plain
 
 

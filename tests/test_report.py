@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import figures, fileio, pipeline, report, runs
+from mnistlab import figures, fileio, pipeline, report, run_tables, runs
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.evaluate import evaluate_probabilities
@@ -144,7 +144,7 @@ def test_comparison_shows_only_differing_config(tmp_path, digit_images):
     assert headers == ["run", "model", "batch_size", "seed", "test accuracy", "test loss", "fit (s)"]
     assert rows[1][2:4] == [64, 5]
     assert rows[1][4] == metrics["test"]["accuracy"] and rows[1][6] == 3.25
-    page = report.render_comparison(headers, rows)
+    page = run_tables.render_comparison(headers, rows)
     parser = ReportParser()
     parser.feed(page)
     assert "https://" not in page and str(second) in page

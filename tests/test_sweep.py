@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import report, runs, sweep
+from mnistlab import run_tables, runs, sweep
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from tests.conftest import require
@@ -169,7 +169,7 @@ def test_sweep_page_links_every_trial_with_a_directory():
     finished.run_dir, stopped.run_dir = "trials/a", "trials/b"
     ranked = sweep.rank([stopped, failed, finished])
     headers, rows = sweep.table(ranked, ["learning_rate"])
-    page = report.render_sweep(headers, rows, sweep.summarize(ranked, wall_seconds=1.0))
+    page = run_tables.render_sweep(headers, rows, sweep.summarize(ranked, wall_seconds=1.0))
     # A finished trial's report; a stopped trial's directory (it has no report); no directory,
     # no link.
     assert page.count("<a href=") == 2

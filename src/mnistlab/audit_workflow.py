@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import audit, audits, fileio, plots, report, runs
+from mnistlab import audit, audit_report, audits, fileio, plots, runs
 from mnistlab.config import AUDIT_REVIEW, Config
 from mnistlab.data import NUM_CLASSES
 from mnistlab.errors import RunError
@@ -124,7 +124,7 @@ def audit_dataset(
     summary["data"] = {"sha256": dataset.sha256}
     tables = _html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
     tables["candidates"] = _queue_cells(images, num_train, issues, queue, config.dataset)
-    files.write_report(report.render_audit(config.to_dict(), summary, tables, figures))
+    files.write_report(audit_report.render_audit(config.to_dict(), summary, tables, figures))
     # Written last: its presence marks a finished audit (audits.find_audit looks for it).
     files.write_summary(summary)
     files.remove_folds(config.folds)
@@ -349,7 +349,7 @@ def _write_candidates(files: audits.Audit, num_train: int, issues, queue: np.nda
 
 
 def _queue_cells(images, num_train, issues, queue, dataset) -> list[dict]:
-    """The review queue for report.render_audit's contact sheet: each image as PNG bytes."""
+    """The review queue for audit_report.render_audit's contact sheet: each image as PNG bytes."""
     cells, ranks = [], {}
     for position in queue:
         split, index = audit.split_and_index(int(position), num_train)
@@ -423,7 +423,7 @@ def _figures(config, images, labels, num_train, issues, closest, outliers) -> di
 
 
 def _html_tables(num_train, issues, duplicates, outliers, labels, dataset) -> dict[str, list[dict]]:
-    """The first rows of each table, as plain dicts for report.render_audit."""
+    """The first rows of each table, as plain dicts for audit_report.render_audit."""
     label_rows = [
         {
             "rank": rank, "split": split, "index": index,

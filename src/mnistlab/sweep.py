@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnistlab import fileio, report, runs
+from mnistlab import fileio, run_tables, runs
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError, MnistlabError, RunError
 
@@ -621,7 +621,7 @@ def _write_results(result: SweepResult) -> None:
     )
     # The page links each run by a path relative to itself, so the sweep directory can move.
     relative = [[*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows]
-    fileio.write_text(result.sweep_dir / HTML_FILE, report.render_sweep(headers, relative, result.summary))
+    fileio.write_text(result.sweep_dir / HTML_FILE, run_tables.render_sweep(headers, relative, result.summary))
     best = result.outcomes[0] if result.outcomes else None
     if best is not None and best.status == "finished":
         result.best_config = runs.read_config(Path(best.run_dir))

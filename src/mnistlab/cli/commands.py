@@ -112,12 +112,12 @@ def compare(
             raise typer.BadParameter(
                 f"the same run is given twice: {twin}, {run_dir}", param_hint="RUN_DIR..."
             )
-    from mnistlab import fileio, pipeline, report as report_module
+    from mnistlab import fileio, pipeline, run_tables
 
     headers, rows = pipeline.compare_runs(run_dirs)
     views.comparison(headers, rows)
     if html is not None:
-        fileio.write_text(html, report_module.render_comparison(headers, rows))
+        fileio.write_text(html, run_tables.render_comparison(headers, rows))
         views.print_line(f"written: {html}")
 
 
