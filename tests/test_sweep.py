@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab import run_tables, runs, sweep
+from mnistlab import run_tables, runs, sweep, sweep_results, sweep_space
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError
 from tests.conftest import require
@@ -38,7 +38,7 @@ TINY_SPACE = {
 
 
 def test_parse_space_splits_fixed_values_from_domains():
-    space = sweep.parse_space(
+    space = sweep_space.parse_space(
         {
             "model": "seed-mlp",
             "epochs": {"randint": [2, 5]},
@@ -48,8 +48,8 @@ def test_parse_space_splits_fixed_values_from_domains():
         }
     )
     assert space.fixed == {"model": "seed-mlp"}
-    assert space.domains["batch_size"] == sweep.Domain("choice", (128, 512))
-    assert space.domains["epochs"] == sweep.Domain("randint", (2, 5))
+    assert space.domains["batch_size"] == sweep_space.Domain("choice", (128, 512))
+    assert space.domains["epochs"] == sweep_space.Domain("randint", (2, 5))
     assert space.max_epochs == 5  # randint includes its upper end
     config = space.trial_config({"model": "seed-mlp", "epochs": 3, "learning_rate": 0.002, "batch_size": 128})
     assert config == Config(epochs=3, learning_rate=0.002, batch_size=128)
@@ -57,14 +57,14 @@ def test_parse_space_splits_fixed_values_from_domains():
 
 def test_trial_config_starts_from_the_models_own_defaults():
     models = ["seed-mlp", "cnn", "cnn-best"]
-    space = sweep.parse_space({"model": {"choice": models}, "seed": {"randint": [0, 3]}})
+    space = sweep_space.parse_space({"model": {"choice": models}, "seed": {"randint": [0, 3]}})
     assert space.max_epochs == max(Config.for_model(m).epochs for m in models) == 40
     assert space.trial_config({"model": "cnn", "seed": 2}) == Config.for_model("cnn", seed=2)
 
 
 def test_dropout_is_searched_like_any_other_field():
-    space = sweep.parse_space({"model": "cnn-best", "dropout": {"uniform": [0.2, 0.4]}})
-    assert space.domains["dropout"] == sweep.Domain("uniform", (0.2, 0.4))
+    space = sweep_space.parse_space({"model": "cnn-best", "dropout": {"uniform": [0.2, 0.4]}})
+    assert space.domains["dropout"] == sweep_space.Domain("uniform", (0.2, 0.4))
     assert space.trial_config({"model": "cnn-best", "dropout": 0.3}).dropout == 0.3
 
 
@@ -94,14 +94,14 @@ def test_dropout_is_searched_like_any_other_field():
 )
 def test_bad_spaces_are_one_line_config_errors(values, message):
     with pytest.raises(ConfigError) as error:
-        sweep.parse_space(values)
+        sweep_space.parse_space(values)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_randint_includes_its_upper_end_in_ray_terms():
     require("ray")
-    domain = sweep.Domain("randint", (2, 4)).to_tune()
+    domain = sweep.tune_domain(sweep_space.Domain("randint", (2, 4)))
     assert (domain.lower, domain.upper) == (2, 5)  # Ray's upper end is excluded
 
 
@@ -136,7 +136,7 @@ def test_cli_needs_a_space_file_or_resume(capsys, tmp_path):
 
 
 def outcome(trial_id, status, val, test=None, epochs=3, planned=3, fit=3.0):
-    return sweep.TrialOutcome(
+    return sweep_results.TrialOutcome(
         trial_id, status, {"learning_rate": 0.001}, planned, epochs, val, test, fit, "node"
     )
 
@@ -149,15 +149,15 @@ def test_ranking_uses_validation_accuracy_never_test_accuracy():
         outcome("d", "error", val=None),
         outcome("e", "stopped", val=0.80, epochs=3, planned=9, fit=6.0),
     ]
-    ranked = sweep.rank(outcomes)
+    ranked = sweep_results.rank(outcomes)
     assert [o.trial_id for o in ranked] == ["b", "a", "e", "c", "d"]
-    summary = sweep.summarize(ranked, wall_seconds=10.0)
+    summary = sweep_results.summarize(ranked, wall_seconds=10.0)
     assert summary["best_trial"] == "b" and summary["best_test_accuracy"] == 0.90
     assert summary["finished"] == 2 and summary["stopped"] == 2 and summary["error"] == 1
     assert summary["epochs_skipped_by_early_stopping"] == 8 + 6
     # c: 8 epochs left at 2 s each; e: 6 epochs left at 2 s each.
     assert summary["fit_seconds_saved_by_early_stopping"] == pytest.approx(16 + 12)
-    headers, rows = sweep.table(ranked, ["learning_rate"])
+    headers, rows = sweep_results.table(ranked, ["learning_rate"])
     assert headers[:4] == ["trial", "status", "trained", "learning_rate"]
     assert rows[0][:3] == ["b", "finished", "3/3"]
 
@@ -167,9 +167,9 @@ def test_sweep_page_links_every_trial_with_a_directory():
     stopped = outcome("b", "stopped", val=0.5, epochs=1, planned=3)
     failed = outcome("c", "error", val=None)
     finished.run_dir, stopped.run_dir = "trials/a", "trials/b"
-    ranked = sweep.rank([stopped, failed, finished])
-    headers, rows = sweep.table(ranked, ["learning_rate"])
-    page = run_tables.render_sweep(headers, rows, sweep.summarize(ranked, wall_seconds=1.0))
+    ranked = sweep_results.rank([stopped, failed, finished])
+    headers, rows = sweep_results.table(ranked, ["learning_rate"])
+    page = run_tables.render_sweep(headers, rows, sweep_results.summarize(ranked, wall_seconds=1.0))
     # A finished trial's report; a stopped trial's directory (it has no report); no directory,
     # no link.
     assert page.count("<a href=") == 2

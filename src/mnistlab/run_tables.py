@@ -1,6 +1,6 @@
 """Pages that are one table of runs: runs side by side (``mnistlab compare --html``) and a
 sweep's ranked trials (sweep.html). Assembly only: the rows come from ``compare`` and
-``sweep``.
+``sweep_results``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def render_comparison(headers: list[str], rows: list[list]) -> str:
 
 
 def render_sweep(headers: list[str], rows: list[list], summary: dict[str, Any]) -> str:
-    """A sweep's ranked trials (see sweep.table) and its summary as a self-contained page.
+    """A sweep's ranked trials (see sweep_results.table) and its summary as a self-contained page.
     A "run directory" cell, relative to the page, links to that run's report, or to the
     directory itself for a trial that did not finish (it has no report)."""
     status_column = headers.index("status")

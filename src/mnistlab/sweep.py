@@ -1,15 +1,13 @@
 """Hyper-parameter sweeps on Ray Tune, where every trial is a run directory.
 
-A space file is a JSON object of ``Config`` fields. Each value is fixed, or a search domain
-written as a one-key object: ``{"choice": [...]}``, ``{"uniform": [low, high]}``,
-``{"loguniform": [low, high]}`` or ``{"randint": [low, high]}`` (both ends included).
-
-Ray Tune samples the trials and runs them in parallel, here or on a cluster; ASHA stops the
-trials whose validation accuracy trails the others' at the same epoch. Each trial calls
-``pipeline.train_run``, so a finished trial is a normal run directory, scored once on the test
-set; the test score is shown, never used to choose. A trial stopped early keeps its directory:
-its config, its history up to the epoch it reached (written after every epoch), its checkpoint
-if it had one, and a status saying it was stopped; it has no model and no test evaluation.
+This module runs the trials; ``sweep_space`` checks the space file and ``sweep_results`` ranks
+the outcomes and writes them. Ray Tune samples the trials and runs them in parallel, here or on
+a cluster; ASHA stops the trials whose validation accuracy trails the others' at the same
+epoch. Each trial calls ``pipeline.train_run``, so a finished trial is a normal run directory,
+scored once on the test set; the test score is shown, never used to choose. A trial stopped
+early keeps its directory: its config, its history up to the epoch it reached (written after
+every epoch), its checkpoint if it had one, and a status saying it was stopped; it has no model
+and no test evaluation.
 
     SWEEP_DIR/
         sweep.json          the space and settings, read back by --resume
@@ -17,263 +15,31 @@ if it had one, and a status saying it was stopped; it has no model and no test e
         trials/<trial-id>/  one run directory per trial, finished or stopped early
         results.json  sweep.html  best_config.json
 
-Parsing and ranking are pure functions. Ray is imported only inside the functions that run a
-sweep, so ``import mnistlab`` never needs it.
+Ray is imported only inside the functions that run a sweep, so ``import mnistlab`` never
+needs it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab import fileio, run_tables, runs
-from mnistlab.config import Config
+from mnistlab import fileio, runs
 from mnistlab.errors import ConfigError, MnistlabError, RunError
+from mnistlab.sweep_results import METRIC, SweepResult, TrialOutcome, rank, summarize, write_results
+from mnistlab.sweep_space import Domain, SearchSpace, parse_space
 
-DOMAIN_KINDS = ("choice", "uniform", "loguniform", "randint")
-# The metric ASHA and the ranking use: accuracy on the held-out validation split.
-METRIC = "val_accuracy"
 SETTINGS_FILE = "sweep.json"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
-RESULTS_FILE = "results.json"
-HTML_FILE = "sweep.html"
-BEST_CONFIG_FILE = "best_config.json"
 # ASHA keeps the best third of the trials at each rung (epochs 1, 3, 9, ...).
 REDUCTION_FACTOR = 3
 GRACE_EPOCHS = 1
-
-
-# ---------------------------------------------------------------------------------------------
-# The search space (pure)
-
-
-@dataclass(frozen=True)
-class Domain:
-    """One searched field: ``choice`` holds the options, the others ``(low, high)``."""
-
-    kind: str
-    values: tuple  # Each must make a valid Config: every option, or both ends of a range.
-
-    def to_tune(self):
-        from ray import tune
-
-        if self.kind == "choice":
-            return tune.choice(list(self.values))
-        if self.kind == "uniform":
-            return tune.uniform(*self.values)
-        if self.kind == "loguniform":
-            return tune.loguniform(*self.values)
-        low, high = self.values
-        return tune.randint(low, high + 1)  # Ray excludes the upper end; we document it included.
-
-    def describe(self) -> str:
-        return f"{self.kind} {list(self.values)}"
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Fixed Config values and searched domains, checked against Config."""
-
-    fixed: dict[str, Any]
-    domains: dict[str, Domain]
-    max_epochs: int  # The longest a trial can train: ASHA's horizon.
-
-    def param_space(self) -> dict[str, Any]:
-        """The space in Ray Tune's terms."""
-        return {**self.fixed, **{name: domain.to_tune() for name, domain in self.domains.items()}}
-
-    def trial_config(self, values: dict[str, Any]) -> Config:
-        """A trial's Config: the model's own defaults, then the space's values."""
-        values = dict(values)
-        model = values.pop("model", "seed-mlp")
-        config = Config.for_model(model, **values)
-        if not config.validation_split:
-            raise ConfigError(
-                "validation_split 0 leaves no validation accuracy to rank trials by; a sweep"
-                " needs a split above 0"
-            )
-        return config
-
-
-def parse_space(values: Any, source: str = "space file") -> SearchSpace:
-    """Check a space file's JSON and split it into fixed values and search domains.
-
-    Every fixed value, every option of a choice and both ends of a range must make a valid
-    Config; otherwise a one-line ConfigError names the field and what was received.
-    """
-    if not isinstance(values, dict) or not values:
-        raise ConfigError(
-            f"{source}: expected a JSON object of Config fields; received: {json.dumps(values)[:80]}"
-        )
-    known = [f.name for f in dataclasses.fields(Config)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(known)}"
-        )
-    fixed, domains = {}, {}
-    for name, value in values.items():
-        if isinstance(value, dict):
-            domains[name] = _parse_domain(name, value, source)
-        else:
-            fixed[name] = value
-    space = SearchSpace(fixed, domains, max_epochs=0)
-    # Config checks each field on its own: the fixed values, then each domain's candidates.
-    probes = [(None, None)] + [(name, c) for name, d in domains.items() for c in d.values]
-    for name, candidate in probes:
-        values = dict(fixed) if name is None else {**fixed, name: candidate}
-        try:
-            space.trial_config(values)
-        except (ConfigError, TypeError) as error:
-            where = "" if name is None else f" with {name}={candidate!r}"
-            raise ConfigError(f"{source}{where}: {error}") from None
-    if "epochs" in domains:
-        max_epochs = max(domains["epochs"].values)
-    else:  # Fixed, or each model's own default.
-        models = domains["model"].values if "model" in domains else [fixed.get("model", "seed-mlp")]
-        max_epochs = max(space.trial_config({**fixed, "model": m}).epochs for m in models)
-    return dataclasses.replace(space, max_epochs=max_epochs)
-
-
-def read_space(path: str | Path) -> tuple[dict, SearchSpace]:
-    """The space file's JSON and its parsed SearchSpace."""
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"space file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"space file {path} is not readable JSON: {error}") from None
-    return values, parse_space(values, source=f"space file {path}")
-
-
-def _parse_domain(name: str, value: dict, source: str) -> Domain:
-    expected = ", ".join(f'{{"{kind}": [...]}}' for kind in DOMAIN_KINDS)
-    if len(value) != 1 or next(iter(value)) not in DOMAIN_KINDS:
-        raise ConfigError(
-            f"{source}: {name} is not a search domain; expected one of {expected};"
-            f" received: {json.dumps(value)}"
-        )
-    kind, arguments = next(iter(value.items()))
-    if kind == "choice":
-        if not isinstance(arguments, list) or not arguments:
-            raise ConfigError(
-                f"{source}: {name}: choice needs a non-empty list; received: {json.dumps(arguments)}"
-            )
-        return Domain(kind, tuple(arguments))
-    numeric = (int,) if kind == "randint" else (int, float)
-    if (
-        not isinstance(arguments, list)
-        or len(arguments) != 2
-        or not all(isinstance(v, numeric) and not isinstance(v, bool) for v in arguments)
-        or not arguments[0] < arguments[1]
-    ):
-        kind_of = "integers" if kind == "randint" else "numbers"
-        raise ConfigError(
-            f"{source}: {name}: {kind} needs [low, high], two {kind_of} with low < high;"
-            f" received: {json.dumps(arguments)}"
-        )
-    if kind == "loguniform" and arguments[0] <= 0:
-        raise ConfigError(
-            f"{source}: {name}: loguniform needs low > 0; received: {json.dumps(arguments)}"
-        )
-    return Domain(kind, tuple(arguments))
-
-
-# ---------------------------------------------------------------------------------------------
-# Results (pure)
-
-
-@dataclass
-class TrialOutcome:
-    """What one trial did, as the ranked table shows it."""
-
-    trial_id: str
-    status: str  # "finished", "stopped" (by ASHA), "error", "unfinished" (interrupted)
-    params: dict[str, Any]  # the searched fields' values
-    planned_epochs: int
-    epochs: int = 0  # epochs reported to Tune
-    val_accuracy: float | None = None  # at the last reported epoch
-    test_accuracy: float | None = None  # finished trials only
-    fit_seconds: float = 0.0  # time spent in epochs, summed
-    node_id: str | None = None
-    run_dir: str | None = None
-    error: str | None = None
-
-    @property
-    def skipped_seconds(self) -> float:
-        """Training time early stopping saved: the epochs left, at this trial's pace."""
-        if self.status != "stopped" or not self.epochs:
-            return 0.0
-        return (self.planned_epochs - self.epochs) * self.fit_seconds / self.epochs
-
-
-STATUS_ORDER = {"finished": 0, "stopped": 1, "unfinished": 2, "error": 3}
-
-
-def rank(outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
-    """Finished trials by validation accuracy, then stopped ones (longest-lived first), then
-    the rest; ties in trial order. The test accuracy plays no part."""
-
-    def key(outcome: TrialOutcome):
-        accuracy = outcome.val_accuracy if outcome.val_accuracy is not None else -math.inf
-        epochs = 0 if outcome.status == "finished" else -outcome.epochs
-        return (STATUS_ORDER[outcome.status], epochs, -accuracy, outcome.trial_id)
-
-    return sorted(outcomes, key=key)
-
-
-def summarize(outcomes: list[TrialOutcome], wall_seconds: float | None) -> dict[str, Any]:
-    """Counts and times over all trials; ``outcomes`` ranked, best first."""
-    best = outcomes[0] if outcomes and outcomes[0].status == "finished" else None
-    counts = {status: sum(o.status == status for o in outcomes) for status in STATUS_ORDER}
-    fit_seconds = sum(o.fit_seconds for o in outcomes)
-    skipped = sum(o.skipped_seconds for o in outcomes)
-    return {
-        "trials": len(outcomes),
-        **counts,
-        "best_trial": best.trial_id if best else None,
-        "best_val_accuracy": best.val_accuracy if best else None,
-        "best_test_accuracy": best.test_accuracy if best else None,
-        "epochs_trained": sum(o.epochs for o in outcomes),
-        "epochs_skipped_by_early_stopping": sum(
-            o.planned_epochs - o.epochs for o in outcomes if o.status == "stopped"
-        ),
-        "fit_seconds": fit_seconds,
-        "fit_seconds_saved_by_early_stopping": skipped,
-        "wall_seconds": wall_seconds,
-        "nodes": sorted({o.node_id for o in outcomes if o.node_id}),
-    }
-
-
-def table(outcomes: list[TrialOutcome], searched: list[str]) -> tuple[list[str], list[list]]:
-    """Headers and rows of the ranked table (terminal and sweep.html)."""
-    headers = ["trial", "status", "trained", *searched]
-    headers += ["val acc", "test acc", "fit s", "node", "run directory"]
-    rows = []
-    for outcome in outcomes:
-        status = outcome.status
-        if status == "error" and outcome.error:
-            status = f"error: {outcome.error}"
-        rows.append(
-            [outcome.trial_id, status, f"{outcome.epochs}/{outcome.planned_epochs}",
-             *(outcome.params.get(name) for name in searched),
-             outcome.val_accuracy, outcome.test_accuracy, outcome.fit_seconds,
-             (outcome.node_id or "")[:8], outcome.run_dir or ""]
-        )
-    return headers, rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Running a sweep (Ray)
 
 
 @dataclass
@@ -305,16 +71,6 @@ class SweepSettings:
             raise ConfigError(
                 f"sample_seed must be an integer >= 0; received: {self.sample_seed!r}"
             )
-
-
-@dataclass
-class SweepResult:
-    sweep_dir: Path
-    outcomes: list[TrialOutcome]  # ranked, best first
-    summary: dict[str, Any]
-    searched: list[str]
-    interrupted: bool = False
-    best_config: Config | None = field(default=None)
 
 
 def run_sweep(
@@ -402,7 +158,7 @@ def _run(
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space=space.param_space(),
+                param_space=_param_space(space),
                 tune_config=tune.TuneConfig(
                     num_samples=settings.trials,
                     # Tune's default search, with the concurrency limit and a seed of our own.
@@ -440,8 +196,27 @@ def _run(
     interrupted = len(outcomes) < settings.trials or any(o.status == "unfinished" for o in outcomes)
     summary = summarize(outcomes, time.perf_counter() - started)
     result = SweepResult(sweep_dir, outcomes, summary, sorted(space.domains), interrupted)
-    _write_results(result)
+    write_results(result)
     return result
+
+
+def tune_domain(domain: Domain):
+    """A search domain in Ray Tune's terms."""
+    from ray import tune
+
+    if domain.kind == "choice":
+        return tune.choice(list(domain.values))
+    if domain.kind == "uniform":
+        return tune.uniform(*domain.values)
+    if domain.kind == "loguniform":
+        return tune.loguniform(*domain.values)
+    low, high = domain.values
+    return tune.randint(low, high + 1)  # Ray excludes the upper end; we document it included.
+
+
+def _param_space(space: SearchSpace) -> dict[str, Any]:
+    """The space in Ray Tune's terms."""
+    return {**space.fixed, **{name: tune_domain(domain) for name, domain in space.domains.items()}}
 
 
 def _start_ray(address: str | None) -> None:
@@ -607,22 +382,3 @@ def _first_line(trial) -> str:
     except OSError:
         return "see the trial's error.txt under tune/"
     return (lines[-1] if lines else "unknown error")[:200]
-
-
-def _write_results(result: SweepResult) -> None:
-    headers, rows = table(result.outcomes, result.searched)
-    fileio.write_json(
-        result.sweep_dir / RESULTS_FILE,
-        {
-            "metric": METRIC,
-            "summary": result.summary,
-            "trials": [dataclasses.asdict(o) for o in result.outcomes],
-        },
-    )
-    # The page links each run by a path relative to itself, so the sweep directory can move.
-    relative = [[*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows]
-    fileio.write_text(result.sweep_dir / HTML_FILE, run_tables.render_sweep(headers, relative, result.summary))
-    best = result.outcomes[0] if result.outcomes else None
-    if best is not None and best.status == "finished":
-        result.best_config = runs.read_config(Path(best.run_dir))
-        fileio.write_json(result.sweep_dir / BEST_CONFIG_FILE, result.best_config.to_dict())

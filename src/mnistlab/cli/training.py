@@ -396,12 +396,12 @@ def sweep(
     (sweep.html, results.json) and best_config.json for `mnistlab train --config`. Needs the
     sweep extra: pip install "mnistlab[sweep]".
     """
-    from mnistlab import runs, sweep as sweeping
+    from mnistlab import runs, sweep as sweeping, sweep_results, sweep_space
 
     if (space_file is None) == (resume is None):
         raise typer.BadParameter("give either SPACE_FILE or --resume SWEEP_DIR")
     if resume is None:
-        values, _ = sweeping.read_space(space_file)  # One-line errors before Ray starts.
+        values, _ = sweep_space.read_space(space_file)  # One-line errors before Ray starts.
         settings = sweeping.SweepSettings(
             values, trials, max_concurrent, str(data_dir.resolve()) if data_dir else None,
             sample_seed,
@@ -412,11 +412,11 @@ def sweep(
         result = sweeping.run_sweep(settings, sweep_dir, address=address, on_event=views.notice)
     else:
         result = sweeping.resume_sweep(resume, address=address, on_event=views.notice)
-    headers, rows = sweeping.table(result.outcomes, result.searched)
+    headers, rows = sweep_results.table(result.outcomes, result.searched)
     views.sweep_summary(
         result, headers, rows,
-        best_config=result.sweep_dir / sweeping.BEST_CONFIG_FILE,
-        page=result.sweep_dir / sweeping.HTML_FILE,
+        best_config=result.sweep_dir / sweep_results.BEST_CONFIG_FILE,
+        page=result.sweep_dir / sweep_results.HTML_FILE,
     )  # fmt: skip
     if result.interrupted:
         views.notice(
