@@ -201,7 +201,7 @@ def main() -> int:
     if args.save and (args.max_in_flight is not None or args.soak_requests < SOAK_REQUESTS):
         parser.error("--save records the targets' own settings: no --max-in-flight, the full soak")
     options = () if args.max_in_flight is None else ("--max-in-flight", str(args.max_in_flight))
-    machine, load_before = machine_name(), os.getloadavg()[0]
+    machine, load_before, commit = machine_name(), os.getloadavg()[0], head_commit()
     print(f"machine: {machine}; load average {load_before:.2f};"
           f" mnistlab serve --workers {WORKERS} {' '.join(options)}; load generator: keep-alive"
           " HTTP/1.1 client on asyncio + uvloop in this process, on the same cores", flush=True)
@@ -265,7 +265,7 @@ def main() -> int:
                 f" = {(storm_p99 or float('nan')) / calm_p99:.2f}x"),
     ]
     if args.save:
-        save(args, machine, single, soak, calm, storm, (len(photo), photo_ms), targets,
+        save(args, (machine, commit), single, soak, calm, storm, (len(photo), photo_ms), targets,
              (load_before, load_after))
     return 0
 
@@ -279,10 +279,15 @@ def machine_name() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def save(args, machine, single, soak, calm, storm, photo, targets, load_averages) -> None:
+def head_commit() -> str:
+    """The checked-out commit, read when the server starts (others may commit meanwhile)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
+                          capture_output=True).stdout.strip()  # fmt: skip
+
+
+def save(args, where, single, soak, calm, storm, photo, targets, load_averages) -> None:
     """The rows of docs/performance.md's Serving table, written atomically."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()  # fmt: skip
+    machine, commit = where
     where = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine}
     server = f"mnistlab serve --workers {WORKERS}"
 
