@@ -26,7 +26,7 @@ def render_audit(
     """An audit (``mnistlab audit``) as one HTML string.
 
     ``summary`` is the audit's summary.json; ``tables`` holds the first rows of the label
-    issues, duplicates and outliers (``audit_workflow._html_tables``); ``figures`` PNG bytes
+    issues, duplicates and outliers (``audit_outputs.html_tables``); ``figures`` PNG bytes
     keyed by the same three names.
     """
     sections = {

@@ -1,5 +1,6 @@
 """The audit workflow (`mnistlab audit`): cross-validated probabilities over train and test
-pooled, then the pure checks of ``audit``, figures and the audit directory.
+pooled, then the pure checks of ``audit`` and the summary; ``audit_outputs`` writes the
+tables and figures, ``audit_report`` the page, into the audit directory.
 
 Each fold's model comes from the same ``models.build_model`` and ``train.fit`` as a run, and
 each finished fold's probabilities are saved at once, so an interrupted audit resumes after
@@ -13,18 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import audit, audit_report, audits, fileio, plots, runs
+from mnistlab import audit, audit_outputs, audit_report, audits, fileio, runs
 from mnistlab.config import AUDIT_REVIEW, Config
 from mnistlab.data import NUM_CLASSES
 from mnistlab.errors import RunError
 from mnistlab.pipeline import Hooks, load_for_config
 from mnistlab.provenance import library_versions
 
-# How many of each kind of issue the figures and the HTML tables show (the CSVs hold all).
-SHOWN_LABEL_ISSUES = 60
-SHOWN_DUPLICATE_PAIRS = 16
-SHOWN_OUTLIERS = 40
-TABLE_ROWS = 100
 # Test-time augmentation for a model trained on shifted images: its held-out probabilities
 # are the mean over each image and its four copies moved by this many pixels. On MNIST with
 # cnn-fast it ranked more of the published errors and planted flips first (README's table).
@@ -108,11 +104,12 @@ def audit_dataset(
         config, dataset, probabilities, labels, fold_accuracy, issues, duplicates, outliers, review
     )
     queue = audit.review_queue(issues.label_quality, num_train, review)
-    _write_tables(files, num_train, issues, duplicates, outliers, labels)
-    _write_candidates(files, num_train, issues, queue)
+    audit_outputs.write_tables(files, num_train, issues, duplicates, outliers, labels)
+    audit_outputs.write_candidates(files, num_train, issues, queue)
     hooks.on_phase("drawing figures")
-    closest = audit.closest_cross_pairs(images, neighbours, num_train, SHOWN_DUPLICATE_PAIRS)
-    figures = _figures(config, images, labels, num_train, issues, closest, outliers)
+    figures = audit_outputs.draw_figures(
+        config, images, labels, num_train, issues, neighbours, outliers
+    )
     files.write_figures(figures)
     summary["timings"] = {
         "data_load_seconds": data_seconds,
@@ -122,8 +119,8 @@ def audit_dataset(
     }
     summary["versions"] = library_versions() | _cleanlab_version()
     summary["data"] = {"sha256": dataset.sha256}
-    tables = _html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
-    tables["candidates"] = _queue_cells(images, num_train, issues, queue, config.dataset)
+    tables = audit_outputs.html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
+    tables["candidates"] = audit_outputs.queue_cells(images, num_train, issues, queue, config.dataset)
     files.write_report(audit_report.render_audit(config.to_dict(), summary, tables, figures))
     # Written last: its presence marks a finished audit (audits.find_audit looks for it).
     files.write_summary(summary)
@@ -282,175 +279,6 @@ def _summary(
             "source": audit.PUBLISHED_LABEL_ERRORS_SOURCE,
         },
     }
-
-
-def _label_issue_rows(num_train, issues):
-    for rank, position in enumerate(issues.ranked, start=1):
-        split, index = audit.split_and_index(int(position), num_train)
-        yield rank, split, index, position
-
-
-def _write_tables(
-    files: audits.Audit, num_train, issues, duplicates, outliers, labels
-) -> None:
-    fileio.write_csv(
-        files.label_issues_path,
-        ["rank", "split", "index", "given_label", "suggested_label", "label_quality", "self_confidence"],
-        [
-            [rank, split, index, int(issues.given_labels[position]),
-             int(issues.suggested_labels[position]),
-             f"{issues.label_quality[position]:.6f}", f"{issues.self_confidence[position]:.6f}"]
-            for rank, split, index, position in _label_issue_rows(num_train, issues)
-        ],
-    )  # fmt: skip
-    duplicate_rows = []
-    for pair in duplicates:
-        first_split, first_index = audit.split_and_index(pair.first, num_train)
-        second_split, second_index = audit.split_and_index(pair.second, num_train)
-        duplicate_rows.append(
-            [first_split, first_index, int(labels[pair.first]), second_split, second_index,
-             int(labels[pair.second]), f"{pair.rms_difference:.6f}",
-             "exact" if pair.rms_difference == 0 else "near"]
-        )  # fmt: skip
-    fileio.write_csv(
-        files.duplicates_path,
-        ["first_split", "first_index", "first_label", "second_split", "second_index",
-         "second_label", "rms_difference", "kind"],
-        duplicate_rows,
-    )  # fmt: skip
-    fileio.write_csv(
-        files.outliers_path,
-        ["rank", "split", "index", "label", "outlier_score"],
-        [
-            [rank, *audit.split_and_index(int(position), num_train), int(labels[position]),
-             f"{outliers.scores[position]:.6f}"]
-            for rank, position in enumerate(outliers.ranked, start=1)
-        ],
-    )  # fmt: skip
-
-
-CANDIDATE_COLUMNS = [
-    "rank", "split", "index", "given_label", "suggested_label", "label_quality", "flagged",
-]  # fmt: skip
-
-
-def _write_candidates(files: audits.Audit, num_train: int, issues, queue: np.ndarray) -> None:
-    """The review queue: each split's lowest label qualities, flagged or not, rank 1 first."""
-    rows, ranks = [], {}
-    for position in queue:
-        split, index = audit.split_and_index(int(position), num_train)
-        ranks[split] = ranks.get(split, 0) + 1
-        rows.append(
-            [ranks[split], split, index, int(issues.given_labels[position]),
-             int(issues.suggested_labels[position]), f"{issues.label_quality[position]:.6f}",
-             int(issues.flagged[position])]
-        )  # fmt: skip
-    fileio.write_csv(files.candidates_path, CANDIDATE_COLUMNS, rows)
-
-
-def _queue_cells(images, num_train, issues, queue, dataset) -> list[dict]:
-    """The review queue for audit_report.render_audit's contact sheet: each image as PNG bytes."""
-    cells, ranks = [], {}
-    for position in queue:
-        split, index = audit.split_and_index(int(position), num_train)
-        ranks[split] = ranks.get(split, 0) + 1
-        cells.append(
-            {"rank": ranks[split], "split": split, "index": index,
-             "given_label": int(issues.given_labels[position]),
-             "suggested_label": int(issues.suggested_labels[position]),
-             "label_quality": float(issues.label_quality[position]),
-             "flagged": bool(issues.flagged[position]),
-             "published": _is_published(dataset, split, index),
-             "png": _digit_png(images[position])}
-        )  # fmt: skip
-    return cells
-
-
-def _digit_png(image: np.ndarray) -> bytes:
-    """One 28x28 image as a small PNG, ink dark on white as the contact sheets draw it."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(255 - np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _is_published(dataset: str, split: str, index: int) -> bool:
-    published = audit.PUBLISHED_LABEL_ERRORS.get(dataset, {})
-    return split == "test" and index in published
-
-
-def _figures(config, images, labels, num_train, issues, closest, outliers) -> dict[str, bytes]:
-    shown = issues.ranked[:SHOWN_LABEL_ISSUES]
-    captions, marked = [], []
-    for position in shown:
-        split, index = audit.split_and_index(int(position), num_train)
-        captions.append(
-            f"{split} #{index}\ngiven {issues.given_labels[position]}"
-            f" → {issues.suggested_labels[position]}"
-        )
-        marked.append(_is_published(config.dataset, split, index))
-    label_sheet = plots.contact_sheet(images[shown], captions, highlighted=marked, empty_text="no label issues")
-
-    # The pooled order puts train first, so pair.second is the test image.
-    pair_figure = plots.image_pairs(
-        images[[pair.second for pair in closest]],
-        images[[pair.first for pair in closest]],
-        [
-            f"test #{pair.second - num_train} ({labels[pair.second]}) |"
-            f" train #{pair.first} ({labels[pair.first]})\nRMS difference {pair.rms_difference:.3f}"
-            for pair in closest
-        ],
-    )
-    # The most atypical images whether flagged or not: even with no outliers a reader sees
-    # what the least typical images look like.
-    shown = outliers.order[:SHOWN_OUTLIERS]
-    outlier_sheet = plots.contact_sheet(
-        images[shown],
-        [
-            "{} #{} ({})\nscore {:.3f}".format(
-                *audit.split_and_index(int(position), num_train), labels[position],
-                outliers.scores[position],
-            )
-            for position in shown
-        ],
-        empty_text="no images",
-    )  # fmt: skip
-    figures = {"label_issues": label_sheet, "duplicates": pair_figure, "outliers": outlier_sheet}
-    return {name: plots.to_png(figure) for name, figure in figures.items()}
-
-
-def _html_tables(num_train, issues, duplicates, outliers, labels, dataset) -> dict[str, list[dict]]:
-    """The first rows of each table, as plain dicts for audit_report.render_audit."""
-    label_rows = [
-        {
-            "rank": rank, "split": split, "index": index,
-            "given_label": int(issues.given_labels[position]),
-            "suggested_label": int(issues.suggested_labels[position]),
-            "label_quality": float(issues.label_quality[position]),
-            "self_confidence": float(issues.self_confidence[position]),
-            "published": _is_published(dataset, split, index),
-        }
-        for rank, split, index, position in _label_issue_rows(num_train, issues)
-        if rank <= TABLE_ROWS
-    ]  # fmt: skip
-    duplicate_rows = []
-    for pair in duplicates[:TABLE_ROWS]:
-        first_split, first_index = audit.split_and_index(pair.first, num_train)
-        second_split, second_index = audit.split_and_index(pair.second, num_train)
-        duplicate_rows.append(
-            {"first": f"{first_split} #{first_index} ({labels[pair.first]})",
-             "second": f"{second_split} #{second_index} ({labels[pair.second]})",
-             "rms_difference": pair.rms_difference}
-        )  # fmt: skip
-    outlier_rows = [
-        {"rank": rank, "image": "{} #{}".format(*audit.split_and_index(int(position), num_train)),
-         "label": int(labels[position]), "score": float(outliers.scores[position])}
-        for rank, position in enumerate(outliers.ranked[:TABLE_ROWS], start=1)
-    ]  # fmt: skip
-    return {"label_issues": label_rows, "duplicates": duplicate_rows, "outliers": outlier_rows}
 
 
 def _cleanlab_version() -> dict[str, str]:
