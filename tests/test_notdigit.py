@@ -104,3 +104,25 @@ def test_each_non_digit_kind_is_drawn_the_same_from_the_same_stream(kind):
 def test_letters_that_people_write_like_digits_are_never_drawn():
     assert not set(nondigits.LETTERS) & set("OoIlZzSsBgq")
     assert "A" in nondigits.LETTERS and "x" in nondigits.LETTERS
+
+
+def test_training_photos_are_upright_as_a_decoded_upload_is(mnist):
+    """A rendered photo stored sideways with an orientation tag is trained on as the server
+    reads the same JPEG: turned upright, not as the sensor stored it."""
+    import io
+
+    from mnistlab import renderers
+    from mnistlab.decoding import load_image
+
+    digit, label = mnist.test_images[0], int(mnist.test_labels[0])
+    tagged = [seed for seed in range(40)
+              if renderers.render_photo(digit, np.random.default_rng(seed))[1]]
+    assert tagged, "no photo with an orientation tag in 40 streams"
+    for seed in tagged[:3]:
+        image, exif = renderers.render_photo(digit, np.random.default_rng(seed))
+        upload = io.BytesIO()
+        image.save(upload, format="JPEG", quality=95, exif=exif)
+        served = normalize_digit(load_image(upload.getvalue())).astype(float)
+        trained = notdigit._digit_image(("photo", digit, label, seed, ())).astype(float)
+        sideways = np.rot90(trained)  # What an image read without its tag would resemble.
+        assert np.abs(trained - served).mean() < 0.25 * np.abs(sideways - served).mean()

@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mnistlab import drawings, nondigits, renderers
 from mnistlab.data import NUM_CLASSES, to_model_input
@@ -55,7 +56,9 @@ def _digit_image(task: tuple) -> np.ndarray | None:
     kind, digit, label, seed, fonts = task
     rng = np.random.default_rng(seed)
     if kind == "photo":
-        image = renderers.render_photo(digit, rng)[0]
+        image, exif = renderers.render_photo(digit, rng)
+        if exif:  # Stored sideways with an orientation tag: upright, as decoding turns it.
+            image = image.transpose(Image.Transpose.ROTATE_270)
     elif kind == "scan":
         image = renderers.render_scan(digit, rng)
     elif kind == "mouse":
