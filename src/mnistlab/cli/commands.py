@@ -1,5 +1,6 @@
-"""The Typer app: the commands that use a run or a dataset, the training commands from
-``training``, and ``main``, which turns every failure into one line and an exit code.
+"""The Typer app: the commands that use a run or a dataset, the commands that train from
+``training`` and ``experiments``, and ``main``, which turns every failure into one line and an
+exit code.
 
 Heavy libraries (Keras and its backend, matplotlib) are imported inside the commands that need
 them, so ``mnistlab --help`` and ``mnistlab data info`` answer at once.
@@ -16,7 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from mnistlab import extras
-from mnistlab.cli import runtime, training, views
+from mnistlab.cli import experiments, runtime, training, views
 from mnistlab.cli.options import (
     DEFAULT_DATASET,
     DataDirOption,
@@ -370,7 +371,7 @@ def data_info(dataset: DatasetOption = None, data_dir: DataDirOption = None) -> 
 # Help order is registration order: making runs, using them, then the datasets.
 for command, short_help in (
     (training.train, "Train a model, evaluate it and write a run directory."),
-    (training.audit, "Find likely label errors, near-duplicates and outliers."),
+    (experiments.audit, "Find likely label errors, near-duplicates and outliers."),
     (evaluate, None),
     (report, "Write the run's self-contained, offline report.html."),
     (compare, "Show runs side by side: config, accuracy, loss, fit time."),
@@ -378,7 +379,7 @@ for command, short_help in (
     (predict, None),
     (read, "Read a handwritten number (digits on one line) from images."),
     (serve, "Serve the draw-a-digit page and the JSON API."),
-    (training.sweep, "Search hyper-parameters with Ray Tune."),
+    (experiments.sweep, "Search hyper-parameters with Ray Tune."),
     (training.ensemble, None),
 ):
     app.command(short_help=short_help, cls=PlainHelpCommand)(command)
