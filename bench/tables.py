@@ -144,19 +144,28 @@ def readme_models_table() -> str:
 
 
 def serve_table() -> str:
+    """bench_serve.py --save: the canvas against in-process, the soak and overload, and the
+    targets each was held to."""
     result = load("serve.json")
 
-    def ms(value):
-        return "" if value is None else f"{value:g}"
+    def answers(statuses: dict) -> str:
+        return ", ".join(f"{status}: {count:,}" for status, count in statuses.items())
 
     lines = [
-        "| server | input | clients | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | errors | date | commit | machine |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        f"Photo: {result['photo']}. {result['load_generator']}",
+        "",
+        "| part | server | input | clients | requests | answers | p50 (ms) | p99 (ms) | note "
+        "| date | commit | machine |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
-        lines.append(_row([row["server"], row["input"], row["concurrency"], ms(row["p50_ms"]),
-                           ms(row["p95_ms"]), ms(row["p99_ms"]), ms(row["requests_per_s"]),
-                           row["errors"], row["date"], f"`{row['commit']}`", row["machine"]]))
+        lines.append(_row([row["what"], row["server"], row["input"], row["clients"],
+                           f"{row['requests']:,}", answers(row["statuses"]), f"{row['p50_ms']:g}",
+                           f"{row['p99_ms']:g}", row.get("note", ""), row["date"],
+                           f"`{row['commit']}`", row["machine"]]))
+    lines.append("")
+    for target in result["targets"]:
+        lines.append(f"- {'PASS' if target['passed'] else 'MISS'} {target['target']}")
     return "\n".join(lines)
 
 
