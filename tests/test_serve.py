@@ -558,13 +558,13 @@ def test_a_canvas_is_read_on_the_event_loop_and_a_photo_in_a_thread(client, monk
     import mnistlab.serve.app
 
     handed_over = []
-    real = mnistlab.serve.app.run_in_threadpool
+    real = mnistlab.serve.app._in_a_thread
 
-    async def recording(work, *args):
+    async def recording(state, work, *args):
         handed_over.extend(arg.size for arg in args if isinstance(arg, Image.Image))
-        return await real(work, *args)
+        return await real(state, work, *args)
 
-    monkeypatch.setattr(mnistlab.serve.app, "run_in_threadpool", recording)
+    monkeypatch.setattr(mnistlab.serve.app, "_in_a_thread", recording)
     canvas, photo = drawing("7"), drawing("7", side=1200)
     for data in (canvas, photo):
         answer = client.post("/api/predict", content=data, headers={"Content-Type": "image/png"})
