@@ -104,6 +104,13 @@ class Load:
         return np.array([ms for k, s, ms in zip(self.kinds, self.statuses, self.ms)
                          if kind in (None, k) and status in (None, s)])  # fmt: skip
 
+    def then(self, later: Load) -> Load:
+        """This load and a later one on the same server, as one."""
+        return Load(self.kinds + later.kinds, self.statuses + later.statuses, self.ms + later.ms,
+                    self.seconds + later.seconds, max(self.first_ms, later.first_ms),
+                    self.client_cpu + later.client_cpu, self.server_cpu + later.server_cpu,
+                    self.rss + [(len(self.ms) + done, mb) for done, mb in later.rss])  # fmt: skip
+
     def counts(self, kind: str | None = None) -> dict[int, int]:
         found: dict[int, int] = {}
         for k, status in zip(self.kinds, self.statuses):
