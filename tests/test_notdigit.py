@@ -126,3 +126,17 @@ def test_training_photos_are_upright_as_a_decoded_upload_is(mnist):
         trained = notdigit._digit_image(("photo", digit, label, seed, ())).astype(float)
         sideways = np.rot90(trained)  # What an image read without its tag would resemble.
         assert np.abs(trained - served).mean() < 0.25 * np.abs(sideways - served).mean()
+
+
+def test_the_heads_score_is_the_mean_of_its_members():
+    rng = np.random.default_rng(1)
+    features = rng.normal(0.0, 1.0, (64, 6)).astype(np.float32)
+    is_digit = features[:, 0] > 0
+    averaged = notdigit.fit_heads(features, is_digit, seed=3, epochs=2, count=3)
+    members = [layer for layer in averaged.layers if layer.name.startswith("not_digit_")]
+    assert len(members) == 3
+    expected = np.mean([np.asarray(member(features)) for member in members], axis=0)
+    np.testing.assert_allclose(np.asarray(averaged(features)), expected, atol=1e-6)
+    # The members differ: each was trained from its own seed.
+    assert not np.allclose(np.asarray(members[0](features)), np.asarray(members[1](features)))
+
