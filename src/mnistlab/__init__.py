@@ -6,5 +6,5 @@ Importing the package is cheap; Keras loads only when a model is built or traine
 from mnistlab.config import Config
 from mnistlab.errors import ConfigError, DataError, ImageError, MnistlabError, RunError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Config", "ConfigError", "DataError", "ImageError", "MnistlabError", "RunError", "__version__"]
