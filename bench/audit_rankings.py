@@ -120,7 +120,9 @@ def main() -> None:
         np.savez(f"audit-rankings-{args.model}-{epochs}.npz", **saved)
     rows = score(saved)
     if not args.no_save:
-        save_rows("rankings", [{**row, **where()} for row in rows], key=("model", "epochs", "method"))
+        save_rows(
+            "rankings", [{**row, **where()} for row in rows], key=("model", "epochs", "method")
+        )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ TARGET_RATIO = 10.0
 
 def run(argv: list[str], env: dict, stop_after_fold: int | None = None) -> dict:
     started = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines = []
     for line in child.stdout:
         lines.append(line)
@@ -63,7 +65,9 @@ def run(argv: list[str], env: dict, stop_after_fold: int | None = None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR", "/work/shared/data"))
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR", "/work/shared/data")
+    )
     parser.add_argument("--model", default=None, help="the audit's model [default: its own]")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fold")
     parser.add_argument("--interrupt-after-fold", type=int, default=None)
@@ -109,7 +113,9 @@ def main() -> None:
     audit_cpu = sum(r["cpu_seconds"] for n, r in results.items() if n.startswith("audit"))
     trains = [r for n, r in results.items() if n.startswith("train")]
     ratio = audit_wall / (sum(r["wall_seconds"] for r in trains) / len(trains)) if trains else None
-    cpu_ratio = audit_cpu / (sum(r["cpu_seconds"] for r in trains) / len(trains)) if trains else None
+    cpu_ratio = (
+        audit_cpu / (sum(r["cpu_seconds"] for r in trains) / len(trains)) if trains else None
+    )
     if summary:
         print("audit phases (s):", {k: round(v, 1) for k, v in summary["timings"].items()})
         print("label issues:", summary["label_issues"], " outliers:", summary["outliers"]["total"],

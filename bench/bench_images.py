@@ -56,7 +56,10 @@ def load_baseline(revision: str, folder: Path):
     """images.py at ``revision`` as a module of its own (it imports mnistlab's other modules)."""
     source = subprocess.run(
         ["git", "show", f"{revision}:src/mnistlab/images.py"],
-        cwd=HERE.parent, capture_output=True, text=True, check=True,
+        cwd=HERE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     path = folder / "images_baseline.py"
     path.write_text(source)
@@ -107,8 +110,11 @@ def time_stages(module, data: bytes, predictor: Predictor) -> dict[str, float]:
 
 def speed(modules: dict, inputs: dict[str, bytes], predictor: Predictor, repeats: int) -> None:
     print("\nspeed, median ms per image (versions interleaved, same process)")
-    print(f"  {'input':22} {'stage':15} " + " ".join(f"{name:>9}" for name in modules)
-          + f" {'ratio':>7}")
+    print(
+        f"  {'input':22} {'stage':15} "
+        + " ".join(f"{name:>9}" for name in modules)
+        + f" {'ratio':>7}"
+    )
     for label, data in inputs.items():
         count = repeats if len(data) < 1_000_000 else max(5, repeats // 20)
         samples = {name: [] for name in modules}
@@ -123,9 +129,11 @@ def speed(modules: dict, inputs: dict[str, bytes], predictor: Predictor, repeats
                 for name, runs in samples.items()
             }
             base, new = medians["baseline"], medians["new"]
-            print(f"  {label:22} {stage:15} "
-                  + " ".join(f"{value:9.2f}" for value in medians.values())
-                  + f" {base / new:6.1f}x")
+            print(
+                f"  {label:22} {stage:15} "
+                + " ".join(f"{value:9.2f}" for value in medians.values())
+                + f" {base / new:6.1f}x"
+            )
         print(f"  ({count} repeats, {len(data):,} bytes)")
 
 
@@ -205,16 +213,21 @@ def gap_with_interval(reference: np.ndarray, correct: np.ndarray) -> tuple[float
     return 100 * difference.mean(), 100 * half_width
 
 
-def accuracy(modules: dict, generator, dataset, predictor, split: str, count: int,
-             kinds: list[str]) -> None:
+def accuracy(
+    modules: dict, generator, dataset, predictor, split: str, count: int, kinds: list[str]
+) -> None:
     start, stop = SPLITS[split]
     picked = picked_digits(split, count)
     reference = predictor.probabilities(dataset.test_images[picked]).argmax(1)
     reference_correct = reference == dataset.test_labels[picked]
-    print(f"\naccuracy, {count} MNIST test digits from {start}-{stop - 1} ({split} split);"
-          f" MNIST itself: {reference_correct.mean():.4f}")
-    print(f"  {'kind':22} {'version':9} {'accuracy':>9} {'95% interval':>16} {'rejected':>9}"
-          f" {'gap to MNIST (points, 95% CI)':>31}")
+    print(
+        f"\naccuracy, {count} MNIST test digits from {start}-{stop - 1} ({split} split);"
+        f" MNIST itself: {reference_correct.mean():.4f}"
+    )
+    print(
+        f"  {'kind':22} {'version':9} {'accuracy':>9} {'95% interval':>16} {'rejected':>9}"
+        f" {'gap to MNIST (points, 95% CI)':>31}"
+    )
     for kind in kinds:
         started = time.perf_counter()
         by_style: dict[str, list[bytes]] = {}
@@ -234,13 +247,17 @@ def accuracy(modules: dict, generator, dataset, predictor, split: str, count: in
                 outcomes[name] = correct
                 gap, half_width = gap_with_interval(reference_correct, correct)
                 low, high = wilson(int(correct.sum()), len(correct))
-                print(f"  {style:22} {name:9} {correct.mean():9.4f}   [{low:.4f}, {high:.4f}]"
-                      f" {int((~read).sum()):9d}"
-                      f" {gap:+12.2f} [{gap - half_width:+.2f}, {gap + half_width:+.2f}]")
+                print(
+                    f"  {style:22} {name:9} {correct.mean():9.4f}   [{low:.4f}, {high:.4f}]"
+                    f" {int((~read).sum()):9d}"
+                    f" {gap:+12.2f} [{gap - half_width:+.2f}, {gap + half_width:+.2f}]"
+                )
             gap, half_width = gap_with_interval(outcomes["new"], outcomes["baseline"])
             changed = int((outcomes["new"] != outcomes["baseline"]).sum())
-            print(f"  {style:22} new - baseline: {gap:+.2f} points"
-                  f" [{gap - half_width:+.2f}, {gap + half_width:+.2f}], {changed} answers changed")
+            print(
+                f"  {style:22} new - baseline: {gap:+.2f} points"
+                f" [{gap - half_width:+.2f}, {gap + half_width:+.2f}], {changed} answers changed"
+            )
         print(f"  ({kind}: rendered in {rendered_seconds:.0f} s)")
 
 
@@ -251,8 +268,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200, help="Speed repeats (default 200).")
     parser.add_argument("--count", type=int, default=2000, help="Digits per kind (default 2000).")
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
-    parser.add_argument("--kinds", default=",".join(KINDS),
-                        help=f"Comma-separated: {', '.join(KINDS)} (default all).")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"Comma-separated: {', '.join(KINDS)} (default all).",
+    )
     parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")

@@ -43,8 +43,9 @@ def non_digits(count: int, test_digits: np.ndarray) -> dict[str, list]:
     fonts = nondigits.split_fonts(nondigits.font_files(), "bench")
     return {
         kind: [
-            nondigits.render(kind, np.random.default_rng([BENCH_SEED, number, index]), fonts,
-                             test_digits)
+            nondigits.render(
+                kind, np.random.default_rng([BENCH_SEED, number, index]), fonts, test_digits
+            )
             for index in range(count)
         ]
         for number, kind in enumerate(nondigits.KINDS)
@@ -62,8 +63,12 @@ def scores_of(predictor: Predictor, digits: np.ndarray, read: np.ndarray):
 
 def machine() -> str:
     try:
-        name = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split(
-            "Model name:")[1].splitlines()[0].strip()
+        name = (
+            subprocess.run(["lscpu"], capture_output=True, text=True)
+            .stdout.split("Model name:")[1]
+            .splitlines()[0]
+            .strip()
+        )
     except (OSError, IndexError):
         name = platform.processor() or "unknown"
     return f"{name}, {os.cpu_count()} cores"
@@ -83,14 +88,16 @@ def main() -> int:
     labels = dataset.test_labels[picked]
 
     digit_kinds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    probabilities, scores = scores_of(predictor, dataset.test_images[picked],
-                                      np.ones(len(picked), bool))
+    probabilities, scores = scores_of(
+        predictor, dataset.test_images[picked], np.ones(len(picked), bool)
+    )
     digit_kinds["mnist"] = (probabilities.argmax(1) == labels, scores)
     for kind in DIGIT_KINDS:
         encoded: dict[str, list[bytes]] = {}
         for index, label in zip(picked, labels):
-            for style, data in render(generator, dataset.test_images[index], kind, int(index),
-                                      int(label)):
+            for style, data in render(
+                generator, dataset.test_images[index], kind, int(index), int(label)
+            ):
                 encoded.setdefault(style, []).append(data)
         for style, datas in encoded.items():
             digits, read = normalise_all(images, datas)
@@ -116,11 +123,13 @@ def main() -> int:
         row = {"threshold": threshold}
         for kind, scores in refused_kinds.items():
             row[f"refused {kind}"] = float(np.mean(scores >= threshold))
-        row["refused all"] = float(np.mean(np.concatenate(list(refused_kinds.values()))
-                                           >= threshold))
+        row["refused all"] = float(
+            np.mean(np.concatenate(list(refused_kinds.values())) >= threshold)
+        )
         for kind, (correct, scores) in digit_kinds.items():
-            row[f"lost {kind}"] = float(100 * (correct.mean() - (correct & (scores < threshold))
-                                              .mean()))
+            row[f"lost {kind}"] = float(
+                100 * (correct.mean() - (correct & (scores < threshold)).mean())
+            )
         rows.append(row)
     baseline = {kind: float(correct.mean()) for kind, (correct, _) in digit_kinds.items()}
 
@@ -128,19 +137,34 @@ def main() -> int:
     print("  " + ", ".join(f"{kind} {value:.4f}" for kind, value in baseline.items()))
     refused_names = [name for name in rows[0] if name.startswith("refused")]
     lost_names = [name for name in rows[0] if name.startswith("lost")]
-    print(f"  {'threshold':>9} " + " ".join(f"{n.split()[1][:8]:>8}" for n in refused_names)
-          + " | points lost: " + " ".join(f"{n.split()[1][:8]:>8}" for n in lost_names))
+    print(
+        f"  {'threshold':>9} "
+        + " ".join(f"{n.split()[1][:8]:>8}" for n in refused_names)
+        + " | points lost: "
+        + " ".join(f"{n.split()[1][:8]:>8}" for n in lost_names)
+    )
     for row in rows:
         mark = "  <- shipped" if row["threshold"] == shipped else ""
-        print(f"  {row['threshold']:9.2f} " + " ".join(f"{row[n]:8.3f}" for n in refused_names)
-              + " |              " + " ".join(f"{row[n]:8.2f}" for n in lost_names) + mark)
+        print(
+            f"  {row['threshold']:9.2f} "
+            + " ".join(f"{row[n]:8.3f}" for n in refused_names)
+            + " |              "
+            + " ".join(f"{row[n]:8.2f}" for n in lost_names)
+            + mark
+        )
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True, capture_output=True
+    ).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "date": datetime.date.today().isoformat(), "commit": commit, "machine": machine(),
-        "count": args.count, "shipped_threshold": shipped, "accuracy": baseline, "curve": rows,
+        "date": datetime.date.today().isoformat(),
+        "commit": commit,
+        "machine": machine(),
+        "count": args.count,
+        "shipped_threshold": shipped,
+        "accuracy": baseline,
+        "curve": rows,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     plot(rows, shipped, args.out / "curve.png")
@@ -160,8 +184,14 @@ def plot(rows: list[dict], shipped: float, path: Path) -> None:
     axes.plot(lost, refused, marker="o")
     for row, x, y in zip(rows, lost, refused):
         if row["threshold"] == shipped:
-            axes.plot([x], [y], marker="*", markersize=16, color="crimson",
-                      label=f"shipped (threshold {shipped})")
+            axes.plot(
+                [x],
+                [y],
+                marker="*",
+                markersize=16,
+                color="crimson",
+                label=f"shipped (threshold {shipped})",
+            )
     axes.set_xlabel("accuracy lost on the worst digit kind (points)")
     axes.set_ylabel("non-digits answered 'not a digit'")
     axes.grid(alpha=0.3)

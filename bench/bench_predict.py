@@ -97,34 +97,51 @@ def against(revision: str, arguments: list[str], repeats: int, python: str) -> N
                 times[name].append(seconds)
                 outputs[name].add(output)
     here, there = (statistics.median(values) for values in times.values())
-    print(f"  mnistlab {arguments[0]}: this checkout median {here:.3f}  min"
-          f" {min(times['this checkout']):.3f};  {revision} median {there:.3f}  min"
-          f" {min(times[revision]):.3f};  ratio {here / there:.2f}x"
-          + ("" if outputs["this checkout"] == outputs[revision] else "  OUTPUTS DIFFER"))
+    print(
+        f"  mnistlab {arguments[0]}: this checkout median {here:.3f}  min"
+        f" {min(times['this checkout']):.3f};  {revision} median {there:.3f}  min"
+        f" {min(times[revision]):.3f};  ratio {here / there:.2f}x"
+        + ("" if outputs["this checkout"] == outputs[revision] else "  OUTPUTS DIFFER")
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
-    parser.add_argument("--model", type=Path, default=None, help="Run directory (default: shipped).")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="Run directory (default: shipped)."
+    )
     parser.add_argument("--count", type=int, default=300, help="Images of each kind (default 300).")
     parser.add_argument("--repeats", type=int, default=5, help="Cold-start runs each (default 5).")
-    parser.add_argument("--python", default=sys.executable,
-                        help="Interpreter for the cold starts (default: this one).")
-    parser.add_argument("--cold-only", action="store_true",
-                        help="Only the cold starts of the ONNX model and --help.")
-    parser.add_argument("--against", metavar="REV",
-                        help="Also time the cold starts with git revision REV's source.")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="Interpreter for the cold starts (default: this one).",
+    )
+    parser.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="Only the cold starts of the ONNX model and --help.",
+    )
+    parser.add_argument(
+        "--against", metavar="REV", help="Also time the cold starts with git revision REV's source."
+    )
     args = parser.parse_args()
     run_dir = args.model or pretrained_dir()
     dataset = load_dataset("mnist", args.data_dir)
-    print(f"model: {run_dir}  cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}"
-          f"  cold starts in: {args.python}")
+    print(
+        f"model: {run_dir}  cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}"
+        f"  cold starts in: {args.python}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-predict-") as work:
         work = Path(work)
         rows = load_generator().generate(
-            dataset.test_images, dataset.test_labels, work / "images", args.count, 0,
+            dataset.test_images,
+            dataset.test_labels,
+            work / "images",
+            args.count,
+            0,
             ["photo", "mouse", "scan", "font", "drawing"],
         )
         # A canvas drawing, as the page and most people's drawings are: a PNG.
@@ -136,18 +153,24 @@ def main() -> int:
         help_times = cold_seconds(["--help"], args.repeats, args.python)
         onnx_median = statistics.median(onnx_times)
         print(f"\ncold start, one PNG (whole process, seconds), {args.repeats} runs")
-        print(f"  onnxruntime  median {onnx_median:.3f}  min {min(onnx_times):.3f}"
-              f"   target <= 0.5 s: {'PASS' if onnx_median <= 0.5 else 'MISS'}")
+        print(
+            f"  onnxruntime  median {onnx_median:.3f}  min {min(onnx_times):.3f}"
+            f"   target <= 0.5 s: {'PASS' if onnx_median <= 0.5 else 'MISS'}"
+        )
         if not args.cold_only:
             keras_copy = work / "keras-only"
             shutil.copytree(run_dir, keras_copy, ignore=shutil.ignore_patterns("model.onnx"))
             keras_predict = ["predict", "--model", str(keras_copy), str(one_image)]
             keras_median = statistics.median(cold_seconds(keras_predict, args.repeats, args.python))
-            print(f"  keras        median {keras_median:.3f}  (baseline)"
-                  f"   ratio onnx/keras {onnx_median / keras_median:.2f}x")
+            print(
+                f"  keras        median {keras_median:.3f}  (baseline)"
+                f"   ratio onnx/keras {onnx_median / keras_median:.2f}x"
+            )
         help_median = statistics.median(help_times)
-        print(f"  mnistlab --help median {help_median:.3f}  min {min(help_times):.3f}   target <= 0.3 s: "
-              f"{'PASS' if help_median <= 0.3 else 'MISS'}")
+        print(
+            f"  mnistlab --help median {help_median:.3f}  min {min(help_times):.3f}   target <= 0.3 s: "
+            f"{'PASS' if help_median <= 0.3 else 'MISS'}"
+        )
         if args.against:
             print(f"against {args.against}, alternating, {args.repeats} runs each")
             against(args.against, predict, args.repeats, args.python)
@@ -165,7 +188,9 @@ def main() -> int:
         probabilities = predictor.probabilities(dataset.test_images)
         model_only = len(dataset.test_images) / (time.perf_counter() - started)
         print("\nthroughput (images/s)")
-        print(f"  end to end (decode, normalise, classify), {len(results)} files: {end_to_end:,.0f}")
+        print(
+            f"  end to end (decode, normalise, classify), {len(results)} files: {end_to_end:,.0f}"
+        )
         print(f"  model only, 10,000 MNIST test digits ({predictor.engine}): {model_only:,.0f}")
 
         # 3. Accuracy by kind, against the same digits straight from MNIST.
@@ -174,7 +199,9 @@ def main() -> int:
         with open(work / "images" / "labels.csv") as file:
             labelled = list(csv.DictReader(file))
         print("\naccuracy on people-style images")
-        print(f"  {'kind':8} {'images':>6} {'accuracy':>9} {'MNIST, same digits':>19} {'gap (points)':>13} {'rejected':>9}")
+        print(
+            f"  {'kind':8} {'images':>6} {'accuracy':>9} {'MNIST, same digits':>19} {'gap (points)':>13} {'rejected':>9}"
+        )
         for kind in ("photo", "mouse", "drawing", "scan", "font"):
             mine = [row for row in labelled if row["kind"] == kind]
             predictions = [by_file[row["path"]] for row in mine]
@@ -182,13 +209,17 @@ def main() -> int:
             rejected = sum(p.rejected is not None for p in predictions)
             accuracy = float(np.mean(correct))
             if kind == "font":
-                print(f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {'n/a':>19} {'n/a':>13} {rejected:9d}")
+                print(
+                    f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {'n/a':>19} {'n/a':>13} {rejected:9d}"
+                )
                 continue
             indices = [int(row["source"].rsplit("-", 1)[1]) for row in mine]
             reference = float(mnist_correct[indices].mean())
             gap = 100 * (reference - accuracy)
             verdict = "PASS" if gap <= 1.5 else "MISS"
-            print(f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {reference:19.4f} {gap:13.2f} {rejected:9d}  {verdict}")
+            print(
+                f"  {kind:8} {len(mine):6d} {accuracy:9.4f} {reference:19.4f} {gap:13.2f} {rejected:9d}  {verdict}"
+            )
         print(f"  MNIST test accuracy, all 10,000: {mnist_correct.mean():.4f}")
     return 0
 

@@ -138,11 +138,14 @@ def verdict(passed: bool, text: str) -> tuple[bool, str]:
 
 def show(name: str, load: Load) -> None:
     ok = load.latencies(status=200)
-    print(f"{name}: {len(load.ms):,} requests in {load.seconds:.1f} s"
-          f" ({len(load.ms) / load.seconds:.0f}/s); statuses {load.counts()};"
-          f" 200s p50 {fmt(pct(ok, 50))} ms p99 {fmt(pct(ok, 99))} ms;"
-          f" CPU s: server {load.server_cpu:.1f}, load generator {load.client_cpu:.1f};"
-          f" slowest first answer on a new connection {load.first_ms:.0f} ms", flush=True)
+    print(
+        f"{name}: {len(load.ms):,} requests in {load.seconds:.1f} s"
+        f" ({len(load.ms) / load.seconds:.0f}/s); statuses {load.counts()};"
+        f" 200s p50 {fmt(pct(ok, 50))} ms p99 {fmt(pct(ok, 99))} ms;"
+        f" CPU s: server {load.server_cpu:.1f}, load generator {load.client_cpu:.1f};"
+        f" slowest first answer on a new connection {load.first_ms:.0f} ms",
+        flush=True,
+    )
 
 
 def canvas_part(args, server, host, port, canvas, predictor) -> dict:
@@ -160,13 +163,19 @@ def canvas_part(args, server, host, port, canvas, predictor) -> dict:
         if load.counts() != {200: args.single_requests}:
             raise SystemExit(f"canvas at concurrency 1: statuses {load.counts()}")
         remote.append(load.latencies())
-        print(f"round {round_ + 1}: in-process p50 {np.median(local[-1]):.3f} ms,"
-              f" server at c=1 p50 {np.median(remote[-1]):.3f} ms", flush=True)
+        print(
+            f"round {round_ + 1}: in-process p50 {np.median(local[-1]):.3f} ms,"
+            f" server at c=1 p50 {np.median(remote[-1]):.3f} ms",
+            flush=True,
+        )
     local_all, remote_all = np.concatenate(local), np.concatenate(remote)
     return {
         "in_process": {"p50": pct(local_all, 50), "p99": pct(local_all, 99)},
-        "server": {"p50": pct(remote_all, 50), "p99": pct(remote_all, 99),
-                   "requests": len(remote_all)},  # fmt: skip
+        "server": {
+            "p50": pct(remote_all, 50),
+            "p99": pct(remote_all, 99),
+            "requests": len(remote_all),
+        },  # fmt: skip
     }
 
 
@@ -189,23 +198,39 @@ def soak_schedule(count: int, canvas: bytes, photo: bytes, bad: list) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (canvas, c=1)")
-    parser.add_argument("--single-requests", type=int, default=1000,
-                        help="requests per round at concurrency 1, and in-process repetitions")
+    parser.add_argument(
+        "--single-requests",
+        type=int,
+        default=1000,
+        help="requests per round at concurrency 1, and in-process repetitions",
+    )
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
-    parser.add_argument("--overload-requests", type=int, default=10_000,
-                        help="requests at concurrency 16, and again at 256")
-    parser.add_argument("--max-in-flight", type=int, default=None,
-                        help="mnistlab serve --max-in-flight (default: its default)")
-    parser.add_argument("--save", action="store_true",
-                        help="write bench/results/serve.json (defaults only)")
+    parser.add_argument(
+        "--overload-requests",
+        type=int,
+        default=10_000,
+        help="requests at concurrency 16, and again at 256",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="mnistlab serve --max-in-flight (default: its default)",
+    )
+    parser.add_argument(
+        "--save", action="store_true", help="write bench/results/serve.json (defaults only)"
+    )
     args = parser.parse_args()
     if args.save and (args.max_in_flight is not None or args.soak_requests < SOAK_REQUESTS):
         parser.error("--save records the targets' own settings: no --max-in-flight, the full soak")
     options = () if args.max_in_flight is None else ("--max-in-flight", str(args.max_in_flight))
     machine, load_before, commit = machine_name(), os.getloadavg()[0], head_commit()
-    print(f"machine: {machine}; load average {load_before:.2f};"
-          f" mnistlab serve --workers {WORKERS} {' '.join(options)}; load generator: keep-alive"
-          " HTTP/1.1 client on asyncio + uvloop in this process, on the same cores", flush=True)
+    print(
+        f"machine: {machine}; load average {load_before:.2f};"
+        f" mnistlab serve --workers {WORKERS} {' '.join(options)}; load generator: keep-alive"
+        " HTTP/1.1 client on asyncio + uvloop in this process, on the same cores",
+        flush=True,
+    )
     canvas, photo = canvas_png(), photo_jpeg()
     bad = bad_uploads(canvas)
     print(f"photo: {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG, {len(photo):,} bytes")
@@ -243,10 +268,14 @@ def main() -> int:
     print(f"wall time {time.perf_counter() - started:.0f} s; load average after {load_after:.2f}")
     for kind in ("canvas", "photo", "bad"):
         ms = soak.latencies(kind)
-        print(f"  soak {kind:6s} statuses {soak.counts(kind)} p50 {fmt(pct(ms, 50))} ms"
-              f" p99 {fmt(pct(ms, 99))} ms")
-    print("  soak RSS (MiB) after N answers (first and last at rest): "
-          + ", ".join(f"{done:,}: {mb:.0f}" for done, mb in soak.rss))
+        print(
+            f"  soak {kind:6s} statuses {soak.counts(kind)} p50 {fmt(pct(ms, 50))} ms"
+            f" p99 {fmt(pct(ms, 99))} ms"
+        )
+    print(
+        "  soak RSS (MiB) after N answers (first and last at rest): "
+        + ", ".join(f"{done:,}: {mb:.0f}" for done, mb in soak.rss)
+    )
 
     ratio = single["server"]["p50"] / single["in_process"]["p50"]
     bad_codes = soak.counts("bad")
@@ -256,25 +285,42 @@ def main() -> int:
     calm_p99, storm_p99 = (pct(load.latencies(status=200), 99) for load in (calm, storm))
     storm_other = {s: n for s, n in storm.counts().items() if s not in (200, 503)}
     targets = [
-        verdict(ratio <= CANVAS_RATIO_TARGET,
-                f"canvas p50 at c=1 <= {CANVAS_RATIO_TARGET}x in-process:"
-                f" {single['server']['p50']:.2f} ms / {single['in_process']['p50']:.2f} ms"
-                f" = {ratio:.2f}x"),
-        verdict(not server_errors and all(400 <= s < 500 or s == 503 for s in bad_codes),
-                f"soak: no 5xx but 503 and every bad upload a 4xx (or 503 when busy):"
-                f" other 5xx or failed {sum(server_errors.values())}, bad uploads {bad_codes}"),
-        verdict(growth <= RSS_GROWTH_TARGET,
-                f"soak RSS growth <= {RSS_GROWTH_TARGET:.0%}: {rss_warm:.0f} MiB after"
-                f" {soak.rss[0][0]:,} -> {rss_end:.0f} MiB at {soak.rss[-1][0]:,} ({growth:+.1%})"),
+        verdict(
+            ratio <= CANVAS_RATIO_TARGET,
+            f"canvas p50 at c=1 <= {CANVAS_RATIO_TARGET}x in-process:"
+            f" {single['server']['p50']:.2f} ms / {single['in_process']['p50']:.2f} ms"
+            f" = {ratio:.2f}x",
+        ),
+        verdict(
+            not server_errors and all(400 <= s < 500 or s == 503 for s in bad_codes),
+            f"soak: no 5xx but 503 and every bad upload a 4xx (or 503 when busy):"
+            f" other 5xx or failed {sum(server_errors.values())}, bad uploads {bad_codes}",
+        ),
+        verdict(
+            growth <= RSS_GROWTH_TARGET,
+            f"soak RSS growth <= {RSS_GROWTH_TARGET:.0%}: {rss_warm:.0f} MiB after"
+            f" {soak.rss[0][0]:,} -> {rss_end:.0f} MiB at {soak.rss[-1][0]:,} ({growth:+.1%})",
+        ),
         verdict(not storm_other, f"overload c=256: only 200 and 503: {storm.counts()}"),
-        verdict(storm_p99 is not None and storm_p99 <= OVERLOAD_P99_TARGET * calm_p99,
-                f"overload: p99 of the 200s at c=256 <= {OVERLOAD_P99_TARGET:g}x c=16:"
-                f" {fmt(storm_p99)} ms / {fmt(calm_p99)} ms"
-                f" = {(storm_p99 or float('nan')) / calm_p99:.2f}x"),
+        verdict(
+            storm_p99 is not None and storm_p99 <= OVERLOAD_P99_TARGET * calm_p99,
+            f"overload: p99 of the 200s at c=256 <= {OVERLOAD_P99_TARGET:g}x c=16:"
+            f" {fmt(storm_p99)} ms / {fmt(calm_p99)} ms"
+            f" = {(storm_p99 or float('nan')) / calm_p99:.2f}x",
+        ),
     ]
     if args.save:
-        save(args, (machine, commit), single, soak, calm, storm, (len(photo), photo_ms), targets,
-             (load_before, load_after))
+        save(
+            args,
+            (machine, commit),
+            single,
+            soak,
+            calm,
+            storm,
+            (len(photo), photo_ms),
+            targets,
+            (load_before, load_after),
+        )
     return 0
 
 
@@ -311,23 +357,47 @@ def save(args, where, single, soak, calm, storm, photo, targets, load_averages) 
     storm_vs_calm = pct(storm.latencies(status=200), 99) / pct(calm.latencies(status=200), 99)
     inputs = {"canvas": "280x280 canvas PNG", "photo": "photo JPEG", "bad": "bad uploads"}
     rows = [
-        {"what": "canvas", "server": "in-process, no HTTP", "input": inputs["canvas"],
-         "clients": 1, "requests": args.rounds * args.single_requests, "statuses": {},
-         "p50_ms": round(single["in_process"]["p50"], 2),
-         "p99_ms": round(single["in_process"]["p99"], 2), **where},  # fmt: skip
-        {"what": "canvas", "server": server, "input": inputs["canvas"], "clients": 1,
-         "requests": single["server"]["requests"],
-         "statuses": {"200": single["server"]["requests"]},
-         "p50_ms": round(single["server"]["p50"], 2), "p99_ms": round(single["server"]["p99"], 2),
-         "note": f"p50 {single['server']['p50'] / single['in_process']['p50']:.2f}x in-process",
-         **where},  # fmt: skip
-        row("soak", "80% canvas, 10% photo, 10% bad uploads", 64, soak,
+        {
+            "what": "canvas",
+            "server": "in-process, no HTTP",
+            "input": inputs["canvas"],
+            "clients": 1,
+            "requests": args.rounds * args.single_requests,
+            "statuses": {},
+            "p50_ms": round(single["in_process"]["p50"], 2),
+            "p99_ms": round(single["in_process"]["p99"], 2),
+            **where,
+        },  # fmt: skip
+        {
+            "what": "canvas",
+            "server": server,
+            "input": inputs["canvas"],
+            "clients": 1,
+            "requests": single["server"]["requests"],
+            "statuses": {"200": single["server"]["requests"]},
+            "p50_ms": round(single["server"]["p50"], 2),
+            "p99_ms": round(single["server"]["p99"], 2),
+            "note": f"p50 {single['server']['p50'] / single['in_process']['p50']:.2f}x in-process",
+            **where,
+        },  # fmt: skip
+        row(
+            "soak",
+            "80% canvas, 10% photo, 10% bad uploads",
+            64,
+            soak,
             note=f"RSS {rss[0][1]:.0f} -> {rss[-1][1]:.0f} MiB ({rss[-1][1] / rss[0][1] - 1:+.1%})"
-            f" from {rss[0][0]:,} answers to the end"),
+            f" from {rss[0][0]:,} answers to the end",
+        ),
         *(row("soak", inputs[kind], 64, soak, kind=kind) for kind in inputs),
         row("overload", inputs["canvas"], 16, calm, status=200),
-        row("overload", inputs["canvas"], 256, storm, status=200,
-            note=f"p99 of the 200s {storm_vs_calm:.2f}x c=16"),
+        row(
+            "overload",
+            inputs["canvas"],
+            256,
+            storm,
+            status=200,
+            note=f"p99 of the 200s {storm_vs_calm:.2f}x c=16",
+        ),
     ]
     result = {
         "photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG of a pen-drawn 7 on paper,"

@@ -56,9 +56,16 @@ TARGET_ACCURACY = 0.975  # every mnistlab run
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
-LABELS = {"recreation": "re-creation", "mnistlab-cold": "mnistlab cold",
-          "mnistlab-warm": "mnistlab warm", "keras-jax": "keras-jax no TF", "torch": "torch eager",
-          "torch-bf16": "torch bf16", "numpy": "numpy", "floor": "GEMM floor"}
+LABELS = {
+    "recreation": "re-creation",
+    "mnistlab-cold": "mnistlab cold",
+    "mnistlab-warm": "mnistlab warm",
+    "keras-jax": "keras-jax no TF",
+    "torch": "torch eager",
+    "torch-bf16": "torch bf16",
+    "numpy": "numpy",
+    "floor": "GEMM floor",
+}
 
 
 def default_data_dir() -> str:
@@ -86,8 +93,9 @@ def run_child(argv: list[str], log_path: Path, env: dict) -> tuple[int, float, i
     """
     with open(log_path, "wb") as log:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                cwd=REPO)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=REPO
+        )
         sampled = [0]
         finished = threading.Event()
 
@@ -144,11 +152,16 @@ def run_bench_script(name: str, argv: list[str], work: Path, index: int, env: di
     bench = None
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("BENCH "):
-            bench = json.loads(line[len("BENCH "):])
+            bench = json.loads(line[len("BENCH ") :])
     if code != 0 or bench is None:
         sys.exit(f"error: {name} run {index} failed (exit {code}); log {log}:\n{tail(log)}")
-    return {"whole": wall, "cpu": cpu, "fit": bench["fit_seconds"],
-            "acc": bench.get("test_accuracy"), "rss_kib": rss}
+    return {
+        "whole": wall,
+        "cpu": cpu,
+        "fit": bench["fit_seconds"],
+        "acc": bench.get("test_accuracy"),
+        "rss_kib": rss,
+    }
 
 
 def run_mnistlab(exe: str, data_dir: str, work: Path, name: str, index: int, env: dict) -> dict:
@@ -160,8 +173,13 @@ def run_mnistlab(exe: str, data_dir: str, work: Path, name: str, index: int, env
     if code != 0 or not metrics_path.is_file():
         sys.exit(f"error: mnistlab run {index} failed (exit {code}); log {log}:\n{tail(log)}")
     metrics = json.loads(metrics_path.read_text())
-    return {"whole": wall, "cpu": cpu, "fit": metrics["timings"]["fit_seconds"],
-            "acc": metrics["test"]["accuracy"], "rss_kib": rss}
+    return {
+        "whole": wall,
+        "cpu": cpu,
+        "fit": metrics["timings"]["fit_seconds"],
+        "acc": metrics["test"]["accuracy"],
+        "rss_kib": rss,
+    }
 
 
 def mib(kib: float) -> float:
@@ -178,19 +196,24 @@ def cell(value, width: int, digits: int) -> str:
 
 
 def print_table(results: dict[str, list[dict]]) -> None:
-    header = (f"{'run':<22}{'whole (s)':>10}{'cpu (s)':>9}{'fit (s)':>9}{'test acc':>10}"
-              f"{'RSS (MiB)':>11}")
+    header = (
+        f"{'run':<22}{'whole (s)':>10}{'cpu (s)':>9}{'fit (s)':>9}{'test acc':>10}{'RSS (MiB)':>11}"
+    )
     print(header)
     print("-" * len(header))
     for kind, rs in results.items():
         for i, r in enumerate(rs, 1):
-            print(f"{LABELS[kind] + ' #' + str(i):<22}{cell(r['whole'], 10, 2)}{cell(r['cpu'], 9, 2)}"
-                  f"{cell(r['fit'], 9, 2)}{cell(r['acc'], 10, 4)}{cell(mib(r['rss_kib']), 11, 0)}")
+            print(
+                f"{LABELS[kind] + ' #' + str(i):<22}{cell(r['whole'], 10, 2)}{cell(r['cpu'], 9, 2)}"
+                f"{cell(r['fit'], 9, 2)}{cell(r['acc'], 10, 4)}{cell(mib(r['rss_kib']), 11, 0)}"
+            )
     print("-" * len(header))
     for kind, rs in results.items():
-        print(f"{LABELS[kind] + ' median':<22}{cell(median(rs, 'whole'), 10, 2)}"
-              f"{cell(median(rs, 'cpu'), 9, 2)}{cell(median(rs, 'fit'), 9, 2)}"
-              f"{cell(median(rs, 'acc'), 10, 4)}{cell(mib(median(rs, 'rss_kib')), 11, 0)}")
+        print(
+            f"{LABELS[kind] + ' median':<22}{cell(median(rs, 'whole'), 10, 2)}"
+            f"{cell(median(rs, 'cpu'), 9, 2)}{cell(median(rs, 'fit'), 9, 2)}"
+            f"{cell(median(rs, 'acc'), 10, 4)}{cell(mib(median(rs, 'rss_kib')), 11, 0)}"
+        )
 
 
 def ratio_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str, str]]:
@@ -206,9 +229,15 @@ def ratio_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str,
             value = median(rs, key)
             return "-" if value is None or not reference else f"{value / reference:.2f}x"
 
-        rows.append((LABELS[kind], ratio("whole", median(base, "whole")),
-                     ratio("cpu", median(base, "cpu")), ratio("fit", median(base, "fit")),
-                     ratio("fit", floor)))
+        rows.append(
+            (
+                LABELS[kind],
+                ratio("whole", median(base, "whole")),
+                ratio("cpu", median(base, "cpu")),
+                ratio("fit", median(base, "fit")),
+                ratio("fit", floor),
+            )
+        )
     return rows
 
 
@@ -224,20 +253,42 @@ def print_targets(results: dict[str, list[dict]]) -> bool:
     min_acc = min(r["acc"] for r in mnistlab_runs)
 
     print()
-    print(f"{'contender':<22}{'whole/re-cr.':>13}{'cpu/re-cr.':>12}{'fit/re-cr.':>12}{'fit/floor':>11}")
+    print(
+        f"{'contender':<22}{'whole/re-cr.':>13}{'cpu/re-cr.':>12}{'fit/re-cr.':>12}{'fit/floor':>11}"
+    )
     for row in ratio_rows(results):
         print(f"{row[0]:<22}{row[1]:>13}{row[2]:>12}{row[3]:>12}{row[4]:>11}")
     rows = [
-        ("mnistlab warm whole / re-creation (medians)", f"{warm_ratio:.3f}x",
-         f"<= {TARGET_WARM_WHOLE_RATIO}x", warm_ratio <= TARGET_WARM_WHOLE_RATIO),
-        ("mnistlab cold whole / re-creation (medians)", f"{cold_ratio:.3f}x",
-         f"<= {TARGET_COLD_WHOLE_RATIO}x", cold_ratio <= TARGET_COLD_WHOLE_RATIO),
-        ("mnistlab warm fit / fp32 GEMM floor (medians)", f"{fit_floor_ratio:.2f}x",
-         f"<= {TARGET_FIT_FLOOR_RATIO}x", fit_floor_ratio <= TARGET_FIT_FLOOR_RATIO),
-        ("mnistlab peak RSS (highest) / re-creation", f"{rss_ratio:.2f}x",
-         f"<= {TARGET_RSS_RATIO}x", rss_ratio <= TARGET_RSS_RATIO),
-        ("mnistlab test accuracy, lowest run", f"{min_acc:.4f}",
-         f">= {TARGET_ACCURACY}", min_acc >= TARGET_ACCURACY),
+        (
+            "mnistlab warm whole / re-creation (medians)",
+            f"{warm_ratio:.3f}x",
+            f"<= {TARGET_WARM_WHOLE_RATIO}x",
+            warm_ratio <= TARGET_WARM_WHOLE_RATIO,
+        ),
+        (
+            "mnistlab cold whole / re-creation (medians)",
+            f"{cold_ratio:.3f}x",
+            f"<= {TARGET_COLD_WHOLE_RATIO}x",
+            cold_ratio <= TARGET_COLD_WHOLE_RATIO,
+        ),
+        (
+            "mnistlab warm fit / fp32 GEMM floor (medians)",
+            f"{fit_floor_ratio:.2f}x",
+            f"<= {TARGET_FIT_FLOOR_RATIO}x",
+            fit_floor_ratio <= TARGET_FIT_FLOOR_RATIO,
+        ),
+        (
+            "mnistlab peak RSS (highest) / re-creation",
+            f"{rss_ratio:.2f}x",
+            f"<= {TARGET_RSS_RATIO}x",
+            rss_ratio <= TARGET_RSS_RATIO,
+        ),
+        (
+            "mnistlab test accuracy, lowest run",
+            f"{min_acc:.4f}",
+            f">= {TARGET_ACCURACY}",
+            min_acc >= TARGET_ACCURACY,
+        ),
     ]
     print()
     print(f"{'target':<48}{'measured':>10}{'goal':>10}  result")
@@ -248,21 +299,36 @@ def print_targets(results: dict[str, list[dict]]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=default_data_dir(),
-                        help="Folder holding mnist/ with the four IDX .gz files. "
-                        "Default: $MNISTLAB_DATA_DIR, else ../shared/data beside the repo.")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="Runs of each program, alternating (default 3).")
-    parser.add_argument("--keep", action="store_true",
-                        help="Keep the run folders and logs (printed at the end).")
-    parser.add_argument("--peer-python", default=None,
-                        help="Python of a venv with Keras + JAX and no TensorFlow: runs the "
-                        "re-creation there on JAX. Left out: that peer is skipped.")
-    parser.add_argument("--torch-python", default=None,
-                        help="Python of a venv with PyTorch and NumPy: runs bench/torch_mlp.py "
-                        "there, fp32 and bf16 autocast. Left out: those peers are skipped.")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="Also write every run and the machine's description here.")
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="Folder holding mnist/ with the four IDX .gz files. "
+        "Default: $MNISTLAB_DATA_DIR, else ../shared/data beside the repo.",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Runs of each program, alternating (default 3)."
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="Keep the run folders and logs (printed at the end)."
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=None,
+        help="Python of a venv with Keras + JAX and no TensorFlow: runs the "
+        "re-creation there on JAX. Left out: that peer is skipped.",
+    )
+    parser.add_argument(
+        "--torch-python",
+        default=None,
+        help="Python of a venv with PyTorch and NumPy: runs bench/torch_mlp.py "
+        "there, fp32 and bf16 autocast. Left out: those peers are skipped.",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="Also write every run and the machine's description here.",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -278,40 +344,82 @@ def main() -> None:
     jax_env = {**env, "KERAS_BACKEND": "jax"}
     machine = machine_description()
     load_before = os.getloadavg()
-    print(f"machine: {machine}  python: {platform.python_version()}  "
-          f"load avg before: {' '.join(f'{x:.2f}' for x in load_before)}")
+    print(
+        f"machine: {machine}  python: {platform.python_version()}  "
+        f"load avg before: {' '.join(f'{x:.2f}' for x in load_before)}"
+    )
     print(f"data: {data_dir}  repeats: {args.repeats} rounds, alternating  work: {work}")
     print(flush=True)
 
     contenders = {
         "recreation": lambda i: run_bench_script(
-            "recreation", [sys.executable, str(RECREATION), "--data-dir", data_dir,
-                           "--out", str(work / f"recreation-{i}")], work, i, env),
+            "recreation",
+            [
+                sys.executable,
+                str(RECREATION),
+                "--data-dir",
+                data_dir,
+                "--out",
+                str(work / f"recreation-{i}"),
+            ],
+            work,
+            i,
+            env,
+        ),
         "mnistlab-cold": lambda i: run_mnistlab(
-            exe, data_dir, work, "mnistlab-cold", i,
-            {**env, "XDG_CACHE_HOME": str(work / f"cold-cache-{i}")}),
+            exe,
+            data_dir,
+            work,
+            "mnistlab-cold",
+            i,
+            {**env, "XDG_CACHE_HOME": str(work / f"cold-cache-{i}")},
+        ),
         "mnistlab-warm": lambda i: run_mnistlab(exe, data_dir, work, "mnistlab-warm", i, warm_env),
     }
     if args.peer_python:
         contenders["keras-jax"] = lambda i: run_bench_script(
-            "keras-jax", [args.peer_python, str(RECREATION), "--data-dir", data_dir,
-                          "--out", str(work / f"keras-jax-{i}")], work, i, jax_env)
+            "keras-jax",
+            [
+                args.peer_python,
+                str(RECREATION),
+                "--data-dir",
+                data_dir,
+                "--out",
+                str(work / f"keras-jax-{i}"),
+            ],
+            work,
+            i,
+            jax_env,
+        )
     if args.torch_python:
         # torch's default threads (both cores), but sleeping rather than spinning at OpenMP
         # barriers: spinning threads made each step ~30x slower while other jobs held the cores.
         torch_env = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
         contenders["torch"] = lambda i: run_bench_script(
-            "torch", [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir], work, i,
-            torch_env)
+            "torch",
+            [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir],
+            work,
+            i,
+            torch_env,
+        )
         contenders["torch-bf16"] = lambda i: run_bench_script(
-            "torch-bf16", [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir, "--bf16"],
-            work, i, torch_env)
+            "torch-bf16",
+            [args.torch_python, str(TORCH_PEER), "--data-dir", data_dir, "--bf16"],
+            work,
+            i,
+            torch_env,
+        )
     contenders["numpy"] = lambda i: run_bench_script(
-        "numpy", [sys.executable, str(NUMPY_PEER), "--data-dir", data_dir], work, i,
+        "numpy",
+        [sys.executable, str(NUMPY_PEER), "--data-dir", data_dir],
+        work,
+        i,
         # One BLAS thread: OpenBLAS's spinning threads collapse on a shared, loaded machine.
-        {**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        {**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
     contenders["floor"] = lambda i: run_bench_script(
-        "floor", [sys.executable, str(GEMM_FLOOR)], work, i, env)
+        "floor", [sys.executable, str(GEMM_FLOOR)], work, i, env
+    )
 
     results: dict[str, list[dict]] = {kind: [] for kind in contenders}
     try:
@@ -321,8 +429,11 @@ def main() -> None:
                 r = run(i)
                 results[kind].append(r)
                 acc = "-" if r["acc"] is None else f"{r['acc']:.4f}"
-                print(f"  {LABELS[kind]:<16} #{i}: whole {r['whole']:.2f}s  cpu {r['cpu']:.2f}s  "
-                      f"fit {r['fit']:.2f}s  acc {acc}  rss {mib(r['rss_kib']):.0f} MiB", flush=True)
+                print(
+                    f"  {LABELS[kind]:<16} #{i}: whole {r['whole']:.2f}s  cpu {r['cpu']:.2f}s  "
+                    f"fit {r['fit']:.2f}s  acc {acc}  rss {mib(r['rss_kib']):.0f} MiB",
+                    flush=True,
+                )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -332,16 +443,29 @@ def main() -> None:
     all_pass = print_targets(results)
     load_after = os.getloadavg()
     print()
-    print(f"load avg after: {' '.join(f'{x:.2f}' for x in load_after)}  "
-          f"(wall times depend on other load on this machine; cpu times less so)")
+    print(
+        f"load avg after: {' '.join(f'{x:.2f}' for x in load_after)}  "
+        f"(wall times depend on other load on this machine; cpu times less so)"
+    )
     if args.json:
         # Date, commit and machine: bench/tables.py names all three under every table.
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR,
-                                capture_output=True, text=True).stdout.strip()
-        args.json.write_text(json.dumps({
-            "machine": machine, "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit,
-            "load_before": load_before, "load_after": load_after, "runs": results,
-        }, indent=2) + "\n")
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True
+        ).stdout.strip()
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                    "commit": commit,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "runs": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     if args.keep:
         print(f"run folders and logs kept in {work}")
     print("all targets PASS" if all_pass else "some targets MISS")

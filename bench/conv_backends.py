@@ -41,21 +41,42 @@ def build(name: str):
         return models.BUILDERS[name]()
 
     def bn_conv(filters: int, strides: int = 1) -> list:
-        return [layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
-                layers.BatchNormalization(), layers.Activation("relu")]
+        return [
+            layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+        ]
 
     inputs = [keras.Input((784,)), layers.Reshape((28, 28, 1))]
     body = {
-        "tiny": [layers.Conv2D(16, 5, strides=2, padding="same", activation="relu"),
-                 layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-                 layers.Flatten()],
-        "small": [layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
-                  layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
-                  layers.Flatten()],
-        "bn-small": [*bn_conv(32), layers.MaxPooling2D(), *bn_conv(64), layers.MaxPooling2D(),
-                     *bn_conv(128), layers.MaxPooling2D(), layers.GlobalMaxPooling2D()],
-        "bn-strided": [*bn_conv(32, 2), *bn_conv(64), *bn_conv(64, 2), *bn_conv(128),
-                       layers.GlobalAveragePooling2D()],
+        "tiny": [
+            layers.Conv2D(16, 5, strides=2, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            layers.Flatten(),
+        ],
+        "small": [
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+        ],
+        "bn-small": [
+            *bn_conv(32),
+            layers.MaxPooling2D(),
+            *bn_conv(64),
+            layers.MaxPooling2D(),
+            *bn_conv(128),
+            layers.MaxPooling2D(),
+            layers.GlobalMaxPooling2D(),
+        ],
+        "bn-strided": [
+            *bn_conv(32, 2),
+            *bn_conv(64),
+            *bn_conv(64, 2),
+            *bn_conv(128),
+            layers.GlobalAveragePooling2D(),
+        ],
     }[name]
     return keras.Sequential([*inputs, *body, layers.Dense(10, activation="softmax")])
 
@@ -81,8 +102,11 @@ def measure(networks: list[str], images: int, batch_size: int, precision: str) -
         started = time.perf_counter()
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
         rate = images / (time.perf_counter() - started)
-        print(f"{backend:<11}{precision:<15}{name:<12}{model.count_params():>10,}"
-              f"{compile_seconds:>10.1f}{rate:>10,.0f}{EPOCH_IMAGES / rate:>12.1f}", flush=True)
+        print(
+            f"{backend:<11}{precision:<15}{name:<12}{model.count_params():>10,}"
+            f"{compile_seconds:>10.1f}{rate:>10,.0f}{EPOCH_IMAGES / rate:>12.1f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -97,14 +121,31 @@ def main() -> None:
     if args.child:
         measure(args.networks, args.images, args.batch_size, args.child)
         return
-    print(f"{'backend':<11}{'precision':<15}{'network':<12}{'params':>10}{'compile s':>10}"
-          f"{'img/s':>10}{'s/epoch':>12}", flush=True)
+    print(
+        f"{'backend':<11}{'precision':<15}{'network':<12}{'params':>10}{'compile s':>10}"
+        f"{'img/s':>10}{'s/epoch':>12}",
+        flush=True,
+    )
     for backend in args.backends:
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         for precision in args.precisions:
-            subprocess.run([sys.executable, __file__, "--child", precision, "--images",
-                            str(args.images), "--batch-size", str(args.batch_size), "--networks",
-                            *args.networks], env=env, check=True, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    precision,
+                    "--images",
+                    str(args.images),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--networks",
+                    *args.networks,
+                ],
+                env=env,
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
 
 
 if __name__ == "__main__":

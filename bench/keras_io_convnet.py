@@ -31,9 +31,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
     folder = Path(args.data_dir) / "mnist"
-    x_train = load(folder, "train-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+    x_train = (
+        load(folder, "train-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+    )
     y_train = keras.utils.to_categorical(load(folder, "train-labels-idx1-ubyte", 8), 10)
-    x_test = load(folder, "t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+    x_test = (
+        load(folder, "t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+    )
     y_test = keras.utils.to_categorical(load(folder, "t10k-labels-idx1-ubyte", 8), 10)
 
     model = keras.Sequential(
@@ -59,15 +63,29 @@ def main() -> None:
             epoch_seconds.append(round(time.perf_counter() - self.started, 3))
 
     fit_started = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=128, epochs=args.epochs, validation_split=0.1,
-              verbose=0, callbacks=[EpochTimer()])
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=128,
+        epochs=args.epochs,
+        validation_split=0.1,
+        verbose=0,
+        callbacks=[EpochTimer()],
+    )
     fit_seconds = time.perf_counter() - fit_started
     _, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print("BENCH " + json.dumps({
-        "fit_seconds": round(fit_seconds, 3), "epoch_seconds": epoch_seconds,
-        "test_accuracy": float(test_accuracy),
-        "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 3),
-    }), flush=True)
+    print(
+        "BENCH "
+        + json.dumps(
+            {
+                "fit_seconds": round(fit_seconds, 3),
+                "epoch_seconds": epoch_seconds,
+                "test_accuracy": float(test_accuracy),
+                "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 3),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

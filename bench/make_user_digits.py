@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.data import load_dataset
+
 # The renderers are the package's own (training uses them too).
 from mnistlab.drawings import (  # noqa: F401 - drawing_coverage and colour_drawing: bench_images
     DRAWING_STYLES,

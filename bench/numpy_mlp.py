@@ -63,8 +63,14 @@ def main() -> None:
     x_validation = images[validation].astype(np.float32) / 255
     y_validation = labels[validation]
 
-    params = [glorot(rng, 784, 128), np.zeros(128, np.float32), glorot(rng, 128, 128),
-              np.zeros(128, np.float32), glorot(rng, 128, 10), np.zeros(10, np.float32)]
+    params = [
+        glorot(rng, 784, 128),
+        np.zeros(128, np.float32),
+        glorot(rng, 128, 128),
+        np.zeros(128, np.float32),
+        glorot(rng, 128, 10),
+        np.zeros(10, np.float32),
+    ]
     moments = [np.zeros_like(p) for p in params]
     velocities = [np.zeros_like(p) for p in params]
     learning_rate, beta1, beta2, epsilon = 1e-3, 0.9, 0.999, 1e-7
@@ -74,7 +80,7 @@ def main() -> None:
     for epoch in range(10):
         shuffled = rng.permutation(len(x))
         for start in range(0, len(x), 512):
-            index = shuffled[start:start + 512]
+            index = shuffled[start : start + 512]
             xb, yb = x[index], y[index]
             h1, h2, mask, probabilities = forward(params, xb, rng)
             # Backward pass of mean categorical cross-entropy.
@@ -84,8 +90,14 @@ def main() -> None:
             w1, b1, w2, b2, w3, b3 = params
             d_h2 = (d_logits @ w3.T) * mask * (h2 > 0)
             d_h1 = (d_h2 @ w2.T) * (h1 > 0)
-            gradients = [xb.T @ d_h1, d_h1.sum(0), h1.T @ d_h2, d_h2.sum(0), h2.T @ d_logits,
-                         d_logits.sum(0)]
+            gradients = [
+                xb.T @ d_h1,
+                d_h1.sum(0),
+                h1.T @ d_h2,
+                d_h2.sum(0),
+                h2.T @ d_logits,
+                d_logits.sum(0),
+            ]
             step += 1
             correction = np.sqrt(1 - beta2**step) / (1 - beta1**step)
             for p, g, m, v in zip(params, gradients, moments, velocities):
@@ -95,13 +107,21 @@ def main() -> None:
         validation_accuracy = (forward(params, x_validation)[3].argmax(1) == y_validation).mean()
     fit_seconds = time.perf_counter() - fit_started
 
-    test_accuracy = (forward(params, test_images.astype(np.float32) / 255)[3].argmax(1) == test_labels).mean()
-    print("BENCH " + json.dumps({
-        "fit_seconds": round(fit_seconds, 4),
-        "test_accuracy": float(test_accuracy),
-        "validation_accuracy": float(validation_accuracy),
-        "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 4),
-    }), flush=True)
+    test_accuracy = (
+        forward(params, test_images.astype(np.float32) / 255)[3].argmax(1) == test_labels
+    ).mean()
+    print(
+        "BENCH "
+        + json.dumps(
+            {
+                "fit_seconds": round(fit_seconds, 4),
+                "test_accuracy": float(test_accuracy),
+                "validation_accuracy": float(validation_accuracy),
+                "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 4),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

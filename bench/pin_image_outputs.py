@@ -54,30 +54,47 @@ def make_inputs(data_dir: str | None) -> list[str]:
         d, label = digits[n], int(labels[n])
         photo, _ = renderers.render_photo(d, rng)
         names.append(_save(photo, f"photo-{n}_label{label}.jpg", quality=85))
-        names.append(_save(renderers.render_scan(digits[n + 10], rng),
-                           f"scan-{n}_label{labels[n + 10]}.png"))
-        names.append(_save(renderers.render_mouse(digits[n + 20], rng),
-                           f"mouse-{n}_label{labels[n + 20]}.png"))
-        names.append(_save(renderers.render_lowres(digits[n + 30], rng),
-                           f"lowres-{n}_label{labels[n + 30]}.png"))
+        names.append(
+            _save(renderers.render_scan(digits[n + 10], rng), f"scan-{n}_label{labels[n + 10]}.png")
+        )
+        names.append(
+            _save(
+                renderers.render_mouse(digits[n + 20], rng), f"mouse-{n}_label{labels[n + 20]}.png"
+            )
+        )
+        names.append(
+            _save(
+                renderers.render_lowres(digits[n + 30], rng),
+                f"lowres-{n}_label{labels[n + 30]}.png",
+            )
+        )
         font = fonts[(7 * n) % len(fonts)] if fonts else None
         names.append(_save(renderers.render_font(n + 3, font, rng), f"font-{n}_label{n + 3}.png"))
         # Canvas drawings: a thin, a thick and an off-centre brush, one style each.
         ink = drawings.drawing_coverage(digits[n + 40], rng)
         style = drawings.DRAWING_STYLES[n]
-        names.append(_save(drawings.colour_drawing(ink, style),
-                           f"drawing-{style}-{n}_label{labels[n + 40]}.png"))
+        names.append(
+            _save(
+                drawings.colour_drawing(ink, style),
+                f"drawing-{style}-{n}_label{labels[n + 40]}.png",
+            )
+        )
         inverted = ImageOps.invert(renderers.render_scan(digits[n + 50], rng))
         names.append(_save(inverted, f"inverted-{n}_label{labels[n + 50]}.png"))
         kind = nondigits.KINDS[n * 2 % len(nondigits.KINDS)]
-        names.append(_save(nondigits.render(kind, rng, fonts[:1], digits[60:70]),
-                           f"nondigit-{kind}-{n}.png"))
+        names.append(
+            _save(nondigits.render(kind, rng, fonts[:1], digits[60:70]), f"nondigit-{kind}-{n}.png")
+        )
     for n, width in enumerate((6.0, 30.0)):  # The thinnest and the broadest brush.
         skeleton = drawings.pen_path(digits[80 + n], 180)
         ink = drawings.stroke_coverage(skeleton, width)
         ink = drawings.place(ink[:280, :280], 280, 280, np.random.default_rng([8, n]))
-        names.append(_save(drawings.colour_drawing(ink, "white-on-black"),
-                           f"drawing-brush{int(width)}_label{labels[80 + n]}.png"))
+        names.append(
+            _save(
+                drawings.colour_drawing(ink, "white-on-black"),
+                f"drawing-brush{int(width)}_label{labels[80 + n]}.png",
+            )
+        )
     return sorted(names)
 
 

@@ -71,17 +71,21 @@ def seed_table(results: dict) -> str:
         whole, cpu, fit = (_median(runs[kind], key) for key in ("whole", "cpu", "fit"))
         accuracy, rss = _median(runs[kind], "acc"), _median(runs[kind], "rss_kib")
         fit_only = kind == "floor"
-        lines.append(_row([
-            label,
-            "" if fit_only else f"{whole:.1f}",
-            "" if fit_only else f"{cpu:.1f}",
-            f"{fit:.2f}",
-            "" if accuracy is None else f"{accuracy:.4f}",
-            "" if fit_only else f"{rss / 1024:.0f}",
-            "" if fit_only else f"{whole / base_whole:.2f}x",
-            "" if fit_only else f"{cpu / base_cpu:.2f}x",
-            f"{fit / floor:.2f}x",
-        ]))
+        lines.append(
+            _row(
+                [
+                    label,
+                    "" if fit_only else f"{whole:.1f}",
+                    "" if fit_only else f"{cpu:.1f}",
+                    f"{fit:.2f}",
+                    "" if accuracy is None else f"{accuracy:.4f}",
+                    "" if fit_only else f"{rss / 1024:.0f}",
+                    "" if fit_only else f"{whole / base_whole:.2f}x",
+                    "" if fit_only else f"{cpu / base_cpu:.2f}x",
+                    f"{fit / floor:.2f}x",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -92,8 +96,13 @@ def _model_rows() -> list[dict]:
         if row.get("source") == "train.json":
             train = load("train.json")
             warm = train["runs"]["mnistlab-warm"]
-            row.update(accuracy=[_median(warm, "acc")], whole_s=[_median(warm, "whole")],
-                       date=train["date"], commit=train["commit"], machine=train["machine"])
+            row.update(
+                accuracy=[_median(warm, "acc")],
+                whole_s=[_median(warm, "whole")],
+                date=train["date"],
+                commit=train["commit"],
+                machine=train["machine"],
+            )
     return rows
 
 
@@ -120,9 +129,22 @@ def models_table() -> str:
         seeds = row["seeds"]
         contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
         seeds = f"{seeds[0]}–{seeds[-1]}" if contiguous else ", ".join(str(seed) for seed in seeds)
-        lines.append(_row([f"`{row['model']}`" if row["model"][0].islower() and " " not in row["model"]
-                           else row["model"], row["recipe"], seeds, _accuracy(row), _seconds(row),
-                           row["date"], f"`{row['commit']}`", row["machine"]]))
+        lines.append(
+            _row(
+                [
+                    f"`{row['model']}`"
+                    if row["model"][0].islower() and " " not in row["model"]
+                    else row["model"],
+                    row["recipe"],
+                    seeds,
+                    _accuracy(row),
+                    _seconds(row),
+                    row["date"],
+                    f"`{row['commit']}`",
+                    row["machine"],
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -138,8 +160,16 @@ def readme_models_table() -> str:
         "| --- | --- | --- | --- |",
     ]
     for row in rows:
-        lines.append(_row([f"`{row['model']}`", _accuracy(row), _seconds(row),
-                           f"{row['date']}, `{row['commit']}`"]))
+        lines.append(
+            _row(
+                [
+                    f"`{row['model']}`",
+                    _accuracy(row),
+                    _seconds(row),
+                    f"{row['date']}, `{row['commit']}`",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -159,10 +189,24 @@ def serve_table() -> str:
         "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
-        lines.append(_row([row["what"], row["server"], row["input"], row["clients"],
-                           f"{row['requests']:,}", answers(row["statuses"]), f"{row['p50_ms']:g}",
-                           f"{row['p99_ms']:g}", row.get("note", ""), row["date"],
-                           f"`{row['commit']}`", row["machine"]]))
+        lines.append(
+            _row(
+                [
+                    row["what"],
+                    row["server"],
+                    row["input"],
+                    row["clients"],
+                    f"{row['requests']:,}",
+                    answers(row["statuses"]),
+                    f"{row['p50_ms']:g}",
+                    f"{row['p99_ms']:g}",
+                    row.get("note", ""),
+                    row["date"],
+                    f"`{row['commit']}`",
+                    row["machine"],
+                ]
+            )
+        )
     lines.append("")
     for target in result["targets"]:
         lines.append(f"- {'PASS' if target['passed'] else 'MISS'} {target['target']}")
@@ -175,8 +219,19 @@ def workflows_table() -> str:
         "| --- | --- | ---: | --- | --- | --- | --- |",
     ]
     for row in load("workflows.json")["rows"]:
-        lines.append(_row([row["what"], row["result"], _seconds(row), f"`{row['command']}`",
-                           row["date"], f"`{row['commit']}`", row["machine"]]))
+        lines.append(
+            _row(
+                [
+                    row["what"],
+                    row["result"],
+                    _seconds(row),
+                    f"`{row['command']}`",
+                    row["date"],
+                    f"`{row['commit']}`",
+                    row["machine"],
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -186,7 +241,8 @@ def notdigit_table() -> str:
     shipped = result["shipped_threshold"]
     kinds = [name.split(" ", 1)[1] for name in result["curve"][0] if name.startswith("refused ")]
     lines = [
-        "| threshold | " + " | ".join(f"{kind} refused" for kind in kinds)
+        "| threshold | "
+        + " | ".join(f"{kind} refused" for kind in kinds)
         + " | worst digit kind: points lost | date | commit | machine |",
         "| ---: | " + " | ".join("---:" for _ in kinds) + " | --- | --- | --- | --- |",
     ]
@@ -194,14 +250,23 @@ def notdigit_table() -> str:
         near_shipped = abs(row["threshold"] - shipped) < 0.005 and row["threshold"] != shipped
         if not 0.5 <= row["threshold"] <= 0.9 or near_shipped:
             continue
-        lost = {name.split(" ", 1)[1]: value for name, value in row.items()
-                if name.startswith("lost ")}
+        lost = {
+            name.split(" ", 1)[1]: value for name, value in row.items() if name.startswith("lost ")
+        }
         worst = max(lost, key=lost.get)
         mark = " (shipped)" if row["threshold"] == shipped else ""
-        lines.append(_row([f"{row['threshold']:.3f}{mark}"]
-                          + [f"{row['refused ' + kind]:.0%}" for kind in kinds]
-                          + [f"{lost[worst]:.2f} ({worst})", result["date"],
-                             f"`{result['commit']}`", result["machine"]]))
+        lines.append(
+            _row(
+                [f"{row['threshold']:.3f}{mark}"]
+                + [f"{row['refused ' + kind]:.0%}" for kind in kinds]
+                + [
+                    f"{lost[worst]:.2f} ({worst})",
+                    result["date"],
+                    f"`{result['commit']}`",
+                    result["machine"],
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -226,12 +291,27 @@ def audit_table() -> str:
         low, high = row["load_average"]
         load_average = f"{low:g}" if low == high else f"{low:g}–{high:g}"
         what = f"{row['model']}, {row['epochs']} epochs per fold{shifts}: {row['what']} (load {load_average})"
-        ratio = ("" if row["wall_vs_train"] is None
-                 else f"{row['wall_vs_train']:g}x wall, {row['cpu_vs_train']:g}x CPU")
+        ratio = (
+            ""
+            if row["wall_vs_train"] is None
+            else f"{row['wall_vs_train']:g}x wall, {row['cpu_vs_train']:g}x CPU"
+        )
         flagged = "" if row["published_flagged"] is None else row["published_flagged"]
-        lines.append(_row([what, f"{row['audit_wall_s']:g} s", ratio, row["test_flagged"], flagged,
-                           row["published_in_test_top_100"], row["date"], f"`{row['commit']}`",
-                           row["machine"]]))
+        lines.append(
+            _row(
+                [
+                    what,
+                    f"{row['audit_wall_s']:g} s",
+                    ratio,
+                    row["test_flagged"],
+                    flagged,
+                    row["published_in_test_top_100"],
+                    row["date"],
+                    f"`{row['commit']}`",
+                    row["machine"],
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -246,10 +326,19 @@ def audit_rankings_table() -> str:
     ]
     for row in rows:
         found, flips = row["published_in_test_top_100"], row["flips_in_train_top_600"]
-        lines.append(_row([f"{row['model']}, {row['epochs']} epochs per fold",
-                           row["method"].replace("_", " "), f"{found['plain']} / {found['shifts']}",
-                           f"{flips['plain']:.3f} / {flips['shifts']:.3f}", row["date"],
-                           f"`{row['commit']}`", row["machine"]]))
+        lines.append(
+            _row(
+                [
+                    f"{row['model']}, {row['epochs']} epochs per fold",
+                    row["method"].replace("_", " "),
+                    f"{found['plain']} / {found['shifts']}",
+                    f"{flips['plain']:.3f} / {flips['shifts']:.3f}",
+                    row["date"],
+                    f"`{row['commit']}`",
+                    row["machine"],
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -273,11 +362,15 @@ def render(page: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    stale = [page for page in PAGES if page.exists() and render(page.read_text()) != page.read_text()]
+    stale = [
+        page for page in PAGES if page.exists() and render(page.read_text()) != page.read_text()
+    ]
     if "--check" in argv:
         for page in stale:
-            print(f"{page}: a table differs from bench/results; run python bench/tables.py",
-                  file=sys.stderr)
+            print(
+                f"{page}: a table differs from bench/results; run python bench/tables.py",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     for page in stale:
         page.write_text(render(page.read_text()))

@@ -48,8 +48,14 @@ def load(folder: Path, name: str, offset: int) -> np.ndarray:
 
 
 def build_model() -> nn.Sequential:
-    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                          nn.Dropout(0.25), nn.Linear(128, 10))
+    model = nn.Sequential(
+        nn.Linear(784, 128),
+        nn.ReLU(),
+        nn.Linear(128, 128),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Linear(128, 10),
+    )
     # Keras's defaults (Glorot uniform, zero bias), not torch's: only the framework differs.
     for layer in model:
         if isinstance(layer, nn.Linear):
@@ -68,11 +74,15 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cast) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True,
-                        help="Folder with the four MNIST IDX .gz files, or one holding mnist/.")
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        help="Folder with the four MNIST IDX .gz files, or one holding mnist/.",
+    )
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--bf16", action="store_true",
-                        help="Forward pass and loss under CPU autocast to bfloat16.")
+    parser.add_argument(
+        "--bf16", action="store_true", help="Forward pass and loss under CPU autocast to bfloat16."
+    )
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -98,6 +108,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()  # softmax + mean cross-entropy on the logits, in one stable op
     if args.bf16:
+
         def cast():
             return torch.autocast("cpu", dtype=torch.bfloat16)
     else:
@@ -107,7 +118,7 @@ def main() -> None:
     for epoch in range(args.epochs):
         shuffled = torch.randperm(len(x))
         for start in range(0, len(x), 512):
-            index = shuffled[start:start + 512]
+            index = shuffled[start : start + 512]
             with cast():
                 loss = loss_fn(model(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
@@ -117,13 +128,19 @@ def main() -> None:
     fit_seconds = time.perf_counter() - fit_started
 
     test_accuracy = accuracy(model, x_test, y_test, cast)
-    print("BENCH " + json.dumps({
-        "fit_seconds": round(fit_seconds, 4),
-        "test_accuracy": float(test_accuracy),
-        "validation_accuracy": float(validation_accuracy),
-        "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 4),
-        "threads": torch.get_num_threads(),
-    }), flush=True)
+    print(
+        "BENCH "
+        + json.dumps(
+            {
+                "fit_seconds": round(fit_seconds, 4),
+                "test_accuracy": float(test_accuracy),
+                "validation_accuracy": float(validation_accuracy),
+                "script_seconds": round(time.perf_counter() - _SCRIPT_STARTED, 4),
+                "threads": torch.get_num_threads(),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab import audit, audit_workflow, audits, datafiles, downloads, exclusion, fileio, pipeline, runs
+from mnistlab import (
+    audit,
+    audit_workflow,
+    audits,
+    datafiles,
+    downloads,
+    exclusion,
+    fileio,
+    pipeline,
+    runs,
+)
 from mnistlab.config import Config
 from mnistlab.data import Dataset
 from mnistlab.errors import RunError
@@ -165,7 +175,9 @@ def test_published_overlap_and_accuracy_without():
         "review": 2, "in_queue": [9], "missed": [2, 15],
     }  # fmt: skip
     probabilities = np.eye(10)[[0, 1, 2, 3]]
-    assert audit.accuracy_without(probabilities, np.array([0, 1, 5, 5]), np.array([0, 0, 1, 0], bool)) == (
+    assert audit.accuracy_without(
+        probabilities, np.array([0, 1, 5, 5]), np.array([0, 0, 1, 0], bool)
+    ) == (
         0.5,
         pytest.approx(2 / 3),
     )
@@ -220,8 +232,10 @@ def test_audit_finds_flipped_labels_duplicates_and_noise(synthetic, tmp_path):
     assert len(found) >= 0.75 * len(flipped)
     assert len(found) >= 0.9 * len(rows)
     # Ranked by label quality, every flipped label is among the len(flipped) most suspect images.
-    issues = audit.find_label_issues(fileio.read_npy(audit_dir / "probabilities.npy"), np.concatenate(
-        [dataset.train_labels, dataset.test_labels]))
+    issues = audit.find_label_issues(
+        fileio.read_npy(audit_dir / "probabilities.npy"),
+        np.concatenate([dataset.train_labels, dataset.test_labels]),
+    )
     most_suspect = np.argsort(issues.label_quality, kind="stable")[: len(flipped)]
     assert len(set(most_suspect) & set(flipped)) >= 0.9 * len(flipped)
 
@@ -320,19 +334,26 @@ def test_an_interrupted_audit_resumes_after_its_last_finished_fold(synthetic, tm
 
     interrupted = tmp_path / "interrupted"
     with pytest.raises(StopAfter):
-        audit_workflow.audit_dataset(config, out_dir=interrupted, hooks=Hooks(on_fold=stop_after_two))
+        audit_workflow.audit_dataset(
+            config, out_dir=interrupted, hooks=Hooks(on_fold=stop_after_two)
+        )
     assert audits.Audit(interrupted).finished_folds(config.folds) == [0, 1]
     assert not (interrupted / audits.SUMMARY_FILE).exists()
 
     phases = []
     audit_workflow.audit_dataset(
-        runs.read_config(interrupted), out_dir=interrupted, resume=True, hooks=Hooks(on_phase=phases.append)
+        runs.read_config(interrupted),
+        out_dir=interrupted,
+        resume=True,
+        hooks=Hooks(on_phase=phases.append),
     )
     trained = [phase for phase in phases if "training" in phase]
     assert len(trained) == 1 and trained[0].startswith("fold 3/3")
     resumed = fileio.read_npy(interrupted / audits.PROBABILITIES_FILE)
     assert np.allclose(resumed, fileio.read_npy(complete / audits.PROBABILITIES_FILE), atol=1e-5)
-    assert (interrupted / "label_issues.csv").read_text() == (complete / "label_issues.csv").read_text()
+    assert (interrupted / "label_issues.csv").read_text() == (
+        complete / "label_issues.csv"
+    ).read_text()
 
 
 def test_an_audit_interrupted_before_any_fold_leaves_nothing(synthetic, tmp_path):
@@ -341,7 +362,9 @@ def test_an_audit_interrupted_before_any_fold_leaves_nothing(synthetic, tmp_path
             raise StopAfter()
 
     with pytest.raises(StopAfter):
-        audit_workflow.audit_dataset(SMALL_AUDIT, out_dir=tmp_path / "audit", hooks=Hooks(on_phase=stop))
+        audit_workflow.audit_dataset(
+            SMALL_AUDIT, out_dir=tmp_path / "audit", hooks=Hooks(on_phase=stop)
+        )
     assert not (tmp_path / "audit").exists()
 
 
@@ -349,13 +372,18 @@ def test_an_audit_interrupted_before_any_fold_leaves_nothing(synthetic, tmp_path
 
 
 def write_issues(path, rows):
-    path.write_text("rank,split,index,given_label\n" + "".join(f"{i},{s},{n},0\n" for i, (s, n) in enumerate(rows)))
+    path.write_text(
+        "rank,split,index,given_label\n"
+        + "".join(f"{i},{s},{n},0\n" for i, (s, n) in enumerate(rows))
+    )
     return path
 
 
 def test_exclude_drops_exactly_the_listed_train_images(synthetic, tmp_path):
     dataset = synthetic[0]
-    csv_path = write_issues(tmp_path / "issues.csv", [("train", 3), ("test", 4), ("train", 700), ("train", 3)])
+    csv_path = write_issues(
+        tmp_path / "issues.csv", [("train", 3), ("test", 4), ("train", 700), ("train", 3)]
+    )
     config = exclusion.with_exclusion(Config(train_limit=500), csv_path)
     assert (config.excluded_count, config.exclude) == (2, str(csv_path.resolve()))
     indices = exclusion.excluded_train_indices(config)
@@ -382,7 +410,9 @@ def test_bad_exclusion_files_are_errors(tmp_path):
 
 def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    audit_dir = audit_workflow.audit_dataset(SMALL_AUDIT.replace(epochs=2), out_dir=tmp_path / "audits" / "a")
+    audit_dir = audit_workflow.audit_dataset(
+        SMALL_AUDIT.replace(epochs=2), out_dir=tmp_path / "audits" / "a"
+    )
     issues = audit_dir / "label_issues.csv"
     config = exclusion.with_exclusion(Config(epochs=1, export_onnx=False), issues)
     run_dir = pipeline.train_run(config, out_dir=tmp_path / "run")
@@ -393,7 +423,10 @@ def test_train_with_exclude_records_it_and_marks_audit_flags(synthetic, tmp_path
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["audit"]["dir"] == str(audit_dir)
     flagged = audits.Audit(audit_dir).read_flagged_test_indices()
-    assert all(error["audit_flagged"] == (error["index"] in flagged) for error in metrics["test"]["top_errors"])
+    assert all(
+        error["audit_flagged"] == (error["index"] in flagged)
+        for error in metrics["test"]["top_errors"]
+    )
     assert "label suspect" in (run_dir / "report.html").read_text()
 
     # The review queue excludes its training rows: all of them, flagged or not.
@@ -431,11 +464,15 @@ def test_bad_audit_input_is_one_line(capsys, args, code, fragment):
 
 
 def test_audit_with_missing_data_is_one_line_and_leaves_nothing(capsys, tmp_path, monkeypatch):
-    monkeypatch.setitem(datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None))
+    monkeypatch.setitem(
+        datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None)
+    )
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 2)
     (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
-    code, _, err = run_cli(capsys, "audit", "--data-dir", tmp_path / "empty", "--out", tmp_path / "audit")
+    code, _, err = run_cli(
+        capsys, "audit", "--data-dir", tmp_path / "empty", "--out", tmp_path / "audit"
+    )
     assert code == 1
     assert_one_line_error(err)
     assert "could not fetch" in err
@@ -444,8 +481,16 @@ def test_audit_with_missing_data_is_one_line_and_leaves_nothing(capsys, tmp_path
 
 def test_audit_command_prints_the_counts(capsys, synthetic, tmp_path):
     code, out, _ = run_cli(
-        capsys, "audit", "--folds", "3", "--epochs", "2", "--review", "7",
-        "--out", tmp_path / "audit",
+        capsys,
+        "audit",
+        "--folds",
+        "3",
+        "--epochs",
+        "2",
+        "--review",
+        "7",
+        "--out",
+        tmp_path / "audit",
     )
     assert code == 0
     summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
@@ -462,7 +507,9 @@ def test_audit_command_prints_the_counts(capsys, synthetic, tmp_path):
     assert "none among the audited test images" in out
 
 
-def test_audit_summary_names_the_queue_and_the_published_errors_in_it(capsys, tmp_path, monkeypatch):
+def test_audit_summary_names_the_queue_and_the_published_errors_in_it(
+    capsys, tmp_path, monkeypatch
+):
     from rich.console import Console
 
     from mnistlab.cli import views
@@ -490,7 +537,8 @@ def test_audit_summary_names_the_queue_and_the_published_errors_in_it(capsys, tm
     assert "9 in top 50, 13 in top 100, 1 flagged (of 15)" in out
     assert "13 of 15 in candidates.csv's test rows" in out
     assert out.splitlines()[-2:] == [
-        f"review queue: {files.candidates_path}", f"report: {files.report_path}"
+        f"review queue: {files.candidates_path}",
+        f"report: {files.report_path}",
     ]
 
 

@@ -52,7 +52,9 @@ def _centre_of_ink(images: np.ndarray) -> np.ndarray:
     """(row, column) of each image's ink, weighted by brightness."""
     rows, cols = np.mgrid[0:28, 0:28]
     total = images.sum(axis=(1, 2), dtype=np.float64)
-    return np.stack([(images * rows).sum(axis=(1, 2)) / total, (images * cols).sum(axis=(1, 2)) / total], 1)
+    return np.stack(
+        [(images * rows).sum(axis=(1, 2)) / total, (images * cols).sum(axis=(1, 2)) / total], 1
+    )
 
 
 def _noise(count: int = 20) -> np.ndarray:
@@ -76,7 +78,9 @@ def test_no_turn_zoom_or_move_leaves_images_unchanged_and_whole_pixel_moves_are_
 def test_a_quarter_turn_is_counter_clockwise_and_zoom_scales_about_the_centre():
     images = _noise()
     count = len(images)
-    turned = affine_resampled(images, np.full(count, np.pi / 2), np.ones(count), np.zeros((count, 2)))
+    turned = affine_resampled(
+        images, np.full(count, np.pi / 2), np.ones(count), np.zeros((count, 2))
+    )
     assert np.array_equal(turned, np.rot90(images, axes=(1, 2)))
 
     # An off-centre blob: scaling by s multiplies its distance from the centre by s and its
@@ -84,7 +88,9 @@ def test_a_quarter_turn_is_counter_clockwise_and_zoom_scales_about_the_centre():
     blob = _blob(centre=(10.5, 16.5), sigma=2.0)  # 3 up, 3 right of the centre (13.5, 13.5)
     for scale in (0.5, 1.5):
         scaled = affine_resampled(blob, np.zeros(1), np.array([scale]), np.zeros((1, 2)))
-        assert np.allclose(_centre_of_ink(scaled)[0], [13.5 - 3 * scale, 13.5 + 3 * scale], atol=0.05)
+        assert np.allclose(
+            _centre_of_ink(scaled)[0], [13.5 - 3 * scale, 13.5 + 3 * scale], atol=0.05
+        )
         assert np.isclose(scaled.sum() / blob.sum(), scale**2, rtol=0.03)
 
 

@@ -133,7 +133,16 @@ def test_jax_traces_the_training_step_once_though_the_data_leaves_a_short_last_b
 @pytest.mark.slow
 def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, mnist_dir):
     pytest.importorskip("jax")
-    flags = ["--model", "cnn-fast", "--epochs", "2", "--train-limit", "6000", "--test-limit", "1000"]
+    flags = [
+        "--model",
+        "cnn-fast",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "6000",
+        "--test-limit",
+        "1000",
+    ]
     metrics = train_in_subprocess(tmp_path / "run", mnist_dir, tmp_path / "cache", flags)
     assert metrics["versions"]["keras_backend"] == "jax"
     assert metrics["modules"] == "['jax']"
@@ -151,9 +160,18 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
     ImageDraw.Draw(one).line([(50, 15), (50, 85)], fill=255, width=9)
     one.save(tmp_path / "one.png")
     predicted = subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", "predict", "--run", str(tmp_path / "run"),
-         str(tmp_path / "one.png")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mnistlab.cli",
+            "predict",
+            "--run",
+            str(tmp_path / "run"),
+            str(tmp_path / "one.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert predicted.stdout.startswith(f"{tmp_path / 'one.png'}: ")
@@ -162,7 +180,9 @@ def test_cnn_fast_trains_on_jax_alone_and_exports_through_tensorflow(tmp_path, m
     # The .keras file a JAX run saved exports to ONNX on TensorFlow.
     exported = subprocess.run(
         [sys.executable, "-m", "mnistlab.cli", "export", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert (tmp_path / "run" / "model.onnx").is_file()

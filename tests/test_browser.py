@@ -140,10 +140,22 @@ def test_draw_clear_undo_and_upload(browser, server_url, width, height, tmp_path
 
 # "2026" as mouse paths on the number mode's wide canvas (840x280 canvas units).
 TWO_AT = [[(60, 90), (100, 55), (150, 70), (150, 120), (60, 220), (165, 220)]]
-ZERO_AT = [[(280, 55), (240, 90), (230, 150), (245, 205), (285, 225), (325, 200), (335, 140),
-            (320, 80), (280, 55)]]
-SIX_AT = [[(600, 55), (545, 130), (540, 190), (575, 225), (615, 205), (620, 165), (585, 145),
-           (545, 170)]]
+ZERO_AT = [
+    [
+        (280, 55),
+        (240, 90),
+        (230, 150),
+        (245, 205),
+        (285, 225),
+        (325, 200),
+        (335, 140),
+        (320, 80),
+        (280, 55),
+    ]
+]
+SIX_AT = [
+    [(600, 55), (545, 130), (540, 190), (575, 225), (615, 205), (620, 165), (585, 145), (545, 170)]
+]
 YEAR = TWO_AT + ZERO_AT + [[(x + 340, y) for x, y in TWO_AT[0]]] + SIX_AT
 
 
@@ -214,8 +226,10 @@ def test_a_tap_letters_and_a_number_are_not_read_as_digits(browser, server_url):
     page.goto(server_url)
     tries = {
         "tap": ([[(140, 140), (141, 141)]], "Not a digit"),
-        "12": ([[(70, 60), (70, 230)], [(130, 90), (170, 55), (210, 90), (140, 230), (225, 230)]],
-               "Several digits?"),
+        "12": (
+            [[(70, 60), (70, 230)], [(130, 90), (170, 55), (210, 90), (140, 230), (225, 230)]],
+            "Several digits?",
+        ),
     }
     for name, (strokes, shown) in tries.items():
         page.click("#clear")

@@ -63,11 +63,15 @@ def test_bad_config_file(capsys, tmp_path):
 
 
 def test_missing_data_with_no_reachable_source(capsys, tmp_path, monkeypatch):
-    monkeypatch.setitem(datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None))
+    monkeypatch.setitem(
+        datafiles.SPECS, "mnist", dataclasses.replace(datafiles.SPECS["mnist"], npm_package=None)
+    )
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     monkeypatch.setattr(downloads, "DOWNLOAD_TIMEOUT_SECONDS", 2)
     (tmp_path / "empty").mkdir()  # A folder that does not exist is a usage error instead.
-    code, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys, "train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run"
+    )
     assert code == 1
     assert_one_line_error(err)
     assert "could not fetch" in err
@@ -78,7 +82,9 @@ def test_missing_data_with_no_reachable_source(capsys, tmp_path, monkeypatch):
 def test_refuses_to_overwrite_a_run(capsys, tmp_path, mnist_dir):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    code, _, err = run_cli(capsys, "train", *SMALL_FLAGS, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys, "train", *SMALL_FLAGS, "--data-dir", mnist_dir, "--out", tmp_path / "run"
+    )
     assert code == 1
     assert_one_line_error(err)
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
@@ -87,7 +93,9 @@ def test_refuses_to_overwrite_a_run(capsys, tmp_path, mnist_dir):
 @pytest.mark.mnist
 def test_train_then_evaluate(capsys, tmp_path, mnist_dir):
     run_dir = tmp_path / "run"
-    code, out, _ = run_cli(capsys, "train", *SMALL_FLAGS, "--seed", "3", "--data-dir", mnist_dir, "--out", run_dir)
+    code, out, _ = run_cli(
+        capsys, "train", *SMALL_FLAGS, "--seed", "3", "--data-dir", mnist_dir, "--out", run_dir
+    )
     assert code == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert f"{metrics['test']['accuracy']:.4f}" in out
@@ -106,7 +114,16 @@ def test_train_then_evaluate(capsys, tmp_path, mnist_dir):
     assert re.search(r"this evaluation: total \(s\)\s+│\s+\d", out)
 
     # The saved config reproduces the run when fed back in.
-    code, _, _ = run_cli(capsys, "train", "--config", run_dir / "config.json", "--data-dir", mnist_dir, "--out", tmp_path / "again")
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "--config",
+        run_dir / "config.json",
+        "--data-dir",
+        mnist_dir,
+        "--out",
+        tmp_path / "again",
+    )
     assert code == 0
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["test"]["accuracy"] == metrics["test"]["accuracy"]
@@ -114,7 +131,9 @@ def test_train_then_evaluate(capsys, tmp_path, mnist_dir):
 
 def mnistlab_subprocess(*args, env=None, check=True):
     command = [sys.executable, "-c", "from mnistlab.cli import main; main()", *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -130,7 +149,9 @@ def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir, mnist)
 
     run_dir = tmp_path / "run"
     # Mixed precision saves a float32 copy, whose optimizer once made plain Keras warn.
-    mnistlab_subprocess("train", *SMALL_FLAGS, "--mixed-precision", "--data-dir", mnist_dir, "--out", run_dir)
+    mnistlab_subprocess(
+        "train", *SMALL_FLAGS, "--mixed-precision", "--data-dir", mnist_dir, "--out", run_dir
+    )
     assert json.loads((run_dir / "config.json").read_text())["model_input"] == MODEL_INPUT
     script = (
         "import sys; sys.modules['mnistlab'] = None\n"  # any import of mnistlab now fails
@@ -138,20 +159,29 @@ def test_model_loads_in_plain_keras_without_mnistlab(tmp_path, mnist_dir, mnist)
         f"model = keras.saving.load_model({str(run_dir / 'model.keras')!r})\n"
         "print(model.count_params(), model.predict(np.zeros((1, 784), 'float32'), verbose=0).shape)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "118282"
     assert "Warning" not in result.stderr and "optimizer" not in result.stderr, result.stderr
 
     # The documented plain-Keras example reads an MNIST-style PNG as mnistlab would.
     root = Path(__file__).parents[1]
-    pages = "".join(page.read_text() for page in [root / "README.md", *sorted(root.glob("docs/**/*.md"))])
+    pages = "".join(
+        page.read_text() for page in [root / "README.md", *sorted(root.glob("docs/**/*.md"))]
+    )
     [example] = re.findall(r"```python\n(import keras.+?)```", pages, re.S)
-    example = re.sub(r'load_model\("[^"]+"\)', f"load_model({str(run_dir / 'model.keras')!r})", example)
+    example = re.sub(
+        r'load_model\("[^"]+"\)', f"load_model({str(run_dir / 'model.keras')!r})", example
+    )
     Image.fromarray(mnist.test_images[7]).save(tmp_path / "digit.png")
     result = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['mnistlab'] = None\n" + example],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     expected = runs.load_model(run_dir).predict(to_model_input(mnist.test_images[7:8]), verbose=0)
@@ -387,7 +417,9 @@ def modules_after(args: list[str]) -> list[str]:
         "    assert not exit_.code, exit_.code\n"
         f"print('MODULES', *sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.split("MODULES", 1)[1].split()
 
@@ -409,7 +441,16 @@ def test_fast_exit_keeps_every_line_of_output(mnist_dir):
     result = mnistlab_subprocess("data", "info", "--data-dir", mnist_dir)
     last_row = result.stdout.rstrip().splitlines()[-1].split()  # the last thing printed
     assert last_row[0] == "test" and last_row[1:] == [
-        "980", "1135", "1032", "1010", "982", "892", "958", "1028", "974", "1009"
+        "980",
+        "1135",
+        "1032",
+        "1010",
+        "982",
+        "892",
+        "958",
+        "1028",
+        "974",
+        "1009",
     ]
 
 
@@ -443,7 +484,10 @@ except KeyboardInterrupt:
 
 def test_a_ctrl_c_that_python_drops_still_stops_training():
     done = subprocess.run(
-        [sys.executable, "-c", LOST_INTERRUPT], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", LOST_INTERRUPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "KERAS_BACKEND": "jax"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

@@ -71,7 +71,11 @@ def test_replace_keeps_fields_given_as_none():
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{not json", "not readable JSON"), ('{"epochz": 3}', "unknown config key"), ("[1]", "JSON object")],
+    [
+        ("{not json", "not readable JSON"),
+        ('{"epochz": 3}', "unknown config key"),
+        ("[1]", "JSON object"),
+    ],
 )
 def test_bad_config_files(tmp_path, content, message):
     path = tmp_path / "config.json"

@@ -89,9 +89,7 @@ class Synthetic:
         return directory
 
     def gz_files(self, bad: bool = False) -> dict[str, bytes]:
-        return {
-            f"{name}.gz": gz(corrupt(raw) if bad else raw) for name, raw in self.raw.items()
-        }
+        return {f"{name}.gz": gz(corrupt(raw) if bad else raw) for name, raw in self.raw.items()}
 
     def assert_loaded(self, loaded: data.Dataset) -> None:
         assert loaded.name == self.spec.name
@@ -1032,7 +1030,9 @@ def test_system_copy_is_used_after_the_data_dir_and_before_the_cache(tiny, tmp_p
     tiny.assert_loaded(loaded)
     assert all(source.startswith(str(system)) for source in loaded.sources.values())
     user = tiny.write(tmp_path / "user" / "tiny")
-    assert all(s.startswith(str(user)) for s in load_dataset(spec, tmp_path / "user").sources.values())
+    assert all(
+        s.startswith(str(user)) for s in load_dataset(spec, tmp_path / "user").sources.values()
+    )
 
 
 def test_fashion_mnist_is_looked_up_where_debian_installs_it():

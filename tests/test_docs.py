@@ -23,16 +23,22 @@ def test_readme_opens_with_two_setup_commands_and_ci_runs_the_second():
     assert main_job.endswith("mnistlab train") and '-e ".[all]"' in main_job
     assert tests == "bash .ci/run"
     install_and_test = (ROOT / ".ci" / "run").read_text().splitlines()[-1]
-    assert '-e ".[all,test,docs]"' in install_and_test and install_and_test.endswith(".venv/bin/pytest")
+    assert '-e ".[all,test,docs]"' in install_and_test and install_and_test.endswith(
+        ".venv/bin/pytest"
+    )
     # The docs are built strictly after the install and before the tests.
     assert install_and_test.index("pip install") < install_and_test.index("mkdocs build --strict")
-    assert install_and_test.index("mkdocs build --strict") < install_and_test.index(".venv/bin/pytest")
+    assert install_and_test.index("mkdocs build --strict") < install_and_test.index(
+        ".venv/bin/pytest"
+    )
 
 
 def test_the_all_extra_holds_every_optional_part():
     import tomllib
 
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     # jax is in train; test and docs are for working on mnistlab, not parts of it.
     optional = {name for name in extras if name not in ("all", "test", "docs", "jax")}
     assert extras["all"] == [f"mnistlab[{','.join(sorted(optional))}]"]
@@ -63,7 +69,9 @@ def test_every_table_of_numbers_is_the_rendering_of_its_results_file():
     assert rendered == set(tables.TABLES) - {"models-readme"}
     assert "models-readme" in {m.group(2) for m in tables.BLOCK.finditer(README)}
     for page in tables.PAGES:
-        assert tables.render(page.read_text()) == page.read_text(), f"run python bench/tables.py ({page.name})"
+        assert tables.render(page.read_text()) == page.read_text(), (
+            f"run python bench/tables.py ({page.name})"
+        )
     for name in ("train.json", "models.json", "serve.json", "workflows.json"):
         result = tables.load(name)
         for row in result.get("rows", [result]):  # every measurement says when, where and at what
@@ -99,7 +107,6 @@ def test_the_docs_navigation_has_a_page_for_every_command_with_its_current_help(
     assert reference.stale_pages() == [], "--help changed: run python tools/cli_reference.py"
 
 
-
 def test_the_api_reference_is_the_servers_own_description():
     reference = _load("api_reference", ROOT / "tools" / "api_reference.py")
     spec = reference.openapi()
@@ -112,6 +119,7 @@ def test_the_api_reference_is_the_servers_own_description():
             for status in operation["responses"]:
                 assert f"\n| {status} |" in section, (method, path, status)
 
+
 def test_the_docs_build_strictly(tmp_path):
     import os
     import subprocess
@@ -123,11 +131,16 @@ def test_the_docs_build_strictly(tmp_path):
     if not mkdocs.exists():
         pytest.skip('the docs extra is not installed: pip install -e ".[docs]"')
     result = subprocess.run(
-        [mkdocs, "build", "--strict", "--site-dir", tmp_path], cwd=ROOT, capture_output=True,
-        text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        [mkdocs, "build", "--strict", "--site-dir", tmp_path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "index.html").exists() and (tmp_path / "commands" / "train" / "index.html").exists()
+    assert (tmp_path / "index.html").exists() and (
+        tmp_path / "commands" / "train" / "index.html"
+    ).exists()
 
 
 def test_no_lab_diary_where_users_read():
@@ -136,6 +149,8 @@ def test_no_lab_diary_where_users_read():
     pattern = r"stops? [0-9]+|issue [0-9]+|\bagent of\b|the next shift"
     found = subprocess.run(
         ["grep", "-rniE", pattern, "README.md", "docs", "bench/README.md", "mkdocs.yml"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout
     assert found == "", found

@@ -51,7 +51,9 @@ def test_an_ensemble_needs_two_members():
 def member_runs(tmp_path_factory, mnist_dir):
     root = tmp_path_factory.mktemp("members")
     return [
-        pipeline.train_run(SMALL.replace(seed=seed), data_dir=mnist_dir, out_dir=root / f"seed-{seed}")
+        pipeline.train_run(
+            SMALL.replace(seed=seed), data_dir=mnist_dir, out_dir=root / f"seed-{seed}"
+        )
         for seed in (0, 1)
     ]
 
@@ -59,18 +61,26 @@ def member_runs(tmp_path_factory, mnist_dir):
 @pytest.mark.mnist
 def test_ensemble_run_is_an_ordinary_run_directory(tmp_path, mnist_dir, mnist, member_runs, capsys):
     out = tmp_path / "ensemble"
-    code, stdout, err = run_cli(capsys, "ensemble", *member_runs, "--out", out, "--data-dir", mnist_dir)
+    code, stdout, err = run_cli(
+        capsys, "ensemble", *member_runs, "--out", out, "--data-dir", mnist_dir
+    )
     assert code == 0, err
     assert "test accuracy" in stdout
 
     # Oracle: the mean of the members' probabilities on the same test images.
     test_images = mnist.test_images[: SMALL.test_limit]
     test_labels = mnist.test_labels[: SMALL.test_limit]
-    mean = np.mean([predict_probabilities(runs.load_model(d), test_images) for d in member_runs], axis=0)
+    mean = np.mean(
+        [predict_probabilities(runs.load_model(d), test_images) for d in member_runs], axis=0
+    )
     metrics = runs.read_json(out, "metrics.json")
-    assert metrics["test"]["accuracy"] == pytest.approx(float((mean.argmax(1) == test_labels).mean()))
+    assert metrics["test"]["accuracy"] == pytest.approx(
+        float((mean.argmax(1) == test_labels).mean())
+    )
     assert metrics["model"] == "ensemble of 2 (seed-mlp, seed-mlp)"
-    np.testing.assert_allclose(predict_probabilities(runs.load_model(out), test_images), mean, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_probabilities(runs.load_model(out), test_images), mean, atol=1e-6
+    )
 
     members = json.loads((out / "ensemble.json").read_text())["members"]
     assert [m["seed"] for m in members] == [0, 1]
@@ -100,7 +110,9 @@ def test_ensemble_run_is_an_ordinary_run_directory(tmp_path, mnist_dir, mnist, m
 
 @pytest.mark.mnist
 def test_ensemble_cli_refuses_a_wrong_directory_in_one_line(tmp_path, member_runs, capsys):
-    code, _, err = run_cli(capsys, "ensemble", member_runs[0], tmp_path / "missing", "--out", tmp_path / "e")
+    code, _, err = run_cli(
+        capsys, "ensemble", member_runs[0], tmp_path / "missing", "--out", tmp_path / "e"
+    )
     assert code == 1
     assert_one_line_error(err)
     assert not (tmp_path / "e").exists()

@@ -40,7 +40,9 @@ history = {"loss": [1.0, 0.5], "accuracy": [0.7, 0.8], "val_loss": [0.9, 0.6], "
 
 
 def test_worker_draws_the_same_figures_on_two_processes_and_the_caller_imports_no_plotting():
-    script = FAKE_RUN + """
+    script = (
+        FAKE_RUN
+        + """
 import json, os, sys
 from mnistlab import figure_workers, figures
 figure_workers.start()
@@ -59,6 +61,7 @@ print(json.dumps({
     "errors": len(evaluation.top_errors),
 }))
 """
+    )
     result = json.loads(python(script).stdout)
     assert result["plotting"] == []  # all of it happened in the worker
     assert result["names"] == result["same"] and len(result["names"]) == 7  # byte for byte
@@ -99,9 +102,24 @@ def test_ctrl_c_in_a_terminal_stops_the_run_and_its_worker_with_one_line(tmp_pat
     the main process, not print a traceback of its own or linger."""
     process = subprocess.Popen(
         # More epochs than the test waits for, even on a fast hour (~0.1 s each).
-        [sys.executable, "-m", "mnistlab.cli", "train", "--epochs", "500", "--train-limit", "20000",
-         "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mnistlab.cli",
+            "train",
+            "--epochs",
+            "500",
+            "--train-limit",
+            "20000",
+            "--data-dir",
+            str(mnist_dir),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         # As in a terminal: a test runner started in the background has SIGINT ignored, and
         # its children would inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -133,9 +151,20 @@ def test_an_error_after_the_worker_started_is_one_line(tmp_path):
     (tmp_path / "data" / "mnist").mkdir(parents=True)
     (tmp_path / "data" / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bdamaged")
     result = subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", "train", *SMALL_FLAGS,
-         "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mnistlab.cli",
+            "train",
+            *SMALL_FLAGS,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
     assert result.returncode == 1, result.stderr

@@ -471,8 +471,13 @@ def canvas_drawing(
     """
     scale = 4
     coverage = draw_digit(
-        strokes, size=size * scale, width=round(width * scale), canvas=(280 * scale,) * 2,
-        offset=(offset[0] * scale, offset[1] * scale), ink=255, paper=0,
+        strokes,
+        size=size * scale,
+        width=round(width * scale),
+        canvas=(280 * scale,) * 2,
+        offset=(offset[0] * scale, offset[1] * scale),
+        ink=255,
+        paper=0,
     ).reduce(scale)
     level = np.asarray(coverage)
     pixels = np.zeros((280, 280, 4), np.uint8)
@@ -512,7 +517,9 @@ def test_thin_and_thick_brushes_give_similar_digits():
     assert 1.5 <= widths[0] and widths[-1] <= 5.0, widths
     for digit in digits:
         assert correlation(digit, digits[1]) > 0.8
-        assert correlation(digit, digits[1]) > correlation(digit, normalize_digit(canvas_drawing(ONE)))
+        assert correlation(digit, digits[1]) > correlation(
+            digit, normalize_digit(canvas_drawing(ONE))
+        )
 
 
 def test_broad_brush_is_thinned_to_mnist_pen_width(monkeypatch):
@@ -547,7 +554,9 @@ def test_small_digit_drawn_with_a_broad_brush_stays_one_digit():
     assert np.ptp(rows) + 1 in (20, 21)
     drawn_finely = normalize_digit(canvas_drawing(EIGHT, width=12, size=200))
     assert correlation(digit, drawn_finely) > 0.6
-    assert correlation(digit, drawn_finely) > correlation(digit, normalize_digit(canvas_drawing(ONE)))
+    assert correlation(digit, drawn_finely) > correlation(
+        digit, normalize_digit(canvas_drawing(ONE))
+    )
 
 
 def general_path(image) -> np.ndarray:

@@ -34,7 +34,11 @@ def test_each_model_has_its_own_defaults_and_flags_override_them(monkeypatch):
     assert Config.for_model("seed-mlp") == Config()
     cnn = Config.for_model("cnn", epochs=3)
     assert (cnn.model, cnn.epochs, cnn.batch_size, cnn.lr_schedule, cnn.mixed_precision) == (
-        "cnn", 3, 128, "cosine", True,
+        "cnn",
+        3,
+        128,
+        "cosine",
+        True,
     )
     assert Config.for_model("cnn-best").epochs == 40
     assert Config.for_model("cnn", mixed_precision=False).mixed_precision is False
@@ -163,7 +167,9 @@ def test_trained_weights_carry_over_from_a_model_saved_with_augmentation_layers(
 
     load_trained_weights(fresh, trained)
     # The old layers are the identity at inference, so the two now compute the same function.
-    np.testing.assert_allclose(fresh.predict(images, verbose=0), trained.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        fresh.predict(images, verbose=0), trained.predict(images, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
     other = build_model(Config.for_model("seed-mlp"))
     try:

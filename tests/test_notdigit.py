@@ -115,8 +115,9 @@ def test_training_photos_are_upright_as_a_decoded_upload_is(mnist):
     from mnistlab.decoding import load_image
 
     digit, label = mnist.test_images[0], int(mnist.test_labels[0])
-    tagged = [seed for seed in range(40)
-              if renderers.render_photo(digit, np.random.default_rng(seed))[1]]
+    tagged = [
+        seed for seed in range(40) if renderers.render_photo(digit, np.random.default_rng(seed))[1]
+    ]
     assert tagged, "no photo with an orientation tag in 40 streams"
     for seed in tagged[:3]:
         image, exif = renderers.render_photo(digit, np.random.default_rng(seed))
@@ -139,4 +140,3 @@ def test_the_heads_score_is_the_mean_of_its_members():
     np.testing.assert_allclose(np.asarray(averaged(features)), expected, atol=1e-6)
     # The members differ: each was trained from its own seed.
     assert not np.allclose(np.asarray(members[0](features)), np.asarray(members[1](features)))
-

@@ -32,7 +32,9 @@ def test_same_seed_gives_identical_weights_and_accuracy(tmp_path, mnist_dir):
     assert metrics[0]["accuracy"] == metrics[1]["accuracy"]
     assert metrics[0]["loss"] == metrics[1]["loss"]
 
-    other_seed = pipeline.train_run(SMALL.replace(seed=1), data_dir=mnist_dir, out_dir=tmp_path / "c")
+    other_seed = pipeline.train_run(
+        SMALL.replace(seed=1), data_dir=mnist_dir, out_dir=tmp_path / "c"
+    )
     assert not np.array_equal(weights(first)[0], weights(other_seed)[0])
 
 
@@ -58,10 +60,14 @@ def test_run_directory_holds_everything_and_evaluate_rebuilds_it(tmp_path, mnist
     assert len(metrics["test"]["top_errors"]) == 4
     assert np.array(metrics["test"]["confusion_matrix"]).sum() == 500
     assert set(metrics["data"]["sha256"]) == {
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
     }
-    assert {"data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"} <= set(metrics["timings"])
+    assert {"data_load_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"} <= set(
+        metrics["timings"]
+    )
     assert metrics["versions"]["keras"] == keras.__version__
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["val_accuracy"]) == SMALL.epochs
@@ -71,7 +77,10 @@ def test_run_directory_holds_everything_and_evaluate_rebuilds_it(tmp_path, mnist
     (run_dir / "metrics.json").unlink()
     rebuilt = pipeline.evaluate_run(run_dir, data_dir=mnist_dir)
     assert json.loads(json.dumps(rebuilt["test"])) == metrics["test"]
-    assert all((run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in runs.FIGURE_FILES.values())
+    assert all(
+        (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in runs.FIGURE_FILES.values()
+    )
 
 
 def test_interrupted_training_leaves_no_run_directory(tmp_path, mnist_dir, monkeypatch):
@@ -93,7 +102,9 @@ def test_export_onnx_off_writes_no_onnx_file(tmp_path, mnist_dir):
     assert json.loads((run_dir / "config.json").read_text())["export_onnx"] is False
 
 
-def test_a_failed_export_warns_in_one_line_and_keeps_the_trained_run(tmp_path, mnist_dir, monkeypatch):
+def test_a_failed_export_warns_in_one_line_and_keeps_the_trained_run(
+    tmp_path, mnist_dir, monkeypatch
+):
     from mnistlab import export
     from mnistlab.errors import RunError
 
@@ -165,9 +176,23 @@ def test_training_on_every_image_still_calibrates_batch_norm(tmp_path, mnist_dir
 
     run_dir = tmp_path / "run"
     code, out, err = run_cli(
-        capsys, "train", "--model", "cnn-best", "--epochs", "1", "--validation-split", "0",
-        "--no-mixed-precision", "--train-limit", "6000",
-        "--test-limit", "1000", "--out", run_dir, "--data-dir", mnist_dir,
+        capsys,
+        "train",
+        "--model",
+        "cnn-best",
+        "--epochs",
+        "1",
+        "--validation-split",
+        "0",
+        "--no-mixed-precision",
+        "--train-limit",
+        "6000",
+        "--test-limit",
+        "1000",
+        "--out",
+        run_dir,
+        "--data-dir",
+        mnist_dir,
     )
     assert code == 0, err
     assert "epoch 1/1" in out + err and "val_" not in out + err
@@ -244,12 +269,21 @@ def test_checkpoint_of_a_changed_network_is_kept_and_refused_in_one_line(
     run_dir = tmp_path / "run"
     hooks = Hooks(fit_callbacks=[StopAfterFirstEpoch()])
     with pytest.raises(KeyboardInterrupt):
-        pipeline.train_run(SMALL.replace(epochs=3, checkpoint=True), data_dir=mnist_dir, out_dir=run_dir, hooks=hooks)
+        pipeline.train_run(
+            SMALL.replace(epochs=3, checkpoint=True),
+            data_dir=mnist_dir,
+            out_dir=run_dir,
+            hooks=hooks,
+        )
     kept = sorted(path.name for path in (run_dir / runs.CHECKPOINT_DIR).iterdir())
 
     def narrower_seed_mlp(dtype=None):
         return keras.Sequential(
-            [keras.Input(shape=(784,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+            [
+                keras.Input(shape=(784,)),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ],
             name="seed_mlp",
         )
 
@@ -275,7 +309,9 @@ def test_warm_imports_loads_the_evaluation_stack_in_the_background():
         "thread.join(120)\n"
         "assert 'sklearn.metrics' in sys.modules and 'seaborn' in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -285,11 +321,15 @@ def test_init_from_starts_where_the_given_run_ended(tmp_path, mnist_dir):
     first = pipeline.train_run(SMALL, data_dir=mnist_dir, out_dir=tmp_path / "first")
     # A learning rate too small to move the weights: the result is the starting point.
     still = SMALL.replace(epochs=1, learning_rate=1e-9, seed=3)
-    tuned = pipeline.train_run(still.replace(init_from=str(first)), data_dir=mnist_dir, out_dir=tmp_path / "tuned")
+    tuned = pipeline.train_run(
+        still.replace(init_from=str(first)), data_dir=mnist_dir, out_dir=tmp_path / "tuned"
+    )
     for left, right in zip(weights(first), weights(tuned), strict=True):
         np.testing.assert_allclose(left, right, atol=1e-6)
     assert json.loads((tuned / "config.json").read_text())["init_from"] == str(first)
-    accuracy = {d.name: runs.read_json(d, "metrics.json")["test"]["accuracy"] for d in (first, tuned)}
+    accuracy = {
+        d.name: runs.read_json(d, "metrics.json")["test"]["accuracy"] for d in (first, tuned)
+    }
     assert accuracy["tuned"] == pytest.approx(accuracy["first"], abs=0.002)
 
     scratch = pipeline.train_run(still, data_dir=mnist_dir, out_dir=tmp_path / "scratch")
@@ -297,7 +337,9 @@ def test_init_from_starts_where_the_given_run_ended(tmp_path, mnist_dir):
 
     with pytest.raises(ConfigError, match="holds a seed-mlp model; this run trains cnn"):
         pipeline.train_run(
-            Config.for_model("cnn", init_from=str(first)), data_dir=mnist_dir, out_dir=tmp_path / "bad"
+            Config.for_model("cnn", init_from=str(first)),
+            data_dir=mnist_dir,
+            out_dir=tmp_path / "bad",
         )
     assert not (tmp_path / "bad").exists()
 
@@ -320,7 +362,9 @@ before = resident_mib()
 released = release_freed_memory()
 print(released, before, resident_mib())
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     released, before, after = result.stdout.split()
     assert released == "True"
     assert float(before) - float(after) > 100  # Of the ~170 MiB freed.

@@ -38,7 +38,12 @@ def test_confident_errors_titles_name_true_and_predicted(digit_images):
 
 
 def test_training_curves_plot_both_series():
-    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.6, 0.8], "val_accuracy": [0.5, 0.7]}
+    history = {
+        "loss": [1.0, 0.5],
+        "val_loss": [1.1, 0.7],
+        "accuracy": [0.6, 0.8],
+        "val_accuracy": [0.5, 0.7],
+    }
     figure = plots.training_curves(history)
     loss_lines = figure.axes[0].get_lines()
     assert [list(line.get_ydata()) for line in loss_lines] == [[1.0, 0.5], [1.1, 0.7]]

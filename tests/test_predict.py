@@ -117,8 +117,8 @@ def test_cli_predict_missing_path_and_bad_run(tmp_path, capsys):
 
 def test_low_confidence_keeps_the_best_guess_flagged_uncertain(tmp_path, mnist_dir):
     (tmp_path / "seven.png").write_bytes(drawing("7"))
-    sure, = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=0.0)
-    unsure, = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=1.01)
+    (sure,) = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=0.0)
+    (unsure,) = predict_files([tmp_path / "seven.png"], Predictor.from_run(), min_confidence=1.01)
     # Below the threshold the label is still given, with the flag; nothing else changes.
     assert sure.uncertain is False and unsure.uncertain is True
     assert unsure.label == sure.label == int(np.argmax(unsure.probabilities))
@@ -171,7 +171,9 @@ def test_onnx_export_matches_keras(tmp_path, mnist_dir, mnist, capsys):
     onnx_predictor = Predictor.from_run(run_dir)
     assert onnx_predictor.engine == "onnxruntime"
     images = mnist.test_images[:1000]
-    difference = np.abs(onnx_predictor.probabilities(images) - keras_predictor.probabilities(images))
+    difference = np.abs(
+        onnx_predictor.probabilities(images) - keras_predictor.probabilities(images)
+    )
     assert difference.max() <= 1e-5
     code, _, err = run_cli(capsys, "export", run_dir, "--format", "tflite")
     assert code == 2 and "tflite" in err
@@ -185,7 +187,12 @@ def test_export_of_a_model_saved_with_augmentation_layers_drops_them(tmp_path):
 
     from mnistlab.export import export_onnx
 
-    shutil.copytree(pretrained_dir(), tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.onnx", "not_digit.json"))
+    shutil.copytree(
+        pretrained_dir(),
+        tmp_path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("model.onnx", "not_digit.json"),
+    )
     shutil.copy(AUGMENTED_MODEL, tmp_path / "model.keras")
     model = runs.load_model(tmp_path)
     probe = np.random.default_rng(1).random((8, 784), dtype=np.float32)
@@ -202,7 +209,7 @@ def test_a_filled_shape_is_not_a_digit(tmp_path):
     image = Image.new("L", (280, 280), 0)
     image.paste(255, (60, 60, 220, 220))  # A filled square, drawn on the canvas.
     image.save(tmp_path / "square.png")
-    answer, = predict_files([tmp_path / "square.png"], Predictor.from_run())
+    (answer,) = predict_files([tmp_path / "square.png"], Predictor.from_run())
     assert answer.label is None and answer.rejected == SOLID_BLOB
     assert answer.confidence == max(answer.probabilities)  # What the model made of it.
 
@@ -231,4 +238,3 @@ def test_hardly_any_mnist_digit_looks_like_several(mnist):
     from mnistlab.images import looks_like_several_digits
 
     assert sum(looks_like_several_digits(digit) for digit in mnist.test_images) <= 5
-

@@ -92,8 +92,9 @@ def test_predict_and_read_in_a_fresh_process_import_no_scipy():
     # Every pinned kind of input (broad brushes, photos with specks, a sheet on a table, ...)
     # goes through predict, and one image through read; scipy's import alone costs more than
     # reading an image, so any scipy import on these paths is a regression.
-    images = sorted(str(path) for path in IMAGE_OUTPUTS.iterdir()
-                    if path.suffix not in {".json", ".npz"})
+    images = sorted(
+        str(path) for path in IMAGE_OUTPUTS.iterdir() if path.suffix not in {".json", ".npz"}
+    )
     script = (
         "import sys\n"
         "from mnistlab.cli import main\n"
@@ -104,8 +105,9 @@ def test_predict_and_read_in_a_fresh_process_import_no_scipy():
         "        assert not exit_.code, exit_.code\n"
         "print('SCIPY', *sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, *images], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *images], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == len(images) + 2  # each image answered, then read
     assert result.stdout.rsplit("SCIPY", 1)[1].split() == []

@@ -52,21 +52,38 @@ def make_run(tmp_path, digit_images):
     probabilities = rng.dirichlet(np.ones(10) * 0.3, size=len(labels))
     probabilities[:12, labels[:12]] += 2  # mostly right, with some confident mistakes
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    dataset = Dataset("mnist", images, labels, images, labels, sha256={"t10k-images-idx3-ubyte": "ab" * 32})
+    dataset = Dataset(
+        "mnist", images, labels, images, labels, sha256={"t10k-images-idx3-ubyte": "ab" * 32}
+    )
     evaluation = evaluate_probabilities(probabilities, labels, top_errors=5)
-    history = {"loss": [0.9, 0.4], "accuracy": [0.7, 0.9], "val_loss": [0.8, 0.5], "val_accuracy": [0.75, 0.85]}
+    history = {
+        "loss": [0.9, 0.4],
+        "accuracy": [0.7, 0.9],
+        "val_loss": [0.8, 0.5],
+        "val_accuracy": [0.75, 0.85],
+    }
     run_dir = tmp_path / "run"
     run_dir.mkdir(parents=True)
     fileio.write_json(run_dir / "config.json", Config(epochs=2).to_dict())
     fileio.write_json(run_dir / "history.json", history)
     metrics = {
-        "model": "seed-mlp", "dataset": "mnist", "parameters": 118282,
+        "model": "seed-mlp",
+        "dataset": "mnist",
+        "parameters": 118282,
         "test": json.loads(json.dumps(evaluation.to_dict())),
         "final_epoch": {k: v[-1] for k, v in history.items()},
-        "sample_prediction": {"index": 0, "true_label": int(labels[0]),
-                              "predicted_label": int(probabilities[0].argmax()),
-                              "confidence": float(probabilities[0].max())},
-        "timings": {"data_load_seconds": 0.5, "fit_seconds": 3.25, "evaluate_seconds": 0.1, "total_seconds": 4.0},
+        "sample_prediction": {
+            "index": 0,
+            "true_label": int(labels[0]),
+            "predicted_label": int(probabilities[0].argmax()),
+            "confidence": float(probabilities[0].max()),
+        },
+        "timings": {
+            "data_load_seconds": 0.5,
+            "fit_seconds": 3.25,
+            "evaluate_seconds": 0.1,
+            "total_seconds": 4.0,
+        },
         "versions": {"python": "3.11", "keras": "3"},
         "data": {"sha256": dataset.sha256},
     }
@@ -111,10 +128,20 @@ def test_report_is_complete_self_contained_and_true_to_metrics(tmp_path, digit_i
             digits = 2 if key.startswith("timings.") else 4
             assert shown == f"{expected:.{digits}f}", key
         checked.add(key.split(".")[0])
-    assert {"test", "per_class", "top_errors", "timings", "calibration_bins", "sample_prediction"} <= checked
+    assert {
+        "test",
+        "per_class",
+        "top_errors",
+        "timings",
+        "calibration_bins",
+        "sample_prediction",
+    } <= checked
     shown = {key: text for key, _, text in parser.numbers}
     assert shown["test.accuracy"] == f"{metrics['test']['accuracy']:.4f}"
-    assert shown["test.expected_calibration_error"] == f"{metrics['test']['expected_calibration_error']:.4f}"
+    assert (
+        shown["test.expected_calibration_error"]
+        == f"{metrics['test']['expected_calibration_error']:.4f}"
+    )
     # Every confident mistake is listed with its top-3 probabilities.
     for error in metrics["test"]["top_errors"]:
         assert ", ".join(f"{label}: {p:.4f}" for label, p in error["top3"]) in html
@@ -141,7 +168,15 @@ def test_comparison_shows_only_differing_config(tmp_path, digit_images):
     second, metrics = make_run(tmp_path / "b", digit_images)
     fileio.write_json(second / "config.json", Config(epochs=2, seed=5, batch_size=64).to_dict())
     headers, rows = pipeline.compare_runs([first, second])
-    assert headers == ["run", "model", "batch_size", "seed", "test accuracy", "test loss", "fit (s)"]
+    assert headers == [
+        "run",
+        "model",
+        "batch_size",
+        "seed",
+        "test accuracy",
+        "test loss",
+        "fit (s)",
+    ]
     assert rows[1][2:4] == [64, 5]
     assert rows[1][4] == metrics["test"]["accuracy"] and rows[1][6] == 3.25
     page = run_tables.render_comparison(headers, rows)
@@ -198,9 +233,7 @@ def test_report_keeps_training_timings_beside_a_later_evaluations(tmp_path, digi
     assert shown["timings.evaluation.total_seconds"] == "0.91"
 
 
-def test_comparison_leaves_out_audit_only_fields_and_names_each_column_once(
-    tmp_path, digit_images
-):
+def test_comparison_leaves_out_audit_only_fields_and_names_each_column_once(tmp_path, digit_images):
     first, _ = make_run(tmp_path / "a", digit_images)
     second, _ = make_run(tmp_path / "b", digit_images)
     fileio.write_json(second / "config.json", Config(model="cnn", epochs=2, folds=3).to_dict())

@@ -40,12 +40,15 @@ def test_new_run_dir_never_reuses_a_name(tmp_path):
     assert second != first and second.name.endswith("seed-mlp-2")
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, "does not exist"),
-    (lambda d: d.mkdir(), "missing"),
-    (lambda d: (d.mkdir(), (d / "config.json").write_text("{oops")), "not readable JSON"),
-    (lambda d: (d.mkdir(), (d / "config.json").write_text('{"epochs": -1}')), "epochs"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "does not exist"),
+        (lambda d: d.mkdir(), "missing"),
+        (lambda d: (d.mkdir(), (d / "config.json").write_text("{oops")), "not readable JSON"),
+        (lambda d: (d.mkdir(), (d / "config.json").write_text('{"epochs": -1}')), "epochs"),
+    ],
+)
 def test_unreadable_run_directories(tmp_path, setup, message):
     run_dir = tmp_path / "run"
     setup(run_dir)

@@ -51,7 +51,9 @@ def test_parse_space_splits_fixed_values_from_domains():
     assert space.domains["batch_size"] == sweep_space.Domain("choice", (128, 512))
     assert space.domains["epochs"] == sweep_space.Domain("randint", (2, 5))
     assert space.max_epochs == 5  # randint includes its upper end
-    config = space.trial_config({"model": "seed-mlp", "epochs": 3, "learning_rate": 0.002, "batch_size": 128})
+    config = space.trial_config(
+        {"model": "seed-mlp", "epochs": 3, "learning_rate": 0.002, "batch_size": 128}
+    )
     assert config == Config(epochs=3, learning_rate=0.002, batch_size=128)
 
 
@@ -82,14 +84,23 @@ def test_dropout_is_searched_like_any_other_field():
         ({"learning_rate": {"loguniform": [0, 0.1]}}, "loguniform needs low > 0"),
         ({"epochs": {"randint": [1.5, 4]}}, "two integers"),
         ({"epochs": 0}, "epochs must be an integer >= 1"),
-        ({"model": {"choice": ["seed-mlp", "resnet"]}}, "with model='resnet': unknown model 'resnet'"),
+        (
+            {"model": {"choice": ["seed-mlp", "resnet"]}},
+            "with model='resnet': unknown model 'resnet'",
+        ),
         ({"batch_size": {"randint": [0, 64]}}, "with batch_size=0: batch_size must be"),
         ({"learning_rate": {"uniform": [0.5, 20]}}, "learning_rate must be a number in (0, 10]"),
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
         # Trials are ranked by validation accuracy: a run without a validation split has none.
         ({"validation_split": 0}, "validation_split 0 leaves no validation accuracy"),
-        ({"validation_split": {"uniform": [0, 0.2]}}, "with validation_split=0: validation_split 0"),
-        ({"dropout": {"uniform": [0.2, 1.0]}}, "with dropout=1.0: dropout must be a number in [0, 1)"),
+        (
+            {"validation_split": {"uniform": [0, 0.2]}},
+            "with validation_split=0: validation_split 0",
+        ),
+        (
+            {"dropout": {"uniform": [0.2, 1.0]}},
+            "with dropout=1.0: dropout must be a number in [0, 1)",
+        ),
     ],
 )
 def test_bad_spaces_are_one_line_config_errors(values, message):
@@ -113,7 +124,9 @@ def test_randint_includes_its_upper_end_in_ray_terms():
         ("{not json", "is not readable JSON"),
     ],
 )
-def test_cli_reports_a_bad_space_file_in_one_line_before_ray_starts(capsys, tmp_path, content, message):
+def test_cli_reports_a_bad_space_file_in_one_line_before_ray_starts(
+    capsys, tmp_path, content, message
+):
     space_file = tmp_path / "space.json"
     space_file.write_text(content)
     code, _, err = run_cli(capsys, "sweep", space_file, "--out", tmp_path / "sweep")
@@ -214,7 +227,12 @@ def test_commands_say_a_stopped_trial_was_stopped(capsys, tmp_path, command, mis
 
 def test_a_stopped_trial_trained_to_the_end_is_a_finished_run(tmp_path):
     run = stopped_trial(tmp_path / "trial")
-    assert run.stopped() == {"status": "stopped", "by": "the sweep", "epochs": 1, "planned_epochs": 2}
+    assert run.stopped() == {
+        "status": "stopped",
+        "by": "the sweep",
+        "epochs": 1,
+        "planned_epochs": 2,
+    }
     run.write_metrics({"test": {"accuracy": 0.9}})  # e.g. after `mnistlab train --resume`
     assert run.stopped() is None
     assert run.read_metrics()["test"]["accuracy"] == 0.9
@@ -241,7 +259,9 @@ def free_port() -> int:
 def mnistlab(*args, **options) -> subprocess.Popen:
     """The CLI as its own process (Ray and signals need one), nice'd like any training."""
     command = ["nice", "-n", "5", sys.executable, "-m", "mnistlab.cli", *map(str, args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
@@ -302,33 +322,63 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path, mni
     port = free_port()
     # A token of our own for the nodes and the driver: no other Ray can join this cluster.
     environment = {
-        **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
     }
 
     def node_flags(resource: str) -> list[str]:
         # Every port this node listens on is a free one, so two nodes (and other users' Ray)
         # on this machine never collide; one CPU each, so two trials must use both nodes.
         return [
-            "--node-ip-address=127.0.0.1", "--num-cpus=1", f'--resources={{"{resource}": 1}}',
-            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            f'--resources={{"{resource}": 1}}',
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
             "--disable-usage-stats",
         ]
 
     def start(*flags):
-        subprocess.run([str(ray), "start", *flags], check=True, env=environment, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(ray), "start", *flags],
+            check=True,
+            env=environment,
+            capture_output=True,
+            timeout=120,
+        )
 
     try:
-        start("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
-              f"--ray-client-server-port={free_port()}", *node_flags("head"))
+        start(
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={free_port()}",
+            *node_flags("head"),
+        )
         start(f"--address=127.0.0.1:{port}", *node_flags("second"))
         space_file = tmp_path / "space.json"
         space_file.write_text(json.dumps(TINY_SPACE))
         code, _, err = finish(
-            mnistlab("sweep", space_file, "--trials", 2, "--address", f"127.0.0.1:{port}",
-                     "--out", tmp_path / "sweep", "--data-dir", mnist_dir, env=environment)
+            mnistlab(
+                "sweep",
+                space_file,
+                "--trials",
+                2,
+                "--address",
+                f"127.0.0.1:{port}",
+                "--out",
+                tmp_path / "sweep",
+                "--data-dir",
+                mnist_dir,
+                env=environment,
+            )
         )
     finally:
         stop_cluster(temp_dir)
@@ -352,8 +402,18 @@ def test_local_sweep_survives_ctrl_c_and_resumes(tmp_path, mnist_dir):
     space_file.write_text(json.dumps(TINY_SPACE))
     sweep_dir = tmp_path / "sweep"
     # One trial at a time, so there is a finished trial and an unfinished one to interrupt.
-    process = mnistlab("sweep", space_file, "--trials", 3, "--max-concurrent", 1,
-                       "--out", sweep_dir, "--data-dir", mnist_dir)
+    process = mnistlab(
+        "sweep",
+        space_file,
+        "--trials",
+        3,
+        "--max-concurrent",
+        1,
+        "--out",
+        sweep_dir,
+        "--data-dir",
+        mnist_dir,
+    )
     deadline = time.monotonic() + 400
     while not list(sweep_dir.glob("trials/*/report.html")) and time.monotonic() < deadline:
         if process.poll() is not None:
@@ -404,13 +464,31 @@ def test_a_stopped_sweep_trial_keeps_its_directory_with_config_and_history(tmp_p
     sweep_dir = tmp_path / "sweep"
     # One trial at a time, and a seed that draws 0.002 first: ASHA has a good trial to compare
     # the others with when they reach epoch 1.
-    code, _, err = finish(mnistlab("sweep", space_file, "--trials", 4, "--max-concurrent", 1,
-                                   "--sample-seed", 1, "--out", sweep_dir, "--data-dir", mnist_dir))
+    code, _, err = finish(
+        mnistlab(
+            "sweep",
+            space_file,
+            "--trials",
+            4,
+            "--max-concurrent",
+            1,
+            "--sample-seed",
+            1,
+            "--out",
+            sweep_dir,
+            "--data-dir",
+            mnist_dir,
+        )
+    )
     assert code == 0, err
     results = json.loads((sweep_dir / "results.json").read_text())
     trials = results["trials"]
-    by_status = {status: [t for t in trials if t["status"] == status] for status in ("finished", "stopped")}
-    assert by_status["finished"] and by_status["stopped"], [(t["trial_id"], t["status"]) for t in trials]
+    by_status = {
+        status: [t for t in trials if t["status"] == status] for status in ("finished", "stopped")
+    }
+    assert by_status["finished"] and by_status["stopped"], [
+        (t["trial_id"], t["status"]) for t in trials
+    ]
     assert len(by_status["finished"]) + len(by_status["stopped"]) == 4
     for trial in by_status["stopped"]:
         assert trial["run_dir"] == str(sweep_dir.resolve() / "trials" / trial["trial_id"])
@@ -420,7 +498,12 @@ def test_a_stopped_sweep_trial_keeps_its_directory_with_config_and_history(tmp_p
         # The history of the epoch ASHA judged, and the checkpoint saved after it.
         assert run.read_history()["val_accuracy"] == [pytest.approx(trial["val_accuracy"])]
         assert run.checkpointed_epochs() == 1
-        assert run.stopped() == {"status": "stopped", "by": "the sweep", "epochs": 1, "planned_epochs": 2}
+        assert run.stopped() == {
+            "status": "stopped",
+            "by": "the sweep",
+            "epochs": 1,
+            "planned_epochs": 2,
+        }
         assert not run.model_path.exists() and not run.has_metrics()
     for trial in by_status["finished"]:
         assert runs.Run(trial["run_dir"]).has_metrics() and trial["epochs"] == 2
@@ -430,7 +513,11 @@ def test_a_stopped_sweep_trial_keeps_its_directory_with_config_and_history(tmp_p
         assert f'href="trials/{trial["trial_id"]}/{target}"' in page
 
     # --resume: nothing is left to run, and a stopped trial is neither rerun nor rewritten.
-    kept = {path: path.stat().st_mtime_ns for path in (sweep_dir / "trials").rglob("*") if path.is_file()}
+    kept = {
+        path: path.stat().st_mtime_ns
+        for path in (sweep_dir / "trials").rglob("*")
+        if path.is_file()
+    }
     code, _, err = finish(mnistlab("sweep", "--resume", sweep_dir))
     assert code == 0, err
     resumed = json.loads((sweep_dir / "results.json").read_text())["trials"]
@@ -444,7 +531,9 @@ def test_cli_names_the_extra_when_ray_is_missing(capsys, tmp_path, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
     space_file = tmp_path / "space.json"
     space_file.write_text(json.dumps(TINY_SPACE))
     code, _, err = run_cli(capsys, "sweep", space_file, "--out", tmp_path / "sweep")

@@ -32,10 +32,16 @@ def test_calibration_sets_each_batch_norm_to_the_statistics_of_its_input():
 
     first = inputs.sum(axis=1, keepdims=True) + 1  # the first Dense: all-ones weights and bias
     first_bn = model.layers[1]
-    np.testing.assert_allclose(np.asarray(first_bn.moving_mean), np.repeat(first.mean(), 4), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(first_bn.moving_variance), np.repeat(first.var(), 4), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(first_bn.moving_mean), np.repeat(first.mean(), 4), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(first_bn.moving_variance), np.repeat(first.var(), 4), rtol=1e-4
+    )
     # The second one sees the first one's calibrated output: mean 0, variance 1, then a Dense.
-    reaching_second = np.asarray(model.layers[2](first_bn(inputs @ np.ones((6, 4)) + 1, training=False)))
+    reaching_second = np.asarray(
+        model.layers[2](first_bn(inputs @ np.ones((6, 4)) + 1, training=False))
+    )
     np.testing.assert_allclose(
         np.asarray(model.layers[3].moving_mean), reaching_second.mean(axis=0), rtol=1e-4, atol=1e-5
     )
@@ -62,7 +68,9 @@ def test_equal_batches_hold_every_image_once_per_epoch_in_a_fresh_order():
         targets = np.concatenate([y for _, y, _ in epoch])
         weights = np.concatenate([w for _, _, w in epoch])
         assert inputs.dtype == np.float32 and inputs.max() <= 1.0
-        which = np.round(inputs[:, 0] * 255).astype(int) * 256 + np.round(inputs[:, 1] * 255).astype(int)
+        which = np.round(inputs[:, 0] * 255).astype(int) * 256 + np.round(
+            inputs[:, 1] * 255
+        ).astype(int)
         assert np.array_equal(targets.argmax(axis=1), which % 10)  # labels travel with images
         real = weights > 0
         assert np.array_equal(np.sort(which[real]), index)  # every image once, with weight
@@ -117,6 +125,7 @@ def test_augmented_batches_are_warped_afresh_each_epoch_and_repeat_on_resume(dig
         assert 0.7 < ink.min() and ink.max() < 1.3
     resumed = _epoch(EqualBatches(images, labels, 100, seed=3, augment=True), 1)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(second, resumed))
+
     # Each image is warped afresh every epoch, not once for the whole run.
     def by_image(epoch: int) -> np.ndarray:
         warping.set_epoch(epoch)
@@ -153,7 +162,9 @@ def test_a_filled_up_batch_has_the_loss_of_its_real_images_alone():
 
 def _random_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=count)
+    return rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8), rng.integers(
+        0, 10, size=count
+    )
 
 
 def test_fit_input_is_the_batches_themselves_except_on_tensorflow(monkeypatch):

@@ -53,10 +53,15 @@ def _type(schema: dict[str, Any]) -> str:
 
 
 def _limits(schema: dict[str, Any]) -> str:
-    parts = [part for item in [schema, *schema.get("anyOf", [])] for part in (
-        f"≥ {item['minimum']}" if "minimum" in item else "",
-        f"≤ {item['maximum']}" if "maximum" in item else "",
-    ) if part]
+    parts = [
+        part
+        for item in [schema, *schema.get("anyOf", [])]
+        for part in (
+            f"≥ {item['minimum']}" if "minimum" in item else "",
+            f"≤ {item['maximum']}" if "maximum" in item else "",
+        )
+        if part
+    ]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -94,8 +99,11 @@ def _responses(operation: dict[str, Any]) -> list[str]:
     for status, response in sorted(operation.get("responses", {}).items()):
         content = response.get("content", {})
         schema = content.get("application/json", {}).get("schema") or {}
-        body = _type(schema) if schema else ", ".join(f"`{kind}`" for kind in content
-                                                      if kind != "application/json")
+        body = (
+            _type(schema)
+            if schema
+            else ", ".join(f"`{kind}`" for kind in content if kind != "application/json")
+        )
         meaning = response.get("description", "")
         if meaning == "Successful Response":
             meaning = "the answer"
@@ -111,7 +119,9 @@ def _schema(name: str, schema: dict[str, Any]) -> list[str]:
     lines += ["| field | type | meaning |", "| --- | --- | --- |"]
     for field, spec in schema.get("properties", {}).items():
         optional = "" if field in required else " (optional)"
-        lines.append(f"| `{field}` | {_type(spec)}{optional} | {_cell(spec.get('description', ''))} |")
+        lines.append(
+            f"| `{field}` | {_type(spec)}{optional} | {_cell(spec.get('description', ''))} |"
+        )
     return [*lines, ""]
 
 

@@ -30,12 +30,14 @@ def help_text(command_line: str) -> str:
 
     names = command_line.split()[1:]
     command = typer.main.get_command(app)
-    context = click.Context(command, info_name="mnistlab", terminal_width=WIDTH,
-                            max_content_width=WIDTH)
+    context = click.Context(
+        command, info_name="mnistlab", terminal_width=WIDTH, max_content_width=WIDTH
+    )
     for name in names:
         command = command.get_command(context, name)
-        context = click.Context(command, info_name=name, parent=context, terminal_width=WIDTH,
-                                max_content_width=WIDTH)
+        context = click.Context(
+            command, info_name=name, parent=context, terminal_width=WIDTH, max_content_width=WIDTH
+        )
     return command.get_help(context).rstrip() + "\n"
 
 
@@ -52,7 +54,9 @@ def documented_commands() -> set[str]:
 
 
 def stale_pages() -> list[Path]:
-    return [page for page in sorted(DOCS.rglob("*.md")) if render(page.read_text()) != page.read_text()]
+    return [
+        page for page in sorted(DOCS.rglob("*.md")) if render(page.read_text()) != page.read_text()
+    ]
 
 
 def main(argv: list[str]) -> int:

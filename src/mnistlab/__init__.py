@@ -7,4 +7,12 @@ from mnistlab.config import Config
 from mnistlab.errors import ConfigError, DataError, ImageError, MnistlabError, RunError
 
 __version__ = "0.2.0"
-__all__ = ["Config", "ConfigError", "DataError", "ImageError", "MnistlabError", "RunError", "__version__"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "ImageError",
+    "MnistlabError",
+    "RunError",
+    "__version__",
+]

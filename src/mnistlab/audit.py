@@ -134,7 +134,9 @@ def find_label_issues(probabilities: np.ndarray, labels: np.ndarray) -> LabelIss
     )
 
 
-def pixel_features(images: np.ndarray, components: int = PCA_COMPONENTS, seed: int = 0) -> np.ndarray:
+def pixel_features(
+    images: np.ndarray, components: int = PCA_COMPONENTS, seed: int = 0
+) -> np.ndarray:
     """Principal components (float32 (N, components)) of uint8 images (N, 28, 28) in [0, 1].
 
     A cheap stand-in for the 784 pixels: distances in it track pixel distances closely, and
@@ -221,7 +223,9 @@ def closest_cross_pairs(
         best_difference[better], best_train[better] = difference[better], column[better]
     found = np.flatnonzero(best_train >= 0)
     order = found[np.lexsort((found, best_difference[found]))][:count]
-    return [DuplicatePair(int(best_train[i]), int(tests[i]), float(best_difference[i])) for i in order]
+    return [
+        DuplicatePair(int(best_train[i]), int(tests[i]), float(best_difference[i])) for i in order
+    ]
 
 
 def find_outliers(neighbours: Neighbours, fence: float = OUTLIER_FENCE_IQR) -> Outliers:
@@ -322,7 +326,9 @@ def split_and_index(position: int, num_train: int) -> tuple[str, int]:
 
 
 def _flat_pixels(images: np.ndarray) -> np.ndarray:
-    return np.asarray(images, dtype=np.float32).reshape(len(images), IMAGE_SIDE * IMAGE_SIDE) / 255.0
+    return (
+        np.asarray(images, dtype=np.float32).reshape(len(images), IMAGE_SIDE * IMAGE_SIDE) / 255.0
+    )
 
 
 def _check_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

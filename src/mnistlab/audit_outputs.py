@@ -22,9 +22,7 @@ def _label_issue_rows(num_train, issues):
         yield rank, split, index, position
 
 
-def write_tables(
-    files: audits.Audit, num_train, issues, duplicates, outliers, labels
-) -> None:
+def write_tables(files: audits.Audit, num_train, issues, duplicates, outliers, labels) -> None:
     """label_issues.csv, duplicates.csv and outliers.csv, every row."""
     fileio.write_csv(
         files.label_issues_path,
@@ -129,7 +127,9 @@ def draw_figures(
             f" → {issues.suggested_labels[position]}"
         )
         marked.append(_is_published(config.dataset, split, index))
-    label_sheet = plots.contact_sheet(images[shown], captions, highlighted=marked, empty_text="no label issues")
+    label_sheet = plots.contact_sheet(
+        images[shown], captions, highlighted=marked, empty_text="no label issues"
+    )
 
     # The pooled order puts train first, so pair.second is the test image.
     closest = audit.closest_cross_pairs(images, neighbours, num_train, SHOWN_DUPLICATE_PAIRS)

@@ -40,7 +40,9 @@ def render_audit(
     title = f"mnistlab audit: {summary['dataset']} ({summary['model']}, {summary['folds']} folds)"
     body = f"<h1>{escape(title)}</h1>"
     for section_id, heading in AUDIT_SECTIONS:
-        body += f'<section id="{section_id}"><h2>{escape(heading)}</h2>{sections[section_id]}</section>'
+        body += (
+            f'<section id="{section_id}"><h2>{escape(heading)}</h2>{sections[section_id]}</section>'
+        )
     return page(title, body)
 
 
@@ -49,7 +51,11 @@ def _big(label: str, value: str) -> str:
 
 
 def _audit_summary(summary: dict) -> str:
-    issues, duplicates, outliers = summary["label_issues"], summary["duplicates"], summary["outliers"]
+    issues, duplicates, outliers = (
+        summary["label_issues"],
+        summary["duplicates"],
+        summary["outliers"],
+    )
     accuracy = summary["test_accuracy"]
     headline = (
         '<div class="headline">'
@@ -174,7 +180,16 @@ def _audit_label_issues(summary: dict, rows: list[dict], figures: dict[str, byte
         "<code>mnistlab train --exclude label_issues.csv</code>.</p>"
         + image(figures["label_issues"], "the most likely label errors")
         + table(
-            ["rank", "split", "index", "given", "suggested", "label quality", "self-confidence", ""],
+            [
+                "rank",
+                "split",
+                "index",
+                "given",
+                "suggested",
+                "label quality",
+                "self-confidence",
+                "",
+            ],
             table_rows,
             "label-issues",
         )
@@ -184,7 +199,11 @@ def _audit_label_issues(summary: dict, rows: list[dict], figures: dict[str, byte
 def _audit_duplicates(summary: dict, rows: list[dict], figures: dict[str, bytes]) -> str:
     duplicates = summary["duplicates"]
     table_rows = [
-        [escape(row["first"]), escape(row["second"]), number(row["rms_difference"], f"duplicates.{i}.rms")]
+        [
+            escape(row["first"]),
+            escape(row["second"]),
+            number(row["rms_difference"], f"duplicates.{i}.rms"),
+        ]
         for i, row in enumerate(rows)
     ]
     threshold = number(duplicates["threshold_rms"], "duplicates.threshold_rms", 3)
@@ -231,7 +250,8 @@ def _audit_method(config: dict, summary: dict) -> str:
         [escape(key), setting(value)] for key, value in config.items() if key != "model_input"
     ]
     timing_rows = [
-        [escape(key), number(value, f"timings.{key}", 2)] for key, value in summary["timings"].items()
+        [escape(key), number(value, f"timings.{key}", 2)]
+        for key, value in summary["timings"].items()
     ]
     version_rows = [[escape(k), escape(v)] for k, v in summary["versions"].items()]
     return (

@@ -87,7 +87,9 @@ def audit_dataset(
         fit_seconds = time.perf_counter() - fit_started
     fileio.write_npy(files.probabilities_path, probabilities)
     fold_accuracy = [
-        float((probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean())
+        float(
+            (probabilities[assignment == fold].argmax(axis=1) == labels[assignment == fold]).mean()
+        )
         for fold in range(config.folds)
     ]
 
@@ -119,8 +121,12 @@ def audit_dataset(
     }
     summary["versions"] = library_versions() | _cleanlab_version()
     summary["data"] = {"sha256": dataset.sha256}
-    tables = audit_outputs.html_tables(num_train, issues, duplicates, outliers, labels, config.dataset)
-    tables["candidates"] = audit_outputs.queue_cells(images, num_train, issues, queue, config.dataset)
+    tables = audit_outputs.html_tables(
+        num_train, issues, duplicates, outliers, labels, config.dataset
+    )
+    tables["candidates"] = audit_outputs.queue_cells(
+        images, num_train, issues, queue, config.dataset
+    )
     files.write_report(audit_report.render_audit(config.to_dict(), summary, tables, figures))
     # Written last: its presence marks a finished audit (audits.find_audit looks for it).
     files.write_summary(summary)
@@ -135,7 +141,9 @@ def _fold_assignment(
     if resume:
         assignment = fileio.read_npy(path)
         if assignment.shape != labels.shape:
-            raise RunError(f"{path} assigns {len(assignment)} images, but the dataset has {len(labels)}")
+            raise RunError(
+                f"{path} assigns {len(assignment)} images, but the dataset has {len(labels)}"
+            )
         return assignment
     try:
         assignment = audit.fold_of_each_image(labels, config.folds, config.seed)
@@ -167,7 +175,9 @@ def _cross_validate(
         if path.is_file():
             fold_probabilities = fileio.read_npy(path)
             if fold_probabilities.shape != (held_out.sum(), NUM_CLASSES):
-                raise RunError(f"{path} has shape {fold_probabilities.shape}; it belongs to another audit")
+                raise RunError(
+                    f"{path} has shape {fold_probabilities.shape}; it belongs to another audit"
+                )
             hooks.on_phase(f"fold {fold + 1}/{config.folds}: finished earlier, kept")
         else:
             training = ~held_out

@@ -36,7 +36,13 @@ def comparison_table(named_runs: Sequence[tuple[str, dict, dict]]) -> tuple[list
     for name, config, metrics in named_runs:
         fit_seconds = metrics.get("timings", {}).get("fit_seconds")
         rows.append(
-            [name, metrics["model"], *(config.get(key) for key in differing),
-             metrics["test"]["accuracy"], metrics["test"]["loss"], fit_seconds]
+            [
+                name,
+                metrics["model"],
+                *(config.get(key) for key in differing),
+                metrics["test"]["accuracy"],
+                metrics["test"]["loss"],
+                fit_seconds,
+            ]
         )
     return headers, rows

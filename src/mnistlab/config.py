@@ -154,7 +154,9 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
-            raise ConfigError(f"unknown model {self.model!r}; expected one of {', '.join(MODEL_NAMES)}")
+            raise ConfigError(
+                f"unknown model {self.model!r}; expected one of {', '.join(MODEL_NAMES)}"
+            )
         if self.dataset not in DATASETS:
             raise ConfigError(
                 f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"
@@ -165,7 +167,9 @@ class Config:
             )
         for name in ("mixed_precision", "checkpoint", "augment", "export_onnx"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false; received: {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"{name} must be true or false; received: {getattr(self, name)!r}"
+                )
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("seed", self.seed, minimum=0)

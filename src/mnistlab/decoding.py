@@ -50,9 +50,7 @@ def load_image(source: bytes | str | os.PathLike | Image.Image) -> Image.Image:
             raise ImageError("empty image: received 0 bytes")
         return _decode(io.BytesIO(data), label)
     if not isinstance(source, (str, os.PathLike)):
-        raise ImageError(
-            f"expected image bytes or a file path; received: {type(source).__name__}"
-        )
+        raise ImageError(f"expected image bytes or a file path; received: {type(source).__name__}")
     label = os.fspath(source)
     try:
         file = open(source, "rb")  # Closed below, once Pillow has decoded it.
@@ -186,9 +184,7 @@ def _grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
     elif isinstance(image, np.ndarray):
         array = image
     else:
-        raise ImageError(
-            f"expected a PIL image or a numpy array; received: {type(image).__name__}"
-        )
+        raise ImageError(f"expected a PIL image or a numpy array; received: {type(image).__name__}")
     if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):
         channels = array.shape[2]
     elif array.ndim == 2:

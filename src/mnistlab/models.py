@@ -74,7 +74,9 @@ def build_cnn_best(dtype: str | None = None) -> keras.Model:
     def conv_block(filters: int, kernel: int, strides: int = 1) -> list[layers.Layer]:
         padding = "same" if strides > 1 else "valid"
         return [
-            layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype),
+            layers.Conv2D(
+                filters, kernel, strides=strides, padding=padding, use_bias=False, dtype=dtype
+            ),
             layers.BatchNormalization(dtype=dtype),
             layers.Activation("relu", dtype=dtype),
         ]
@@ -223,7 +225,9 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     kept = [layer for layer in model.layers if not isinstance(layer, AUGMENTATION_LAYERS)]
     if len(kept) == len(model.layers):
         return model
-    return keras.Sequential([keras.Input(shape=(NUM_PIXELS,)), *kept], name=f"{model.name}_inference")
+    return keras.Sequential(
+        [keras.Input(shape=(NUM_PIXELS,)), *kept], name=f"{model.name}_inference"
+    )
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:
@@ -234,8 +238,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     TensorFlow on JAX (Keras's serialisation checks for its shapes), and clone_model would
     compile the copy again."""
     if isinstance(model, keras.Sequential):
-        return keras.Sequential([keras.Input(shape=model.inputs[0].shape[1:]), *model.layers],
-                                name=model.name)
+        return keras.Sequential(
+            [keras.Input(shape=model.inputs[0].shape[1:]), *model.layers], name=model.name
+        )
     return keras.Model(model.inputs, model.outputs, name=model.name)
 
 

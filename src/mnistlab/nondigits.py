@@ -34,10 +34,22 @@ KINDS = ("tap", "line", "letter", "shape", "scribble", "string")
 # Written like a digit by many people: O/o/D 0, I/l/i/j/J/T/t 1 or 7, Z/z 2, S/s 5, b/G 6,
 # B 8, g/q 9, A 4 in some hands is not: a capital A is a letter people expect refused.
 DIGIT_LIKE_LETTERS = set("OoDQIlijJTtZzSsbGBgqy")
-LETTERS = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in
-           DIGIT_LIKE_LETTERS]
-SHAPES = ("square", "filled-square", "triangle", "star", "cross", "smiley", "check", "arrow",
-          "heart", "filled-disc", "rectangle")
+LETTERS = [
+    c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in DIGIT_LIKE_LETTERS
+]
+SHAPES = (
+    "square",
+    "filled-square",
+    "triangle",
+    "star",
+    "cross",
+    "smiley",
+    "check",
+    "arrow",
+    "heart",
+    "filled-disc",
+    "rectangle",
+)
 FONT_PATTERNS = ("/usr/share/fonts/**/*.ttf", "/usr/share/fonts/**/*.otf")
 PAPER_SIDE = 200  # Typed letters: a square of paper, as render_font draws typed digits.
 
@@ -95,8 +107,13 @@ def line_ink(rng: np.random.Generator) -> np.ndarray:
     else:
         steps = np.linspace(-1, 1, 40)
         wave = rng.uniform(3, 12) * np.sin(steps * rng.uniform(3, 9))
-        draw.line([(x + s * dx - w * math.sin(angle), y + s * dy + w * math.cos(angle))
-                   for s, w in zip(steps, wave)], fill=1)
+        draw.line(
+            [
+                (x + s * dx - w * math.sin(angle), y + s * dy + w * math.cos(angle))
+                for s, w in zip(steps, wave)
+            ],
+            fill=1,
+        )
     return _brush(path, rng)
 
 
@@ -112,8 +129,13 @@ def shape_ink(rng: np.random.Generator, shape: str | None = None) -> np.ndarray:
         corners = [(-1, -aspect), (1, -aspect), (1, aspect), (-1, aspect)]
         if rng.random() < 0.5:
             corners = [(y, x) for x, y in corners]
-        points = [(c[0] + radius * (x * math.cos(turn) - y * math.sin(turn)),
-                   c[1] + radius * (x * math.sin(turn) + y * math.cos(turn))) for x, y in corners]
+        points = [
+            (
+                c[0] + radius * (x * math.cos(turn) - y * math.sin(turn)),
+                c[1] + radius * (x * math.sin(turn) + y * math.cos(turn)),
+            )
+            for x, y in corners
+        ]
         if shape == "filled-square":
             draw.polygon(points, fill=1)
         draw.line(points + points[:1], fill=1)
@@ -124,8 +146,10 @@ def shape_ink(rng: np.random.Generator, shape: str | None = None) -> np.ndarray:
         points = _points(c, radius, [turn - math.pi / 2 + k * 4 * math.pi / 5 for k in range(5)])
         draw.line(points + points[:1], fill=1)
     elif shape == "cross":
-        for angle in (turn + math.pi / 4, turn - math.pi / 4) if rng.random() < 0.5 else (
-            turn, turn + math.pi / 2
+        for angle in (
+            (turn + math.pi / 4, turn - math.pi / 4)
+            if rng.random() < 0.5
+            else (turn, turn + math.pi / 2)
         ):
             a, b = _points(c, radius, [angle, angle + math.pi])
             draw.line([a, b], fill=1)
@@ -134,17 +158,33 @@ def shape_ink(rng: np.random.Generator, shape: str | None = None) -> np.ndarray:
         for side in (-1, 1):
             eye = (c[0] + side * radius * 0.35, c[1] - radius * 0.3)
             draw.ellipse([eye[0] - 3, eye[1] - 3, eye[0] + 3, eye[1] + 3], fill=1)
-        draw.arc([c[0] - radius * 0.55, c[1] - radius * 0.5, c[0] + radius * 0.55,
-                  c[1] + radius * 0.55], 20, 160, fill=1)
+        draw.arc(
+            [c[0] - radius * 0.55, c[1] - radius * 0.5, c[0] + radius * 0.55, c[1] + radius * 0.55],
+            20,
+            160,
+            fill=1,
+        )
     elif shape == "check":
-        draw.line([(c[0] - radius, c[1]), (c[0] - radius * 0.3, c[1] + radius * 0.6),
-                   (c[0] + radius, c[1] - radius * 0.8)], fill=1)
+        draw.line(
+            [
+                (c[0] - radius, c[1]),
+                (c[0] - radius * 0.3, c[1] + radius * 0.6),
+                (c[0] + radius, c[1] - radius * 0.8),
+            ],
+            fill=1,
+        )
     elif shape == "arrow":
         sign = 1 if rng.random() < 0.5 else -1
         tip = (c[0] + sign * radius, c[1])
         draw.line([(c[0] - sign * radius, c[1]), tip], fill=1)
-        draw.line([(tip[0] - sign * radius * 0.4, c[1] - radius * 0.4), tip,
-                   (tip[0] - sign * radius * 0.4, c[1] + radius * 0.4)], fill=1)
+        draw.line(
+            [
+                (tip[0] - sign * radius * 0.4, c[1] - radius * 0.4),
+                tip,
+                (tip[0] - sign * radius * 0.4, c[1] + radius * 0.4),
+            ],
+            fill=1,
+        )
     elif shape == "heart":
         t = np.linspace(0, 2 * math.pi, 80)
         x = 16 * np.sin(t) ** 3
@@ -193,8 +233,10 @@ def letter_glyph(letter: str, font_file: str | None, size: int = 96) -> np.ndarr
     rows, columns = np.nonzero(pixels > 0)
     crop = image.crop((columns.min(), rows.min(), columns.max() + 1, rows.max() + 1))
     scale = 20 / max(crop.size)
-    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
-                       Image.Resampling.LANCZOS)
+    crop = crop.resize(
+        (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
     glyph = Image.new("L", (28, 28), 0)
     glyph.paste(crop, ((28 - crop.width) // 2, (28 - crop.height) // 2))
     return np.asarray(glyph)
@@ -225,8 +267,9 @@ def string_ink(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = np.zeros((height, width))
     left = 0
     for piece in pieces:
-        ink[:, left : left + piece.shape[1]] = np.maximum(ink[:, left : left + piece.shape[1]],
-                                                           piece)
+        ink[:, left : left + piece.shape[1]] = np.maximum(
+            ink[:, left : left + piece.shape[1]], piece
+        )
         left += piece.shape[1] + gap
     return place(ink[:CANVAS_SIDE, :CANVAS_SIDE], CANVAS_SIDE, CANVAS_SIDE, rng)
 

@@ -99,8 +99,14 @@ def _map(function, tasks: list, workers: int) -> list:
 
 
 def rendered_digits(
-    images: np.ndarray, labels: np.ndarray, per_kind: int, seed: int, fonts: list[str],
-    workers: int = 1, kinds: tuple[str, ...] = DIGIT_KINDS, keep_order: bool = False,
+    images: np.ndarray,
+    labels: np.ndarray,
+    per_kind: int,
+    seed: int,
+    fonts: list[str],
+    workers: int = 1,
+    kinds: tuple[str, ...] = DIGIT_KINDS,
+    keep_order: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``per_kind`` digits of ``images`` in each of ``kinds`` as normalize_digit reads them,
     and their labels: picked at random, or the first ``per_kind`` in order (``keep_order``).
@@ -109,8 +115,9 @@ def rendered_digits(
     tasks, task_labels = [], []
     for kind in kinds:
         number = DIGIT_KINDS.index(kind)
-        picked = (np.arange(per_kind) if keep_order
-                  else rng.choice(len(images), per_kind, replace=False))
+        picked = (
+            np.arange(per_kind) if keep_order else rng.choice(len(images), per_kind, replace=False)
+        )
         for index in picked:
             stream = [seed, number, int(index)]
             tasks.append((kind, images[index], int(labels[index]), stream, tuple(fonts)))
@@ -169,8 +176,13 @@ def features_model(model):
     return keras.Model(inputs, _feature_graph(model, inputs)[1])
 
 
-def fit_head(features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: int = 20,
-             name: str = "not_digit"):
+def fit_head(
+    features: np.ndarray,
+    is_digit: np.ndarray,
+    seed: int = 0,
+    epochs: int = 20,
+    name: str = "not_digit",
+):
     """A small network giving the probability that the features come from no single digit.
 
     It trains on standardised features; the standardisation is then folded into its first
@@ -198,8 +210,15 @@ def fit_head(features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: 
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     target = (~is_digit).astype(np.float32)
     weights = np.where(is_digit, 0.5 / is_digit.mean(), 0.5 / (~is_digit).mean())
-    head.fit((features - mean) / scale, target, sample_weight=weights.astype(np.float32),
-             batch_size=256, epochs=epochs, verbose=0, shuffle=True)
+    head.fit(
+        (features - mean) / scale,
+        target,
+        sample_weight=weights.astype(np.float32),
+        batch_size=256,
+        epochs=epochs,
+        verbose=0,
+        shuffle=True,
+    )
     (kernel, bias), last = head.layers[0].get_weights(), head.layers[1].get_weights()
     folded = build()
     folded.layers[0].set_weights([kernel / scale[:, None], bias - (mean / scale) @ kernel])
@@ -207,15 +226,18 @@ def fit_head(features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: 
     return folded
 
 
-def fit_heads(features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: int = 20,
-              count: int = HEADS):
+def fit_heads(
+    features: np.ndarray, is_digit: np.ndarray, seed: int = 0, epochs: int = 20, count: int = HEADS
+):
     """``count`` heads (``fit_head``) from seeds ``seed``, ``seed + 1``, ...: one model whose
     score is the mean of theirs."""
     import keras
     from keras import layers
 
-    heads = [fit_head(features, is_digit, seed + index, epochs, name=f"not_digit_{index}")
-             for index in range(count)]
+    heads = [
+        fit_head(features, is_digit, seed + index, epochs, name=f"not_digit_{index}")
+        for index in range(count)
+    ]
     if count == 1:
         return heads[0]
     inputs = keras.Input(shape=(features.shape[1],))
@@ -241,8 +263,9 @@ def choose_threshold(digit_scores: dict[str, np.ndarray], max_lost: dict[str, fl
     scores = np.concatenate([*digit_scores.values(), [0.0]])
     candidates = np.unique(np.nextafter(scores.astype(np.float32), np.float32(np.inf)))
     for threshold in candidates:
-        if all(np.mean(scores >= threshold) <= max_lost[kind]
-               for kind, scores in digit_scores.items()):
+        if all(
+            np.mean(scores >= threshold) <= max_lost[kind] for kind, scores in digit_scores.items()
+        ):
             return float(threshold)
     return 1.0
 
@@ -258,8 +281,9 @@ def _held_out(run, data_dir: str | None):
     )
 
 
-def calibrate(run_dir: Path, data_dir: str | None, count: int = CALIBRATION_COUNT,
-              seed: int = 0) -> dict:
+def calibrate(
+    run_dir: Path, data_dir: str | None, count: int = CALIBRATION_COUNT, seed: int = 0
+) -> dict:
     """Choose the threshold of RUN_DIR's head on held-out images and save it (not_digit.json).
 
     The digits are the run's validation part of MNIST, as they are and ``count`` of them
@@ -276,12 +300,22 @@ def calibrate(run_dir: Path, data_dir: str | None, count: int = CALIBRATION_COUN
     workers = min(os.cpu_count() or 1, 4)
     fonts = nondigits.split_fonts(nondigits.font_files(), "train")
     count = min(count, len(held_images))
-    print(f"choosing the threshold on {len(held_images)} held-out digits and {count} of them"
-          " rendered in each kind")
+    print(
+        f"choosing the threshold on {len(held_images)} held-out digits and {count} of them"
+        " rendered in each kind"
+    )
     held = {"mnist": (held_images, held_labels)}
     for kind in DIGIT_KINDS:
-        held[kind] = rendered_digits(held_images[:count], held_labels[:count], count, seed + 1,
-                                     fonts, workers, kinds=(kind,), keep_order=True)
+        held[kind] = rendered_digits(
+            held_images[:count],
+            held_labels[:count],
+            count,
+            seed + 1,
+            fonts,
+            workers,
+            kinds=(kind,),
+            keep_order=True,
+        )
     digit_scores = {}
     for kind, (kind_images, labels) in held.items():
         raw = model_outputs(model, kind_images)
@@ -306,9 +340,7 @@ def calibrate(run_dir: Path, data_dir: str | None, count: int = CALIBRATION_COUN
     return settings
 
 
-def add_head(
-    run_dir: Path, data_dir: str | None, per_kind: int = PER_KIND, seed: int = 0
-) -> dict:
+def add_head(run_dir: Path, data_dir: str | None, per_kind: int = PER_KIND, seed: int = 0) -> dict:
     """Train the head for RUN_DIR's model on its training part of MNIST, save the model with
     it (model.keras, and model.onnx if the run has one), then ``calibrate`` its threshold."""
     from mnistlab import runs
@@ -319,8 +351,10 @@ def add_head(
     # Inactive augmentation layers would be traced into the export, which cannot hold them.
     model = without_augmentation(run.load_model())
     if model.outputs[0].shape[-1] != NUM_CLASSES:
-        raise SystemExit(f"error: {run_dir}'s model has {model.outputs[0].shape[-1]} outputs,"
-                         f" expected {NUM_CLASSES} (it has a head already)")
+        raise SystemExit(
+            f"error: {run_dir}'s model has {model.outputs[0].shape[-1]} outputs,"
+            f" expected {NUM_CLASSES} (it has a head already)"
+        )
     train_images, train_labels, _, _ = _held_out(run, data_dir)
     workers = min(os.cpu_count() or 1, 4)
     fonts = nondigits.split_fonts(nondigits.font_files(), "train")
@@ -352,8 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
     parser.add_argument("--per-kind", type=int, default=PER_KIND)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--calibrate-only", action="store_true",
-                        help="Only choose the threshold of the run's existing head again.")
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="Only choose the threshold of the run's existing head again.",
+    )
     args = parser.parse_args(argv)
     if args.calibrate_only:
         calibrate(args.run_dir, args.data_dir, seed=args.seed)

@@ -352,13 +352,15 @@ def ensemble_run(
     members = []
     for member, member_config in zip(member_runs, configs):
         metrics = member.read_metrics()
-        members.append({
-            "run_dir": str(member.path.resolve()),
-            "model": member_config.model,
-            "seed": member_config.seed,
-            "test_accuracy": metrics["test"]["accuracy"],
-            "val_accuracy": metrics.get("final_epoch", {}).get("val_accuracy"),
-        })
+        members.append(
+            {
+                "run_dir": str(member.path.resolve()),
+                "model": member_config.model,
+                "seed": member_config.seed,
+                "test_accuracy": metrics["test"]["accuracy"],
+                "val_accuracy": metrics.get("final_epoch", {}).get("val_accuracy"),
+            }
+        )
     config = configs[0]
     with runs.new_or_resumed(Path(out_dir)) as run_dir:
         run = runs.Run(run_dir)

@@ -118,7 +118,8 @@ def confident_errors(
         flagged = error.index in audit_flagged
         ax.set_title(
             f"true {error.true_label}, pred {error.predicted_label}\n"
-            f"p={error.confidence:.3f} (#{error.index})" + ("\naudit: label suspect" if flagged else ""),
+            f"p={error.confidence:.3f} (#{error.index})"
+            + ("\naudit: label suspect" if flagged else ""),
             fontsize=9,
             color="crimson" if flagged else "black",
         )
@@ -143,7 +144,9 @@ def sample_prediction(
     return figure
 
 
-def reliability_diagram(bins: Sequence[CalibrationBin], expected_calibration_error: float) -> Figure:
+def reliability_diagram(
+    bins: Sequence[CalibrationBin], expected_calibration_error: float
+) -> Figure:
     """Accuracy against confidence per bin; a calibrated model's bars meet the diagonal."""
     figure = Figure(figsize=(5.5, 5), layout="constrained")
     ax = figure.subplots()

@@ -189,7 +189,9 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | FileError]:
     """Files as given, and the image files inside folders (recursively, sorted)."""
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not found:
                 yield FileError(str(path), "folder holds no image files")
             yield from found

@@ -62,7 +62,11 @@ def training_progress(console: Console, epochs: int):
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.started
-            console.print(f"epoch {epoch + 1}/{epochs}  {describe(logs)}  ({seconds:.1f} s)", highlight=False, soft_wrap=True)
+            console.print(
+                f"epoch {epoch + 1}/{epochs}  {describe(logs)}  ({seconds:.1f} s)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     class EpochBar(keras.callbacks.Callback):
         def __init__(self, console: Console, epochs: int):

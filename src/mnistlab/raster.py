@@ -77,8 +77,7 @@ def blob_boxes(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
 
 def box_slices(boxes: np.ndarray) -> list[tuple[slice, slice]]:
     """``blob_boxes``'s boxes as ``ndimage.find_objects`` returns them: (rows, columns)."""
-    return [(slice(top, bottom), slice(left, right))
-            for top, bottom, left, right in boxes.tolist()]
+    return [(slice(top, bottom), slice(left, right)) for top, bottom, left, right in boxes.tolist()]
 
 
 def _label_runs(mask: np.ndarray):

@@ -42,7 +42,7 @@ def photograph(ink: np.ndarray, rng: np.random.Generator) -> Image.Image:
     height, width = ink.shape
     rows, columns = np.mgrid[0:height, 0:width]
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * (columns / width - 0.5) + np.sin(angle) * (rows / height - 0.5))
+    ramp = np.cos(angle) * (columns / width - 0.5) + np.sin(angle) * (rows / height - 0.5)
     lighting = rng.uniform(0.7, 0.9) + rng.uniform(0.1, 0.3) * ramp
     blotches = smooth_noise(width, height, 12, rng)
     texture = 0.03 * blotches + 0.015 * rng.normal(0, 1, (height, width))
@@ -58,7 +58,7 @@ def render_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Ima
     """Dark ink on uneven, textured paper; returns the image and its EXIF block (maybe empty)."""
     width, height = PHOTO_SIZE
     ink = rotate(upscale(digit, int(rng.integers(110, 200))), rng.uniform(-8, 8))
-    ink = place(ink[: height, : width], width, height, rng)
+    ink = place(ink[:height, :width], width, height, rng)
     image = photograph(ink, rng)
     if rng.random() < 0.25:  # Stored as the sensor saw it; the tag says how to turn it upright.
         exif = Image.Exif()

@@ -39,7 +39,9 @@ def render_report(
     }
     body = f"<h1>mnistlab report: {escape(metrics['model'])} on {escape(metrics['dataset'])}</h1>"
     for section_id, heading in SECTIONS:
-        body += f'<section id="{section_id}"><h2>{escape(heading)}</h2>{sections[section_id]}</section>'
+        body += (
+            f'<section id="{section_id}"><h2>{escape(heading)}</h2>{sections[section_id]}</section>'
+        )
     return page(f"mnistlab: {metrics['model']} on {metrics['dataset']}", body)
 
 
@@ -60,9 +62,8 @@ def _summary(config: dict, metrics: dict) -> str:
     model_input = ""
     if config.get("model_input"):  # Runs written before it was recorded have none.
         input_rows = [[escape(k), escape(v)] for k, v in config["model_input"].items()]
-        model_input = (
-            "<h3>What model.keras and model.onnx take and give</h3>"
-            + table(["", ""], input_rows, "model-input")
+        model_input = "<h3>What model.keras and model.onnx take and give</h3>" + table(
+            ["", ""], input_rows, "model-input"
         )
     timings = dict(metrics["timings"])
     evaluation = timings.pop("evaluation", None)
@@ -83,8 +84,12 @@ def _summary(config: dict, metrics: dict) -> str:
     members = ""
     if metrics.get("ensemble_members"):
         member_rows = [
-            [f"<code>{escape(m['run_dir'])}</code>", escape(m["model"]), escape(m["seed"]),
-             number(m["test_accuracy"], f"ensemble_members.{i}.test_accuracy")]
+            [
+                f"<code>{escape(m['run_dir'])}</code>",
+                escape(m["model"]),
+                escape(m["seed"]),
+                number(m["test_accuracy"], f"ensemble_members.{i}.test_accuracy"),
+            ]
             for i, m in enumerate(metrics["ensemble_members"])
         ]
         members = (
@@ -98,9 +103,15 @@ def _summary(config: dict, metrics: dict) -> str:
         + f"<p>Model <b>{escape(metrics['model'])}</b> ({parameters} parameters) on dataset "
         f"<b>{escape(metrics['dataset'])}</b>.{_dates(metrics)}</p>"
         + '<div class="grid">'
-        + "<div><h3>Configuration</h3>" + table(["setting", "value"], config_rows) + "</div>"
-        + "<div><h3>Timings (seconds)</h3>" + table(["phase", "seconds"], timing_rows) + "</div>"
-        + "<div><h3>Library versions</h3>" + table(["library", "version"], version_rows) + "</div>"
+        + "<div><h3>Configuration</h3>"
+        + table(["setting", "value"], config_rows)
+        + "</div>"
+        + "<div><h3>Timings (seconds)</h3>"
+        + table(["phase", "seconds"], timing_rows)
+        + "</div>"
+        + "<div><h3>Library versions</h3>"
+        + table(["library", "version"], version_rows)
+        + "</div>"
         + "</div>"
         + model_input
         + "<h3>Dataset checksums (SHA-256 of the decompressed files)</h3>"
@@ -146,7 +157,11 @@ def _confusion(test: dict, figures: dict[str, bytes]) -> str:
         image(figures["confusion_matrix"], "confusion matrix, counts")
         + image(figures["confusion_matrix_normalized"], "confusion matrix, row-normalised")
         + "<h3>Most confused pairs</h3>"
-        + (table(["true", "predicted as", "count"], pairs, "confused") if pairs else "<p>No mistakes.</p>")
+        + (
+            table(["true", "predicted as", "count"], pairs, "confused")
+            if pairs
+            else "<p>No mistakes.</p>"
+        )
     )
 
 
@@ -187,7 +202,11 @@ def _mistakes(errors: list[dict], figures: dict[str, bytes], audit: dict | None 
             f"{number(audit['flagged_test_images'], 'audit.flagged_test_images')} flagged test "
             "images): there the label, not the model, is probably wrong.</p>"
         )
-    return note + image(figures["confident_errors"], "the most confident mistakes") + table(headers, rows, "mistakes")
+    return (
+        note
+        + image(figures["confident_errors"], "the most confident mistakes")
+        + table(headers, rows, "mistakes")
+    )
 
 
 def _sample(sample: dict, figures: dict[str, bytes]) -> str:
@@ -206,7 +225,8 @@ def _calibration(test: dict, figures: dict[str, bytes]) -> str:
             number(b["count"], f"calibration_bins.{i}.count"),
             # An empty bin has no confidence or accuracy (metrics.json stores 0).
             number(b["mean_confidence"], f"calibration_bins.{i}.mean_confidence")
-            if b["count"] else "—",
+            if b["count"]
+            else "—",
             number(b["accuracy"], f"calibration_bins.{i}.accuracy") if b["count"] else "—",
         ]
         for i, b in enumerate(test["calibration_bins"])

@@ -73,7 +73,9 @@ def prepare_run_dir(path: Path) -> Path:
     """Create ``path`` for a new run; refuse to mix a new run into a non-empty directory."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunError(f"output directory {path} already exists and is not empty; choose another --out")
+        raise RunError(
+            f"output directory {path} already exists and is not empty; choose another --out"
+        )
     path.mkdir(parents=True, exist_ok=True)
     return path
 

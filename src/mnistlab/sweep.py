@@ -265,7 +265,9 @@ def _progress_callback(on_event: Callable[[str], None]):
     return Progress(on_event)
 
 
-def _run_trial(values: dict, *, space: SearchSpace, trials_dir: str, data_dir: str | None, threads: int):
+def _run_trial(
+    values: dict, *, space: SearchSpace, trials_dir: str, data_dir: str | None, threads: int
+):
     """One trial, inside a Ray worker: train a run directory, reporting every epoch to Tune."""
     # This worker's share of the CPU: set before the backend starts its thread pools.
     for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
@@ -321,7 +323,10 @@ def _epoch_reporter(run: runs.Run, node_id: str, resumed: bool):
                 self.history[name] = [*self.history.get(name, [])[:epoch], value]
             run.write_history(self.history)
             self.pending = {
-                **metrics, "epoch": epoch + 1, "fit_seconds": self.fit_seconds, "node_id": node_id
+                **metrics,
+                "epoch": epoch + 1,
+                "fit_seconds": self.fit_seconds,
+                "node_id": node_id,
             }
 
         def report_pending(self):

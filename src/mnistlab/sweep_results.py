@@ -95,10 +95,17 @@ def table(outcomes: list[TrialOutcome], searched: list[str]) -> tuple[list[str],
         if status == "error" and outcome.error:
             status = f"error: {outcome.error}"
         rows.append(
-            [outcome.trial_id, status, f"{outcome.epochs}/{outcome.planned_epochs}",
-             *(outcome.params.get(name) for name in searched),
-             outcome.val_accuracy, outcome.test_accuracy, outcome.fit_seconds,
-             (outcome.node_id or "")[:8], outcome.run_dir or ""]
+            [
+                outcome.trial_id,
+                status,
+                f"{outcome.epochs}/{outcome.planned_epochs}",
+                *(outcome.params.get(name) for name in searched),
+                outcome.val_accuracy,
+                outcome.test_accuracy,
+                outcome.fit_seconds,
+                (outcome.node_id or "")[:8],
+                outcome.run_dir or "",
+            ]
         )
     return headers, rows
 
@@ -125,8 +132,12 @@ def write_results(result: SweepResult) -> None:
         },
     )
     # The page links each run by a path relative to itself, so the sweep directory can move.
-    relative = [[*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows]
-    fileio.write_text(result.sweep_dir / HTML_FILE, run_tables.render_sweep(headers, relative, result.summary))
+    relative = [
+        [*row[:-1], os.path.relpath(row[-1], result.sweep_dir) if row[-1] else ""] for row in rows
+    ]
+    fileio.write_text(
+        result.sweep_dir / HTML_FILE, run_tables.render_sweep(headers, relative, result.summary)
+    )
     best = result.outcomes[0] if result.outcomes else None
     if best is not None and best.status == "finished":
         result.best_config = runs.read_config(Path(best.run_dir))

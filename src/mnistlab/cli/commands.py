@@ -126,8 +126,9 @@ def export(
     run_dir: RunDirArgument,
     format: Annotated[
         str,
-        typer.Option("--format", metavar="FORMAT", help="Export format: onnx.",
-                     callback=choice(("onnx",))),
+        typer.Option(
+            "--format", metavar="FORMAT", help="Export format: onnx.", callback=choice(("onnx",))
+        ),
     ] = "onnx",
 ) -> None:
     """Export a run's model for deployment (RUN_DIR/model.onnx); predict then uses it."""

@@ -61,8 +61,7 @@ def audit(
         option(
             "--resume",
             metavar="AUDIT_DIR",
-            help="Carry on an interrupted audit after its last finished fold, with its own"
-            " config.",
+            help="Carry on an interrupted audit after its last finished fold, with its own config.",
         ),
     ] = None,
     out: Annotated[
@@ -123,9 +122,7 @@ def sweep(
             show_default=False,
         ),
     ] = None,
-    trials: Annotated[
-        int, typer.Option(min=1, metavar="N", help="How many trials to sample.")
-    ] = 8,
+    trials: Annotated[int, typer.Option(min=1, metavar="N", help="How many trials to sample.")] = 8,
     max_concurrent: Annotated[
         Optional[int],
         option(
@@ -138,8 +135,7 @@ def sweep(
         Optional[str],
         option(
             metavar="HOST:PORT",
-            help="Join this running Ray cluster (e.g. 10.0.0.5:6379) instead of starting Ray"
-            " here.",
+            help="Join this running Ray cluster (e.g. 10.0.0.5:6379) instead of starting Ray here.",
         ),
     ] = None,
     sample_seed: Annotated[

@@ -168,8 +168,7 @@ def train(
         option(
             "--resume",
             metavar="RUN_DIR",
-            help="Carry on an interrupted run from its last checkpoint, with the run's own"
-            " config.",
+            help="Carry on an interrupted run from its last checkpoint, with the run's own config.",
         ),
     ] = None,
     exclude: Annotated[

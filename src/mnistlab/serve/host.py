@@ -144,7 +144,9 @@ def _shared_port(listener: socket.socket) -> socket.socket:
     try:
         return _reuse_port_socket(listener.family, address)
     except OSError as error:
-        raise ServeError(f"cannot listen on port {address[1]} ({error.strerror or error})") from None
+        raise ServeError(
+            f"cannot listen on port {address[1]} ({error.strerror or error})"
+        ) from None
 
 
 def _reuse_port_socket(family: int, address: tuple) -> socket.socket:
