@@ -137,6 +137,19 @@ def render(digits: np.ndarray, kind: str, layout: str, seed, owners: bool = Fals
     return (data, owner) if owners else data
 
 
+def number(
+    images: np.ndarray, labels: np.ndarray, pool: np.ndarray, kind: str, layout: str, seed
+) -> tuple[bytes, np.ndarray, str]:
+    """One string of 3-8 digits drawn from ``images[pool]`` (the digit source: test digits
+    here, training digits for fitting and tuning), rendered as ``render`` does: the encoded
+    image, the digit owning each pixel and the true text."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
+    picked = pool[rng.integers(0, len(pool), length)]
+    data, owners = render(images[picked], kind, layout, [*seed, 1], owners=True)
+    return data, owners, "".join(str(labels[i]) for i in picked)
+
+
 def single(digit: np.ndarray, kind: str, seed) -> bytes:
     """One digit rendered as ``kind``, the way ``mnistlab predict`` is sent one."""
     return render(digit[None], kind, "separated", seed)
@@ -173,6 +186,7 @@ def main() -> int:
     dataset = load_dataset("mnist", args.data_dir)
     predictor = Predictor.from_run(args.model)
     start, stop = SPLITS[args.split]
+    pool = np.arange(start, stop)
     layouts = [name for name in args.layouts.split(",") if name]
     kinds = [name for name in args.kinds.split(",") if name]
     print(
@@ -186,13 +200,11 @@ def main() -> int:
     for layout_number, layout in enumerate(layouts):
         for kind_number, kind in enumerate(kinds):
             right = digits_total = digit_errors = rejected = 0
-            for number in range(args.count):
-                seed = [args.split == "report", layout_number, kind_number, number]
-                rng = np.random.default_rng(seed)
-                length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
-                picked = rng.integers(start, stop, length)
-                truth = "".join(str(dataset.test_labels[i]) for i in picked)
-                data = render(dataset.test_images[picked], kind, layout, [*seed, 1])
+            for count in range(args.count):
+                seed = [args.split == "report", layout_number, kind_number, count]
+                data, _, truth = number(
+                    dataset.test_images, dataset.test_labels, pool, kind, layout, seed
+                )
                 reading = read_number(data, predictor)
                 text = reading.text or ""
                 rejected += reading.text is None
@@ -200,7 +212,7 @@ def main() -> int:
                 digits_total += len(truth)
                 digit_errors += min(edit_distance(truth, text), len(truth))
                 if args.show_errors and text != truth:
-                    print(f"    {layout} {kind} #{number}: {truth} read {text or reading.rejected}")
+                    print(f"    {layout} {kind} #{count}: {truth} read {text or reading.rejected}")
             low, high = wilson(right, args.count)
             digit_right = digits_total - digit_errors
             dlow, dhigh = wilson(digit_right, digits_total)
@@ -216,12 +228,12 @@ def main() -> int:
         )
         for kind_number, kind in enumerate(kinds):
             strings, ones = [], []
-            for number in range(args.timing):
-                rng = np.random.default_rng([9, kind_number, number])
+            for index in range(args.timing):
+                rng = np.random.default_rng([9, kind_number, index])
                 picked = rng.integers(start, stop, TIMED_LENGTH)
-                layout = LAYOUTS[number % len(LAYOUTS)]
-                strings.append(render(dataset.test_images[picked], kind, layout, [9, number]))
-                ones.append(single(dataset.test_images[picked[0]], kind, [9, number]))
+                layout = LAYOUTS[index % len(LAYOUTS)]
+                strings.append(render(dataset.test_images[picked], kind, layout, [9, index]))
+                ones.append(single(dataset.test_images[picked[0]], kind, [9, index]))
             read_times, predict_times = [], []
             for _ in range(2):  # The first pass warms caches and is not kept.
                 read_times.clear()

@@ -1,14 +1,13 @@
-"""The geometry of reading a number: a line of ink cut into pieces that may each be a digit.
+"""The geometry of reading a number: a line of ink cut into pieces, and seams through them.
 
-``reading.read_number`` asks the model which pieces, alone or joined, are digits; here:
+``reading.read_number`` asks the model which pieces, alone, joined or cut, are digits; here:
 
 1. The ink is found as ``images.normalize_digit`` finds it (grayscale, polarity, lighting,
    noise) but kept whole, at up to READ_SIDE pixels: every mark on the line may be a digit.
 2. Pieces: its 8-connected blobs, less specks and ruled lines; blobs sharing half the
-   narrower one's columns are one piece (a 5's cap, a 4's arms). A piece wider than a digit
-   (neighbours that touch or overlap) is cut along the top-to-bottom seams crossing least ink.
-3. Candidates: runs of consecutive pieces that could be one digit (not too wide, tall enough),
-   each normalised to 28x28 as MNIST was.
+   narrower one's columns are one piece (a 5's cap, a 4's arms).
+3. Seams through a piece that may hold touching or overlapping digits (``seams.propose``),
+   proposed when the reader asks for them; ``candidates`` lists the digits they make.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from mnistlab import images, raster
+from mnistlab import images, raster, seams
 from mnistlab.errors import ImageError
 
 READ_SIDE = 1000  # Working resolution: 20 digits on one line stay about 40 px tall.
@@ -28,32 +27,31 @@ MAX_MARKS = 72  # More separate marks than this are texture or specks, not a num
 SPECK_SIDE = 0.12  # Blobs smaller than this fraction of the line's height are dust ...
 SPECK_AREA = 0.02  # ... and so are those under 2% of the largest blob's area.
 MERGE_OVERLAP = 0.5  # Blobs sharing half the narrower one's columns are one digit's strokes.
-SPLIT_ASPECT = 0.8  # A piece wider than this times its height may hold several digits.
-MAX_ASPECT = 1.25  # No candidate digit is wider than this times its height ...
-MIN_HEIGHT = 0.4  # ... or shorter than this fraction of the line's height.
+MIN_SPLIT = 0.4  # A piece narrower than this times its height holds one digit at most.
 SHORT = 0.6  # A mark shorter than this fraction of the line's height is part of a digit.
 JOIN_GAP = 0.4  # ... and so are marks closer than this fraction of the pen width.
-MAX_RUN = 6  # Pieces one candidate digit may join.
-CUT_MARGIN = 0.12  # Cuts stay this fraction of the height away from a piece's ends ...
-CUT_SPACING = 0.15  # ... and from each other.
-CUT_STEP = 0.04  # Seams are tried from every this fraction of the height ...
-CUT_DRIFT = 0.15  # ... and may wander this far from their column.
-MIN_SIDE = 0.1  # ... and leave this fraction of the piece's ink on either side.
-MAX_CUT = 4.0  # A seam crossing more strokes than this cuts through a digit, not between two.
-SEAM_STEP = 0.3  # A seam's cost per sideways step, in pixels of full ink: it keeps seams plain.
+CUT_STEP = 0.1  # Seams are tried through points this fraction of the height apart ...
+CUT_BAND = 0.1  # ... and near columns this far apart, within this fraction of the height ...
+CUT_DISTINCT = 0.15  # ... kept when they move this much of a digit's ink from the others' ...
+MIN_SIDE = 0.15  # ... and leave this much of a digit's ink on either side.
+CROWD, CROWD_WIDTH = 3, 0.25  # Fewer than 3 seams within a quarter height of each other.
+MAX_CUT = 2.5  # A seam crossing more strokes than this cuts through a digit, not between two.
 LINE_RATIO = 6.0  # A blob this many times longer than its typical column's ink is a line.
 NO_NUMBER = "no number found"
 
 
 @dataclasses.dataclass
 class Piece:
-    """Ink that belongs to one digit, or to part of one: a mask inside the box top/left."""
+    """One mark, or marks that belong together (a 5's cap and body), possibly several digits
+    touching: a mask inside the box top/left, and the seams proposed through it."""
 
     mask: np.ndarray
     top: int
     left: int
-    cut: float = 0.0  # strokes crossed by the cut along its left side (0: not cut there)
     joins: bool = True  # whether it may be read as one digit with the piece on its left
+    seams: list[seams.Seam] = dataclasses.field(default_factory=list)  # cut along, in order
+    spare: list[seams.Seam] = dataclasses.field(default_factory=list)  # cheapest first
+    proposed: bool = False
 
     @property
     def bottom(self) -> int:
@@ -206,10 +204,8 @@ def _drop_surround(mask: np.ndarray) -> np.ndarray:
 # --- Pieces and candidates --------------------------------------------------------------------
 
 
-def cut_into_pieces(
-    strokes: np.ndarray, mask: np.ndarray, eager: bool
-) -> tuple[list[Piece], float]:
-    """The ink's pieces, left to right, and the line's height in pixels.
+def cut_into_pieces(strokes: np.ndarray, mask: np.ndarray) -> tuple[list[Piece], float, float]:
+    """The ink's pieces, left to right, the line's height and the pen's width in pixels.
 
     Raises:
         ImageError: nothing on the line can be a digit (specks, a ruled line, texture).
@@ -242,18 +238,13 @@ def cut_into_pieces(
         raise ImageError(f"{NO_NUMBER}: the marks are specks, {height:.0f} px tall at most")
     pieces = _merge([Piece(blob, top, left) for top, left, blob, _ in blobs])
     height = float(np.median([p.mask.shape[0] for p in pieces if p.mask.shape[0] >= 0.5 * height]))
-    pen = _pen_width(mask)
-    split: list[Piece] = []
-    for piece in pieces:
-        parts = _cut(piece, strokes, height, pen, eager)
-        if split:
-            # Separate marks join into one digit only when close or one is a fragment (a
-            # 5's cap): a 1 beside a 6 is not part of it, however sure the model would be.
-            before, first = split[-1], parts[0]
-            short = min(before.mask.shape[0], first.mask.shape[0]) < SHORT * height
-            first.joins = short or _gap(before, first) <= max(1.5, JOIN_GAP * pen)
-        split.extend(parts)
-    return split, height
+    pen = pen_width(mask)
+    for before, piece in zip(pieces, pieces[1:]):
+        # Separate marks join into one digit only when close or one is a fragment (a
+        # 5's cap): a 1 beside a 6 is not part of it, however sure the model would be.
+        short = min(before.mask.shape[0], piece.mask.shape[0]) < SHORT * height
+        piece.joins = short or _gap(before, piece) <= max(1.5, JOIN_GAP * pen)
+    return pieces, height, pen
 
 
 def _gap(a: Piece, b: Piece) -> float:
@@ -271,7 +262,7 @@ def _gap(a: Piece, b: Piece) -> float:
     return float(max((left - right - 1).min(), 0))
 
 
-def _pen_width(mask: np.ndarray) -> float:
+def pen_width(mask: np.ndarray) -> float:
     """The strokes' typical width in pixels: twice the ink's area over its boundary length."""
     inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     area = np.count_nonzero(mask)
@@ -324,119 +315,38 @@ def _union(pieces: list[Piece]) -> Piece:
     return Piece(mask, top, left)
 
 
-def _cut(piece: Piece, strokes: np.ndarray, height: float, pen: float, eager: bool) -> list[Piece]:
-    """Split a piece wider than one digit along the top-to-bottom seams that cross the least ink.
-
-    Each part records how many strokes (of width ``pen``) its left seam crossed. ``eager`` (a
-    digit count is expected) cuts narrower pieces too.
-    """
+def propose_seams(piece: Piece, strokes: np.ndarray, height: float, pen: float) -> None:
+    """Seams through a piece that may hold several digits (``seams.propose``); the reader's
+    classifier chooses among the parts they make."""
     rows, width = piece.mask.shape
     reference = max(rows, 0.6 * height)
-    if width <= (0.6 if eager else SPLIT_ASPECT) * reference:
-        return [piece]
+    if width <= MIN_SPLIT * reference or piece.proposed:
+        return
+    piece.proposed = True
     ink = strokes[piece.top : piece.bottom, piece.left : piece.right] * piece.mask
-    margin = max(2, int(CUT_MARGIN * reference))
-    starts = np.arange(margin, width - margin, max(1, int(CUT_STEP * reference)))
-    if starts.size == 0:
-        return [piece]
-    cost, paths = _seams(ink, starts, max(1, int(CUT_DRIFT * reference)))
-    # Ink on each side of each seam: a seam that shaves a sliver off an end splits nothing.
-    before = np.cumsum(np.pad(ink, ((0, 0), (1, 0))), axis=1)[np.arange(rows), paths].sum(axis=1)
-    sides = np.minimum(before, ink.sum() - before) / max(ink.sum(), 1e-9)
-    # The cheapest seams first, each at least CUT_SPACING from those already chosen.
-    spacing = max(2, int(CUT_SPACING * reference))
-    chosen: list[int] = []
-    for index in np.argsort(cost, kind="stable"):
-        if cost[index] > MAX_CUT * pen:
-            break
-        if sides[index] >= MIN_SIDE and all(
-            abs(starts[index] - starts[other]) >= spacing for other in chosen
-        ):
-            chosen.append(int(index))
-    if not chosen:
-        return [piece]
-    seams = [paths[index] for index in sorted(chosen, key=lambda index: starts[index])]
-    for before, after in zip(seams, seams[1:]):  # Seams that cross would share pixels.
-        np.maximum(after, before, out=after)
-    columns = np.arange(width)[None, :]
-    bounds = [np.zeros(rows, int), *seams, np.full(rows, width)]
-    crossed = [0.0] + [float(ink[np.arange(rows), seam].sum()) / pen for seam in seams]
-    result = []
-    for start, stop, crossing in zip(bounds, bounds[1:], crossed):
-        part = piece.mask & (columns >= start[:, None]) & (columns < stop[:, None])
-        if not part.any():
-            continue
-        r = np.flatnonzero(part.any(axis=1))
-        c = np.flatnonzero(part.any(axis=0))
-        sub = part[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
-        result.append(Piece(sub, piece.top + int(r[0]), piece.left + int(c[0]), crossing))
-    return result
-
-
-def _seams(ink: np.ndarray, starts: np.ndarray, drift: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each column in ``starts``, the top-to-bottom seam crossing the least ink that stays
-    within ``drift`` columns of it (one column per row at most): its cost and its columns."""
-    rows, width = ink.shape
-    offsets = np.arange(-drift, drift + 1)
-    columns = np.clip(starts[:, None] + offsets[None, :], 0, width - 1)  # (seams, band)
-    # A sideways step costs a little, so that seams go straight where nothing is in the way.
-    cost = ink[0][columns] + SEAM_STEP * np.abs(offsets)[None, :] / max(drift, 1)
-    moves = np.zeros((rows, *columns.shape), np.int8)
-    inf = np.full((len(starts), 1), np.inf)
-    for row in range(1, rows):
-        left = np.concatenate([inf, cost[:, :-1]], axis=1) + SEAM_STEP
-        right = np.concatenate([cost[:, 1:], inf], axis=1) + SEAM_STEP
-        options = np.stack([left, cost, right])
-        step = options.argmin(axis=0)
-        moves[row] = step - 1
-        cost = np.take_along_axis(options, step[None], axis=0)[0] + ink[row][columns]
-    end = cost.argmin(axis=1)
-    paths = np.empty((len(starts), rows), int)
-    position = end.copy()
-    every = np.arange(len(starts))
-    for row in range(rows - 1, -1, -1):
-        paths[:, row] = columns[every, position]
-        position = position + moves[row, every, position]
-    return cost[every, end], paths
-
-
-def candidates(pieces: list[Piece], height: float) -> list[tuple[int, int]]:
-    """Runs [start, stop) of pieces that may be one digit: not too wide, tall enough."""
-    found = []
-    for start in range(len(pieces)):
-        for stop in range(start + 1, min(start + MAX_RUN, len(pieces)) + 1):
-            if stop > start + 1 and not pieces[stop - 1].joins:
-                break
-            top, left, bottom, right = run_box(pieces, (start, stop))
-            if right - left > MAX_ASPECT * max(bottom - top, height) and stop > start + 1:
-                break
-            if bottom - top >= MIN_HEIGHT * height:
-                found.append((start, stop))
-    return found
-
-
-def run_box(pieces: list[Piece], run: tuple[int, int]) -> tuple[int, int, int, int]:
-    chosen = pieces[run[0] : run[1]]
-    return (
-        min(p.top for p in chosen),
-        min(p.left for p in chosen),
-        max(p.bottom for p in chosen),
-        max(p.right for p in chosen),
+    stroke = pen * height  # A stroke's worth of ink: a pen's width down the line's height.
+    piece.seams, piece.spare = seams.propose(
+        ink,
+        pen,
+        spacing=max(2.0, CUT_STEP * reference),
+        band=CUT_BAND * height,
+        most=MAX_CUT * pen,
+        distinct=CUT_DISTINCT * stroke,
+        side=MIN_SIDE * stroke,
+        crowd=(CROWD, CROWD_WIDTH * height),
     )
 
 
-def normalise(
-    strokes: np.ndarray, pieces: list[Piece], run: tuple[int, int], clean: bool
-) -> np.ndarray:
-    """A candidate's ink as MNIST's 28x28, by the steps ``normalize_digit`` takes."""
-    top, left, bottom, right = run_box(pieces, run)
-    # One pixel of margin: the ink's soft rim lies just outside the firm mask.
-    top, left = max(top - 1, 0), max(left - 1, 0)
-    bottom, right = min(bottom + 1, strokes.shape[0]), min(right + 1, strokes.shape[1])
-    mask = np.zeros((bottom - top, right - left), bool)
-    for p in pieces[run[0] : run[1]]:
-        mask[p.top - top : p.bottom - top, p.left - left : p.right - left] |= p.mask
-    crop = images._crop_to_ink(strokes[top:bottom, left:right] * images._dilate(mask))
-    if clean:
-        crop = images._match_pen_width(crop)
-    return images._center(images._fit_box(crop))
+def add_seams(piece: Piece, columns: tuple[float, float], count: int) -> bool:
+    """Cut along up to ``count`` more of a piece's spare seams, the cheapest whose average
+    column (in the line's pixels) lies within ``columns``; whether any was added."""
+    low, high = columns
+    chosen = [seam for seam in piece.spare if low <= piece.left + seam.columns.mean() <= high][
+        :count
+    ]
+    if not chosen:
+        return False
+    numbers = {seam.number for seam in chosen}
+    piece.spare = [seam for seam in piece.spare if seam.number not in numbers]
+    piece.seams = sorted(piece.seams + chosen, key=lambda seam: seam.left)
+    return True
