@@ -116,8 +116,8 @@ def main() -> int:
         for piece in line.pieces:
             segments.add_seams(piece, (piece.left, piece.right), len(piece.spare))
         search.relist(line)
-        search.classify(line, predictor)
-        inputs.append(search.features(line))
+        probabilities, _ = predictor.scores(line.digits)
+        inputs.append(search.features(line.height, line.candidates, line.digits, probabilities))
         targets.append(whole(*ink_owners(line, owners, len(truth))) >= 0)
     x, y = np.concatenate(inputs), np.concatenate(targets)
     print(

@@ -46,15 +46,16 @@ def assert_error(response, status, fragment):
     assert fragment in body["error"], body["error"]
 
 
-def compose(mnist, indices, gap: int, scale: int = 3, rise: int = 0):
-    """MNIST test digits side by side, white on black, ``scale`` times MNIST's size: columns
-    ``gap`` px apart (negative: each digit slid left into its neighbour's ink, which then
-    touches it), the baseline rising ``rise`` px per digit. Returns the image and each
-    digit's ink box [x, y, w, h]."""
+def compose(mnist, indices, gap: int, scale: int = 3, rise: int = 0, train: bool = False):
+    """MNIST test digits (training digits with ``train``) side by side, white on black,
+    ``scale`` times MNIST's size: columns ``gap`` px apart (negative: each digit slid left
+    into its neighbour's ink, which then touches it), the baseline rising ``rise`` px per
+    digit. Returns the image and each digit's ink box [x, y, w, h]."""
     side, margin = 28 * scale, 20 * scale
     inks = []
     for index in indices:
-        big = Image.fromarray(mnist.test_images[index]).resize((side, side), Image.BICUBIC)
+        digit = (mnist.train_images if train else mnist.test_images)[index]
+        big = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
         ink = np.asarray(big, np.float64) / 255
         columns = np.flatnonzero((ink > 0.3).any(axis=0))
         inks.append(ink[:, columns[0] : columns[-1] + 1])
@@ -80,8 +81,9 @@ def compose(mnist, indices, gap: int, scale: int = 3, rise: int = 0):
     return image, boxes
 
 
-def text_of(mnist, indices) -> str:
-    return "".join(str(mnist.test_labels[index]) for index in indices)
+def text_of(mnist, indices, train: bool = False) -> str:
+    labels = mnist.train_labels if train else mnist.test_labels
+    return "".join(str(labels[index]) for index in indices)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +148,56 @@ def test_touching_digits_are_cut_apart(mnist, predictor, indices):
     assert all(
         a.box[0] + a.box[2] >= b.box[0] - 2 for a, b in zip(reading.digits, reading.digits[1:])
     )
+
+
+# Touching training digits that were misread when a piece was cut only along seams that
+# stay near one column, and every seam cut at once.
+TOUCHING_TRAINING = [[100, 101, 102, 103], [132, 133, 134, 135], [200, 201, 202, 203]]
+
+
+@pytest.mark.parametrize("indices", TOUCHING_TRAINING)
+def test_touching_digits_are_cut_where_they_meet(mnist, predictor, indices):
+    image, _ = compose(mnist, indices, gap=-2, train=True)
+    assert read_number(png(image), predictor).text == text_of(mnist, indices, train=True)
+
+
+def wide(mnist, index: int, stretch: float = 1.6) -> bytes:
+    """One training digit written wide: stretched ``stretch`` times, alone on black."""
+    digit = Image.fromarray(mnist.train_images[index])
+    digit = digit.resize((round(84 * stretch), 84), Image.BICUBIC)
+    canvas = Image.new("L", (digit.width + 80, 164))
+    canvas.paste(digit, (40, 40))
+    return png(canvas)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 7, 9, 12])
+def test_a_wide_digit_is_read_as_one(mnist, predictor, index):
+    # Wider than a digit usually is, so it is cut; the pieces read as two digits must not
+    # win over the whole mark read as one.
+    reading = read_number(wide(mnist, index), predictor)
+    assert reading.text == str(mnist.train_labels[index])
+
+
+def test_a_seam_follows_the_gap_between_slanted_strokes():
+    from mnistlab import seams
+
+    # Two parallel strokes slanting one column per two rows, 4 px wide and 4 px apart, joined
+    # by a bridge: no straight cut parts them, one that follows the slant cuts the bridge only.
+    rows, columns = np.mgrid[0:40, 0:40]
+    first = (columns >= 4 + rows // 2) & (columns < 8 + rows // 2)
+    second = (columns >= 12 + rows // 2) & (columns < 16 + rows // 2)
+    ink = (first | second).astype(float)
+    ink[20, 18:22] = 1
+    kept, _ = seams.propose(
+        ink, pen=4.0, spacing=2, band=2, most=8.0, distinct=10.0, side=20.0, crowd=(3, 6.0)
+    )
+    parting = [
+        seam
+        for seam in kept
+        if (columns[first] < seam.columns[rows[first]]).all()
+        and (columns[second] >= seam.columns[rows[second]]).all()
+    ]
+    assert parting and min(seam.strokes for seam in parting) <= 1.0
 
 
 def drawn(strokes_per_digit, width=None, height=280) -> bytes:

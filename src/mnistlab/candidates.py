@@ -65,7 +65,10 @@ def candidates(pieces: list[Piece], height: float, strokes: np.ndarray) -> tuple
         edge = int(first[piece_index + 1])
         if start == first[piece_index] and edge not in stops:
             stops.append(edge)  # A whole piece is a candidate however many seams it has.
+        skip_to = 0
         for stop in stops:
+            if stop < skip_to:
+                continue
             last = int(np.searchsorted(first, stop, side="left")) - 1  # piece ending the run
             if last > piece_index and not pieces[last].joins:
                 break
@@ -78,7 +81,8 @@ def candidates(pieces: list[Piece], height: float, strokes: np.ndarray) -> tuple
             elif right - left > MAX_ASPECT * max(bottom - top, height) and stop > start + 1:
                 if start != first[piece_index] or stop > edge:
                     break
-                continue  # On to the whole piece.
+                skip_to = edge  # On to the whole piece.
+                continue
             if bottom - top >= MIN_HEIGHT * height:
                 found.append(candidate)
     return found, nodes

@@ -76,6 +76,7 @@ class Line:
     digits: np.ndarray | None = None  # each candidate as MNIST's 28x28
     probabilities: np.ndarray | None = None  # (candidates, 10), once classified
     not_digit: np.ndarray | None = None  # (candidates,) for a model with that head
+    logits: np.ndarray | None = None  # (candidates,) the scorer's log-odds of a whole digit
     # Each candidate's 28x28 and answers by its key, kept when other pieces are cut.
     known: dict = field(default_factory=dict, repr=False)
 
@@ -127,36 +128,40 @@ def relist(line: Line) -> None:
 
 
 def classify(line: Line, predictor: Predictor) -> None:
-    """The model's answers for every candidate, in one call for those not yet classified."""
+    """The model's answers and the scorer's for every candidate, in one call each for those
+    not yet classified."""
     entries = [line.known[candidate.key] for candidate in line.candidates]
-    new = [entry for entry in entries if len(entry) == 1]
+    new = [index for index, entry in enumerate(entries) if len(entry) == 1]
     if new:
-        probabilities, not_digit = predictor.scores(np.stack([entry[0] for entry in new]))
-        for position, entry in enumerate(new):
-            entry.append(probabilities[position])
-            entry.append(None if not_digit is None else float(not_digit[position]))
+        digits = np.stack([entries[index][0] for index in new])
+        probabilities, not_digit = predictor.scores(digits)
+        chosen = [line.candidates[index] for index in new]
+        logits = whole_logits(line, chosen, digits, probabilities)
+        for position, index in enumerate(new):
+            entries[index].append(probabilities[position])
+            entries[index].append(None if not_digit is None else float(not_digit[position]))
+            entries[index].append(float(logits[position]))
     line.probabilities = np.stack([entry[1] for entry in entries])
     has_head = entries[0][2] is not None
     line.not_digit = np.array([entry[2] for entry in entries]) if has_head else None
+    line.logits = np.array([entry[3] for entry in entries])
 
 
 def search(line: Line, predictor: Predictor, expect: int | None) -> list[int] | None:
     """The candidates read as the line's digits (indices into ``line.candidates``), left to
     right; None when the marks cannot be read as ``expect`` digits."""
     classify(line, predictor)
-    logits = whole_logits(line)
-    path = best_path(line.nodes, line.candidates, _scores(line, logits), expect)
-    unsure = _unsure(line, path, logits, expect)
+    path = best_path(line.nodes, line.candidates, _scores(line), expect)
+    unsure = _unsure(line, path, expect)
     if not unsure:
         return path
     cut(line, unsure)
     classify(line, predictor)
-    logits = whole_logits(line)
-    path = best_path(line.nodes, line.candidates, _scores(line, logits), expect)
+    path = best_path(line.nodes, line.candidates, _scores(line), expect)
     # Third: more seams where the digits read are still unsure.
     margin = segments.CROWD_WIDTH * line.height
     added = False
-    for index in _unsure_digits(line, path, logits):
+    for index in _unsure_digits(line, path):
         candidate = line.candidates[index]
         span = (candidate.left - margin, candidate.left + candidate.mask.shape[1] + margin)
         for piece in line.pieces[candidate.key[0] : candidate.key[2] + 1]:
@@ -164,12 +169,11 @@ def search(line: Line, predictor: Predictor, expect: int | None) -> list[int] | 
     if added:
         relist(line)
         classify(line, predictor)
-        logits = whole_logits(line)
-        path = best_path(line.nodes, line.candidates, _scores(line, logits), expect)
+        path = best_path(line.nodes, line.candidates, _scores(line), expect)
     return path
 
 
-def _unsure(line: Line, path: list[int] | None, logits: np.ndarray, expect: int | None):
+def _unsure(line: Line, path: list[int] | None, expect: int | None):
     """Pieces the first reading is unsure of: every piece if it found no reading or not
     ``expect`` digits; else those of each digit read unsurely, too wide for its label, or
     too wide for any digit."""
@@ -177,7 +181,7 @@ def _unsure(line: Line, path: list[int] | None, logits: np.ndarray, expect: int 
     if path is None or (expect is not None and len(path) != expect):
         return list(range(len(pieces)))
     unsure = set()
-    for index in _unsure_digits(line, path, logits):
+    for index in _unsure_digits(line, path):
         candidate = line.candidates[index]
         unsure.update(range(candidate.key[0], candidate.key[2] + 1))
     for index, piece in enumerate(pieces):
@@ -186,7 +190,7 @@ def _unsure(line: Line, path: list[int] | None, logits: np.ndarray, expect: int 
     return sorted(unsure)
 
 
-def _unsure_digits(line: Line, path: list[int] | None, logits: np.ndarray) -> list[int]:
+def _unsure_digits(line: Line, path: list[int] | None) -> list[int]:
     """The candidates of ``path`` read unsurely or too wide for their label."""
     unsure = []
     for index in path or []:
@@ -194,7 +198,7 @@ def _unsure_digits(line: Line, path: list[int] | None, logits: np.ndarray) -> li
         label = int(row.argmax())
         height, width = line.candidates[index].mask.shape
         if (
-            logits[index] < SURE_LOGIT
+            line.logits[index] < SURE_LOGIT
             or row[label] < SURE_PROBABILITY
             or width > ASPECTS[label][1] * max(height, 1)
         ):
@@ -202,25 +206,26 @@ def _unsure_digits(line: Line, path: list[int] | None, logits: np.ndarray) -> li
     return unsure
 
 
-def whole_logits(line: Line) -> np.ndarray:
-    """The scorer's log-odds that each candidate holds one whole digit (0 without a scorer);
-    a mark cut out of nothing at least WHOLE_LOGIT unless the scorer is very sure."""
+def whole_logits(line: Line, chosen, digits: np.ndarray, probabilities: np.ndarray):
+    """The scorer's log-odds that each of the ``chosen`` candidates holds one whole digit (0
+    without a scorer); a mark cut out of nothing at least WHOLE_LOGIT unless the scorer is
+    very sure it is not."""
     weights = _scorer()
     if weights is None:
-        return np.zeros(len(line.candidates))
+        return np.zeros(len(chosen))
     # einsum, not BLAS: a multithreaded BLAS on a busy machine takes 40 ms for this.
-    inputs = features(line)
+    inputs = features(line.height, chosen, digits, probabilities)
     hidden = np.maximum(np.einsum("ij,jk->ik", inputs, weights["w1"]) + weights["b1"], 0)
     logit = np.einsum("ij,jk->ik", hidden, weights["w2"])[:, 0] + weights["b2"][0]
-    whole = np.array([c.cut_left == 0 and c.cut_right == 0 for c in line.candidates])
+    whole = np.array([c.cut_left == 0 and c.cut_right == 0 for c in chosen])
     return np.where(whole, np.maximum(logit, WHOLE_LOGIT), logit).astype(np.float64)
 
 
-def _scores(line: Line, logits: np.ndarray) -> np.ndarray:
+def _scores(line: Line) -> np.ndarray:
     """Each candidate's score as one digit of the path: the log-probabilities that it is one
     whole digit, of its digit (and that it is a digit), its width's prior."""
     probabilities = line.probabilities
-    scores = -np.logaddexp(0, -logits) + np.log(np.maximum(probabilities.max(axis=1), 1e-9))
+    scores = -np.logaddexp(0, -line.logits) + np.log(np.maximum(probabilities.max(axis=1), 1e-9))
     scores = scores + DIGIT_BONUS
     if line.not_digit is not None:
         scores = scores + np.log(np.maximum(1 - line.not_digit, 1e-9))
@@ -240,25 +245,26 @@ def _scorer() -> dict[str, np.ndarray] | None:
         return {name: weights[name] for name in ("w1", "b1", "w2", "b2")}
 
 
-def features(line: Line) -> np.ndarray:
+def features(
+    line_height: float, chosen: list[Candidate], digits: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray:
     """What the segment scorer sees of each candidate: its 28x28, the model's ten
     probabilities, and its shape and cuts relative to the line."""
     rows = []
-    for candidate in line.candidates:
+    for candidate in chosen:
         height, width = candidate.mask.shape
         rows.append(
             [
                 width / max(height, 1),
-                height / line.height,
-                width / line.height,
+                height / line_height,
+                width / line_height,
                 candidate.cut_left,
                 candidate.cut_right,
-                candidate.stop - candidate.start,
                 candidate.marks,
             ]
         )
-    pixels = line.digits.reshape(len(line.digits), -1) / 255.0
-    return np.concatenate([pixels, line.probabilities, np.array(rows)], axis=1).astype(np.float32)
+    pixels = digits.reshape(len(digits), -1) / 255.0
+    return np.concatenate([pixels, probabilities, np.array(rows)], axis=1).astype(np.float32)
 
 
 def _prior(candidate: Candidate, label: int) -> float:
