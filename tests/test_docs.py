@@ -53,6 +53,26 @@ def test_every_documented_command_exists(capsys):
         assert code == 0 and "Usage" in out, command
 
 
+def test_every_flag_the_readme_names_exists(capsys):
+    def help_of(*command):
+        code, out, _ = run_cli(capsys, *command, "--help")
+        assert code == 0, command
+        return out
+
+    everything = help_of()
+    commands = re.findall(r"^  (\w+)\s{2,}", everything.split("Commands:")[1], flags=re.M)
+    helps = {name: help_of(name) for name in commands}
+    # `mnistlab CMD ... --flag`, in code or in prose: CMD takes the flag.
+    for command, rest in re.findall(r"mnistlab (\w+)([^\n`|#]*)", README):
+        for flag in re.findall(r"--[a-z][a-z-]*", rest) if command in helps else []:
+            assert flag in helps[command], f"mnistlab {command} has no {flag}"
+    # A flag named on its own (`--run`): some command, or mnistlab itself, takes it.
+    every_help = everything + "".join(helps.values())
+    for flag in re.findall(r"`(--[a-z][a-z-]*)", README):
+        assert flag in every_help, f"no command has {flag}"
+    assert len(commands) >= 12 and "--debug" in everything
+
+
 def _load(name: str, path: Path):
     import importlib.util
 
