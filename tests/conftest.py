@@ -87,9 +87,11 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the whole run."""
+    """A headless Chromium for a test module. Not one for the whole run: Playwright's sync API
+    keeps an asyncio loop running on the main thread while it is open, and tests that start
+    their own event loop (anyio.run) would then fail."""
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} not found (apt-get install -y chromium)")
     try:
