@@ -174,3 +174,12 @@ def test_no_lab_diary_where_users_read():
         text=True,
     ).stdout
     assert found == "", found
+
+
+def test_the_layout_page_names_every_module():
+    layout = (ROOT / "docs" / "layout.md").read_text()
+    package = ROOT / "src" / "mnistlab"
+    modules = {p.name for p in package.glob("*.py") if p.name != "__init__.py"}
+    modules |= {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()}
+    missing = sorted(name for name in modules if f"`{name}`" not in layout)
+    assert not missing, f"docs/layout.md does not name {missing}"
