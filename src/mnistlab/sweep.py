@@ -42,6 +42,11 @@ REDUCTION_FACTOR = 3
 GRACE_EPOCHS = 1
 
 
+def _check_integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}; received: {value!r}")
+
+
 @dataclass
 class SweepSettings:
     """Everything a sweep needs besides Ray; saved as sweep.json so --resume can rebuild it."""
@@ -53,24 +58,11 @@ class SweepSettings:
     sample_seed: int | None = None  # Seeds the drawing of the trials' values; None: fresh.
 
     def __post_init__(self) -> None:
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
-            raise ConfigError(f"trials must be an integer >= 1; received: {self.trials!r}")
-        if self.max_concurrent is not None and (
-            isinstance(self.max_concurrent, bool)
-            or not isinstance(self.max_concurrent, int)
-            or self.max_concurrent < 1
-        ):
-            raise ConfigError(
-                f"max_concurrent must be an integer >= 1; received: {self.max_concurrent!r}"
-            )
-        if self.sample_seed is not None and (
-            isinstance(self.sample_seed, bool)
-            or not isinstance(self.sample_seed, int)
-            or self.sample_seed < 0
-        ):
-            raise ConfigError(
-                f"sample_seed must be an integer >= 0; received: {self.sample_seed!r}"
-            )
+        _check_integer("trials", self.trials, 1)
+        if self.max_concurrent is not None:
+            _check_integer("max_concurrent", self.max_concurrent, 1)
+        if self.sample_seed is not None:
+            _check_integer("sample_seed", self.sample_seed, 0)
 
 
 def run_sweep(
