@@ -15,7 +15,8 @@ parts, each printed with PASS or MISS:
    (main process and workers, from /proc, at rest) at the end within 5% of its RSS after the
    first 10%.
 3. Overload: canvas PNGs at concurrency 16, then 256, with the default --max-in-flight: only
-   200s and 503s, and the p99 of the 200s at 256 <= 3x the p99 at 16.
+   200s and 503s, and the p99 of the 200s at 256 <= 3x the p99 at 16. The 503s are answered
+   at once and their clients ask again at once, so most of the 256's requests are 503s.
 
 The load generator runs on the same cores as the server; its CPU seconds are printed beside the
 server's. ``--save`` writes the rows to bench/results/serve.json (python bench/tables.py renders
@@ -23,6 +24,9 @@ them). Run it alone on the machine:
 
     flock /tmp/mnistlab-timing.lock .venv/bin/python bench/bench_serve.py --save
     .venv/bin/python bench/bench_serve.py --soak-requests 10000 --overload-requests 2000  # quick
+
+``--parts overload`` runs one part; ``--source OTHER/src`` serves another checkout's mnistlab
+(e.g. ``git worktree add /tmp/old HEAD``), to compare the two on one machine in one sitting.
 """
 
 from __future__ import annotations
@@ -195,6 +199,9 @@ def soak_schedule(count: int, canvas: bytes, photo: bytes, bad: list) -> list:
     return schedule
 
 
+PARTS = ("canvas", "soak", "overload")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (canvas, c=1)")
@@ -218,17 +225,40 @@ def main() -> int:
         help="mnistlab serve --max-in-flight (default: its default)",
     )
     parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"the parts to run, comma-separated (default: {','.join(PARTS)})",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="serve the mnistlab of this src folder instead (another checkout's, to compare)",
+    )
+    parser.add_argument(
         "--save", action="store_true", help="write bench/results/serve.json (defaults only)"
     )
     args = parser.parse_args()
-    if args.save and (args.max_in_flight is not None or args.soak_requests < SOAK_REQUESTS):
-        parser.error("--save records the targets' own settings: no --max-in-flight, the full soak")
+    parts = args.parts.split(",")
+    if set(parts) - set(PARTS):
+        parser.error(f"--parts: choose among {', '.join(PARTS)}")
+    if args.save and (
+        args.max_in_flight is not None
+        or args.soak_requests < SOAK_REQUESTS
+        or set(parts) != set(PARTS)
+        or args.source is not None
+    ):
+        parser.error(
+            "--save records the targets' own settings: no --max-in-flight or --source,"
+            " every part, the full soak"
+        )
     options = () if args.max_in_flight is None else ("--max-in-flight", str(args.max_in_flight))
     machine, load_before, commit = machine_name(), os.getloadavg()[0], head_commit()
+    served = f" (mnistlab from {args.source})" if args.source else ""
     print(
         f"machine: {machine}; load average {load_before:.2f};"
-        f" mnistlab serve --workers {WORKERS} {' '.join(options)}; load generator: keep-alive"
-        " HTTP/1.1 client on asyncio + uvloop in this process, on the same cores",
+        f" mnistlab serve --workers {WORKERS} {' '.join(options)}{served}; load generator:"
+        " keep-alive HTTP/1.1 client on asyncio + uvloop in this process, on the same cores",
         flush=True,
     )
     canvas, photo = canvas_png(), photo_jpeg()
@@ -239,76 +269,43 @@ def main() -> int:
     photo_ms = float(np.median(in_process_ms(photo, predictor, 30)))
     print(f"photo in-process p50 {photo_ms:.1f} ms")
     started = time.perf_counter()
-    process, host, port = start_server(WORKERS, *options)
+    process, host, port = start_server(WORKERS, *options, source=args.source)
     server = process.pid
+    single = soak = calm = storm = None
     try:
         # Every worker has read canvases and photos before anything is timed.
         run_load(host, port, soak_schedule(2000, canvas, photo, bad), 8, server)
-        single = canvas_part(args, server, host, port, canvas, predictor)
-        # The RSS is read at rest, after the first tenth and at the end, so that what requests
-        # in flight hold (a photo's buffers) does not count as growth; samples under load
-        # every tenth are printed too.
-        schedule = soak_schedule(args.soak_requests, canvas, photo, bad)
-        tenth = max(len(schedule) // 10, 1)
-        soak = run_load(host, port, schedule[:tenth], 64, server)
-        warm = rss_mb(server)
-        soak = soak.then(run_load(host, port, schedule[tenth:], 64, server, rss_every=tenth))
-        soak.rss = [(tenth, warm), *soak.rss[:-1], (len(soak.ms), rss_mb(server))]
-        show("soak, c=64", soak)
-        calm = run_load(host, port, [("canvas", "image/png", canvas)] * args.overload_requests,
-                        16, server)  # fmt: skip
-        show("overload, c=16", calm)
-        storm = run_load(host, port, [("canvas", "image/png", canvas)] * args.overload_requests,
-                         256, server)  # fmt: skip
-        show("overload, c=256", storm)
+        if "canvas" in parts:
+            single = canvas_part(args, server, host, port, canvas, predictor)
+        if "soak" in parts:
+            soak = soak_part(args, server, host, port, soak_schedule(args.soak_requests, canvas,
+                                                                     photo, bad))  # fmt: skip
+        if "overload" in parts:
+            overload = [("canvas", "image/png", canvas)] * args.overload_requests
+            calm = run_load(host, port, overload, 16, server)
+            show("overload, c=16", calm)
+            storm = run_load(host, port, overload, 256, server)
+            show("overload, c=256", storm)
     finally:
         process.terminate()
         process.wait(timeout=30)
     load_after = os.getloadavg()[0]
     print(f"wall time {time.perf_counter() - started:.0f} s; load average after {load_after:.2f}")
-    for kind in ("canvas", "photo", "bad"):
-        ms = soak.latencies(kind)
-        print(
-            f"  soak {kind:6s} statuses {soak.counts(kind)} p50 {fmt(pct(ms, 50))} ms"
-            f" p99 {fmt(pct(ms, 99))} ms"
+    targets = []
+    if single is not None:
+        ratio = single["server"]["p50"] / single["in_process"]["p50"]
+        targets.append(
+            verdict(
+                ratio <= CANVAS_RATIO_TARGET,
+                f"canvas p50 at c=1 <= {CANVAS_RATIO_TARGET}x in-process:"
+                f" {single['server']['p50']:.2f} ms / {single['in_process']['p50']:.2f} ms"
+                f" = {ratio:.2f}x",
+            )
         )
-    print(
-        "  soak RSS (MiB) after N answers (first and last at rest): "
-        + ", ".join(f"{done:,}: {mb:.0f}" for done, mb in soak.rss)
-    )
-
-    ratio = single["server"]["p50"] / single["in_process"]["p50"]
-    bad_codes = soak.counts("bad")
-    server_errors = {s: n for s, n in soak.counts().items() if s >= 500 and s != 503 or s == 0}
-    rss_warm, rss_end = soak.rss[0][1], soak.rss[-1][1]
-    growth = rss_end / rss_warm - 1
-    calm_p99, storm_p99 = (pct(load.latencies(status=200), 99) for load in (calm, storm))
-    storm_other = {s: n for s, n in storm.counts().items() if s not in (200, 503)}
-    targets = [
-        verdict(
-            ratio <= CANVAS_RATIO_TARGET,
-            f"canvas p50 at c=1 <= {CANVAS_RATIO_TARGET}x in-process:"
-            f" {single['server']['p50']:.2f} ms / {single['in_process']['p50']:.2f} ms"
-            f" = {ratio:.2f}x",
-        ),
-        verdict(
-            not server_errors and all(400 <= s < 500 or s == 503 for s in bad_codes),
-            f"soak: no 5xx but 503 and every bad upload a 4xx (or 503 when busy):"
-            f" other 5xx or failed {sum(server_errors.values())}, bad uploads {bad_codes}",
-        ),
-        verdict(
-            growth <= RSS_GROWTH_TARGET,
-            f"soak RSS growth <= {RSS_GROWTH_TARGET:.0%}: {rss_warm:.0f} MiB after"
-            f" {soak.rss[0][0]:,} -> {rss_end:.0f} MiB at {soak.rss[-1][0]:,} ({growth:+.1%})",
-        ),
-        verdict(not storm_other, f"overload c=256: only 200 and 503: {storm.counts()}"),
-        verdict(
-            storm_p99 is not None and storm_p99 <= OVERLOAD_P99_TARGET * calm_p99,
-            f"overload: p99 of the 200s at c=256 <= {OVERLOAD_P99_TARGET:g}x c=16:"
-            f" {fmt(storm_p99)} ms / {fmt(calm_p99)} ms"
-            f" = {(storm_p99 or float('nan')) / calm_p99:.2f}x",
-        ),
-    ]
+    if soak is not None:
+        targets += soak_verdicts(soak)
+    if storm is not None:
+        targets += overload_verdicts(calm, storm)
     if args.save:
         save(
             args,
@@ -322,6 +319,62 @@ def main() -> int:
             (load_before, load_after),
         )
     return 0
+
+
+def soak_part(args, server, host, port, schedule) -> Load:
+    """The soak at 64 clients. The RSS is read at rest, after the first tenth and at the end,
+    so that what requests in flight hold (a photo's buffers) does not count as growth; samples
+    under load every tenth are printed too."""
+    tenth = max(len(schedule) // 10, 1)
+    soak = run_load(host, port, schedule[:tenth], 64, server)
+    warm = rss_mb(server)
+    soak = soak.then(run_load(host, port, schedule[tenth:], 64, server, rss_every=tenth))
+    soak.rss = [(tenth, warm), *soak.rss[:-1], (len(soak.ms), rss_mb(server))]
+    show("soak, c=64", soak)
+    for kind in ("canvas", "photo", "bad"):
+        ms = soak.latencies(kind)
+        print(
+            f"  soak {kind:6s} statuses {soak.counts(kind)} p50 {fmt(pct(ms, 50))} ms"
+            f" p99 {fmt(pct(ms, 99))} ms"
+        )
+    print(
+        "  soak RSS (MiB) after N answers (first and last at rest): "
+        + ", ".join(f"{done:,}: {mb:.0f}" for done, mb in soak.rss)
+    )
+    return soak
+
+
+def soak_verdicts(soak: Load) -> list[tuple[bool, str]]:
+    bad_codes = soak.counts("bad")
+    server_errors = {s: n for s, n in soak.counts().items() if s >= 500 and s != 503 or s == 0}
+    rss_warm, rss_end = soak.rss[0][1], soak.rss[-1][1]
+    growth = rss_end / rss_warm - 1
+    return [
+        verdict(
+            not server_errors and all(400 <= s < 500 or s == 503 for s in bad_codes),
+            f"soak: no 5xx but 503 and every bad upload a 4xx (or 503 when busy):"
+            f" other 5xx or failed {sum(server_errors.values())}, bad uploads {bad_codes}",
+        ),
+        verdict(
+            growth <= RSS_GROWTH_TARGET,
+            f"soak RSS growth <= {RSS_GROWTH_TARGET:.0%}: {rss_warm:.0f} MiB after"
+            f" {soak.rss[0][0]:,} -> {rss_end:.0f} MiB at {soak.rss[-1][0]:,} ({growth:+.1%})",
+        ),
+    ]
+
+
+def overload_verdicts(calm: Load, storm: Load) -> list[tuple[bool, str]]:
+    calm_p99, storm_p99 = (pct(load.latencies(status=200), 99) for load in (calm, storm))
+    storm_other = {s: n for s, n in storm.counts().items() if s not in (200, 503)}
+    return [
+        verdict(not storm_other, f"overload c=256: only 200 and 503: {storm.counts()}"),
+        verdict(
+            storm_p99 is not None and storm_p99 <= OVERLOAD_P99_TARGET * calm_p99,
+            f"overload: p99 of the 200s at c=256 <= {OVERLOAD_P99_TARGET:g}x c=16:"
+            f" {fmt(storm_p99)} ms / {fmt(calm_p99)} ms"
+            f" = {(storm_p99 or float('nan')) / calm_p99:.2f}x",
+        ),
+    ]
 
 
 def machine_name() -> str:

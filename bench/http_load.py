@@ -24,12 +24,20 @@ import uvloop
 # --- The server ---------------------------------------------------------------------------------
 
 
-def start_server(workers: int, *options: str) -> tuple[subprocess.Popen, str, int]:
-    """`mnistlab serve --port 0 --workers N ...`; the process, host and port once ready."""
+def start_server(
+    workers: int, *options: str, source: Path | None = None
+) -> tuple[subprocess.Popen, str, int]:
+    """`mnistlab serve --port 0 --workers N ...`; the process, host and port once ready.
+    ``source``: a ``src`` folder whose mnistlab to serve instead (another checkout's)."""
     command = [sys.executable, "-c", "from mnistlab.cli import main; main()", "serve",
                "--port", "0", "--workers", str(workers), *options]  # fmt: skip
+    environment = dict(os.environ)
+    if source is not None:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(source), *filter(None, [environment.get("PYTHONPATH")])]
+        )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)  # fmt: skip
+                               text=True, env=environment)  # fmt: skip
     line = process.stdout.readline()
     url = next((word for word in line.split() if word.startswith("http://")), None)
     if url is None:

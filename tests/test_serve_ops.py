@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnistlab.predict import Predictor
-from mnistlab.serve import ServeOptions, create_app, exposure_warning
+from mnistlab.serve import ServeOptions, create_app, exposure_warning, traffic
 from tests.helpers import BLANK, drawing, start_server, stop_server
 
 
@@ -181,6 +181,105 @@ def test_canvases_arriving_together_beyond_the_bound_are_refused(predictor):
 
     anyio.run(main)
     assert sorted(statuses) == [200, 200, 503, 503, 503]
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_bound_shortens_while_clients_are_turned_away():
+    clock = Clock()
+    admission = traffic.Admission(20, clock=clock)
+    shrink = traffic.SHRINK_PER_TURNED_AWAY
+    assert admission.bound() == 20 and admission.floor == round(20 * traffic.FLOOR_FRACTION)
+    assert all(admission.admit(("10.0.0.1", port)) for port in range(20))  # nobody turned away
+    assert not admission.admit(("10.0.0.2", 1))  # the hard cap
+    for _ in range(50):  # a client that retries at once counts once
+        assert not admission.admit(("10.0.0.2", 1))
+    assert admission.bound() == 20
+    for port in range(2, 2 * shrink + 1):
+        assert not admission.admit(("10.0.0.2", port))
+    assert admission.bound() == 18
+    for port in range(10):
+        admission.release()
+    assert admission.active == 10
+    # Ten in flight, under the cap, yet more than the bound allows now ...
+    assert all(admission.admit(("10.0.0.3", port)) for port in range(8))
+    assert not admission.admit(("10.0.0.3", 8)) and admission.active == 18
+    # ... and turned-away clients that get in no longer count (eleven were waiting, nine now).
+    for _ in range(18):
+        admission.release()
+    assert admission.admit(("10.0.0.2", 1)) and admission.admit(("10.0.0.3", 8))
+    assert len(admission.turned_away) == 2 * shrink - 1 and admission.bound() == 19
+    for port in range(1000):  # however many are turned away, the floor stays
+        admission.turned_away[("10.0.0.4", port)] = clock.now
+    assert admission.bound() == admission.floor
+    clock.now += traffic.RETRY_AFTER_SECONDS + 0.01  # they were told to come back by now
+    assert admission.bound() == 20 and not admission.turned_away
+
+
+def test_while_clients_are_turned_away_fewer_requests_wait():
+    """Through the middleware, with a slow fake model that answers when told to: four requests
+    in flight leave room for a fifth under a light load, not while twenty clients are being
+    turned away; once they have been told to come back, there is room again."""
+    clock = Clock()
+    app = traffic.TrafficMiddleware(None, traffic.Metrics(), traffic.Admission(8, clock=clock))
+    done: dict[int, anyio.Event] = {}
+    answers: dict[int, dict] = {}
+
+    async def slow_model(scope, receive, send):
+        await done.setdefault(scope["client"][1], anyio.Event()).wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app.app = slow_model
+
+    async def ask(port):
+        scope = {"type": "http", "method": "POST", "path": "/api/predict", "headers": [],
+                 "client": ("192.0.2.1", port)}  # fmt: skip
+        answers[port] = await call(app, scope, [b""])
+
+    async def answer(group, ports):
+        for port in ports:
+            done.setdefault(port, anyio.Event()).set()
+        await anyio.wait_all_tasks_blocked()
+
+    async def main():
+        async with anyio.create_task_group() as group:
+            for port in range(5):
+                group.start_soon(ask, port)
+            await anyio.wait_all_tasks_blocked()
+            assert app.admission.active == 5  # light: the fifth got in beside four
+            await answer(group, [4])
+            for port in range(4, 8):
+                group.start_soon(ask, port + 1)
+            await anyio.wait_all_tasks_blocked()
+            assert app.admission.active == 8  # the hard cap
+            for port in range(100, 120):  # twenty clients turned away
+                await ask(port)
+            await answer(group, [5, 6, 7, 8])
+            assert app.admission.active == 4
+            await ask(200)  # four in flight, as before, yet turned away now
+            assert app.admission.active == 4
+            clock.now += traffic.RETRY_AFTER_SECONDS + 0.01
+            group.start_soon(ask, 201)
+            await anyio.wait_all_tasks_blocked()
+            assert app.admission.active == 5  # room again
+            await answer(group, [0, 1, 2, 3, 201])
+
+    anyio.run(main)
+    refused = [answers[port] for port in [*range(100, 120), 200]]
+    assert all(answer["status"] == 503 for answer in refused)
+    assert all(answer["headers"]["retry-after"] == "1" for answer in refused)
+    assert "busy" in json.loads(refused[-1]["body"])["error"]
+    served = [0, 1, 2, 3, 4, 5, 6, 7, 8, 201]
+    assert [answers[port]["status"] for port in served] == [200] * len(served)
 
 
 def test_a_stalled_upload_gets_408_and_frees_its_slot(predictor):

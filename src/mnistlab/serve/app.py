@@ -120,7 +120,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     app.add_middleware(
         traffic.TrafficMiddleware,
         metrics=app.state.metrics,
-        max_in_flight=options.max_in_flight,
+        admission=traffic.Admission(options.max_in_flight),
     )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")

@@ -11,8 +11,9 @@ from pathlib import Path
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
-# Requests in flight per worker before more are answered 503: a canvas takes a few ms, so 32
-# queued is a fraction of a second of work, not a pile-up.
+# Requests in flight per worker, at most, before more are answered 503: a canvas takes a few
+# ms, so 32 queued is a fraction of a second of work, not a pile-up. While clients are being
+# turned away the bound is shorter (traffic.Admission).
 DEFAULT_MAX_IN_FLIGHT = 32
 # Seconds an upload may stall (no bytes arriving) before it is answered 408 and its slot freed.
 DEFAULT_READ_TIMEOUT = 15.0
@@ -30,7 +31,8 @@ class ServeOptions:
         max_upload_mb: the largest request body accepted, in MiB.
         cors_origins: web origins allowed to call the API from their pages.
         min_confidence: predictions less sure than this are flagged ``uncertain``.
-        max_in_flight: image requests handled at once per worker; more get 503 at once.
+        max_in_flight: image requests handled at once per worker, at most; more get 503 at
+            once, and fewer are let in while clients are being turned away.
         read_timeout: seconds an upload may send nothing before it gets 408.
     """
 

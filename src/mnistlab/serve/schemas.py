@@ -148,7 +148,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Neither a multipart/form-data upload nor a raw body of an image type or"
         " application/octet-stream (the bytes decide the format).",
         422: "Not a readable image: not an image, truncated, or too many pixels.",
-        503: "Busy: more requests in flight than the server's --max-in-flight; retry after"
+        503: "Busy: the server already has as many requests in flight as it takes now"
+        " (its --max-in-flight, fewer while it is turning clients away); retry after"
         " `Retry-After` seconds.",
     }
     return {

@@ -1,5 +1,6 @@
 """What every request passes through before its route: a bound on the image requests in flight
-(503 beyond it, at once), security headers, and the Prometheus metrics served at /metrics.
+that shortens while clients are being turned away (503 beyond it, at once), security headers,
+and the Prometheus metrics served at /metrics.
 
 With several worker processes the metrics are written to files in ``PROMETHEUS_MULTIPROC_DIR``
 (``host.run`` makes one) and /metrics sums every worker's, whichever worker answers.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import anyio
@@ -26,6 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds a client is told to wait after a 503: the queue of a few ms requests drains by then.
 RETRY_AFTER_SECONDS = 1
+# While clients are being turned away, each this many of them shortens the bound by one: with
+# four times more clients than the bound, it is at its floor.
+SHRINK_PER_TURNED_AWAY = 4
+# The shortest the bound gets, as a fraction of --max-in-flight: enough to keep a worker busy.
+FLOOR_FRACTION = 1 / 8
 # A canvas is read in a few ms, a photo in tens, a batch in up to seconds.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Headers on every answer; the page adds its Content-Security-Policy (app.PAGE_POLICY).
@@ -34,6 +42,20 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+
+
+_BUSY = json.dumps({"error": f"the server is busy; retry in {RETRY_AFTER_SECONDS} s"}).encode()
+# The 503's messages, built once: under overload most answers are these.
+BUSY_START: Message = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_BUSY)).encode()),
+        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+    ],
+}
+BUSY_BODY: Message = {"type": "http.response.body", "body": _BUSY}
 
 
 def multiprocess() -> bool:
@@ -67,7 +89,8 @@ class Metrics:
         )
         self.overloaded = Counter(
             "mnistlab_http_overloaded",
-            "Requests answered 503 at once because --max-in-flight were being handled.",
+            "Image requests answered 503 at once: as many were in flight as the worker takes"
+            " now (--max-in-flight, fewer while it is turning clients away).",
             registry=registry,
         )
         self.image_seconds = Histogram(
@@ -121,19 +144,66 @@ def is_image_work(scope: Scope) -> bool:
     return scope["method"] == "POST" and scope["path"].startswith("/api/")
 
 
+class Admission:
+    """Which image requests a worker starts, and which it answers 503 at once.
+
+    A queue is worth keeping while it absorbs bursts: the requests in it would otherwise be
+    refused, and the worker reaches them soon. Once clients are being turned away, more
+    requests arrive than the worker can answer; it is busy whatever the queue's length, and a
+    longer queue only makes each admitted request wait longer. So the bound is
+    ``max_in_flight`` while nobody is turned away and shortens by one for each
+    ``SHRINK_PER_TURNED_AWAY`` clients turned away in the last ``RETRY_AFTER_SECONDS`` (the time
+    they were told to wait) and not admitted since, down to ``FLOOR_FRACTION`` of it. A client
+    that retries at once counts once, however often it is refused.
+
+    Args:
+        max_in_flight: the bound with nobody turned away, never exceeded.
+        clock: seconds, monotonic (a test's own clock).
+    """
+
+    def __init__(self, max_in_flight: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_in_flight, self.clock = max_in_flight, clock
+        self.floor = max(1, round(max_in_flight * FLOOR_FRACTION))
+        self.active = 0  # One event loop per process: plain counts are exact.
+        # The clients turned away (address and port) and when, oldest first.
+        self.turned_away: OrderedDict[Hashable, float] = OrderedDict()
+
+    def bound(self) -> int:
+        """Image requests in flight allowed now."""
+        forget = self.clock() - RETRY_AFTER_SECONDS
+        while self.turned_away and next(iter(self.turned_away.values())) < forget:
+            self.turned_away.popitem(last=False)
+        shorter = len(self.turned_away) // SHRINK_PER_TURNED_AWAY
+        return max(self.floor, self.max_in_flight - shorter)
+
+    def admit(self, client: Hashable) -> bool:
+        """Start one request from ``client`` (its address and port), or turn it away."""
+        if self.active < self.bound():
+            self.active += 1
+            self.turned_away.pop(client, None)
+            return True
+        self.turned_away[client] = self.clock()
+        self.turned_away.move_to_end(client)
+        return False
+
+    def release(self) -> None:
+        """One admitted request is answered."""
+        self.active -= 1
+
+
 class TrafficMiddleware:
-    """Bounds image requests in flight, adds security headers, and records each answer.
+    """Bounds image requests in flight (see ``Admission``), adds security headers, and records
+    each answer.
 
     Args:
         app: the app inside.
         metrics: where to record.
-        max_in_flight: image requests handled at once; one more is answered 503 with
-            Retry-After, without reading it.
+        admission: which image requests start; the others are answered 503 with Retry-After,
+            without being read.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_in_flight: int) -> None:
-        self.app, self.metrics, self.max_in_flight = app, metrics, max_in_flight
-        self.active = 0  # One event loop per process: a plain counter is exact.
+    def __init__(self, app: ASGIApp, metrics: Metrics, admission: Admission) -> None:
+        self.app, self.metrics, self.admission = app, metrics, admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,13 +220,13 @@ class TrafficMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
             await send(message)
 
-        if bounded and self.active >= self.max_in_flight:
+        if bounded and not self.admission.admit(client_of(scope)):
             self.metrics.overloaded.inc()
-            await self._busy(send_with_headers)
+            await send_with_headers(BUSY_START)
+            await send_with_headers(BUSY_BODY)
             self._record(scope, "overloaded", 503, started)
             return
         if bounded:
-            self.active += 1
             self.metrics.in_flight.inc()
         try:
             if bounded:
@@ -167,25 +237,19 @@ class TrafficMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             if bounded:
-                self.active -= 1
+                self.admission.release()
                 self.metrics.in_flight.dec()
             self._record(scope, route_of(scope), status, started)
-
-    async def _busy(self, send: Send) -> None:
-        body = json.dumps(
-            {"error": f"the server is busy; retry in {RETRY_AFTER_SECONDS} s"}
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     def _record(self, scope: Scope, route: str, status: int, started: float) -> None:
         self.metrics.requests.labels(route, scope["method"], str(status)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def client_of(scope: Scope) -> Hashable:
+    """The connection a request came on (its address and port), or a key of its own."""
+    client = scope.get("client")
+    return tuple(client) if client else object()
 
 
 # Mounted static files: each folder counts as one route.
