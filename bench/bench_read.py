@@ -1,16 +1,8 @@
 """How well and how fast ``reading.read_number`` reads handwritten numbers.
 
-Strings of 3-8 digits are composed from MNIST's TEST digits (never training ones), each digit
-scaled a little (sizes vary), on a slanted, jittered baseline, in three layouts:
-
-- separated: uneven gaps between neighbours' ink;
-- touching: each digit slid left until its ink meets its neighbour's;
-- overlapping: slid a few pixels further (at MNIST's scale 1.5-3 px of a 20 px digit).
-
-Gaps are measured on the ink itself (row by row), not on bounding boxes. Each string is read
-in three kinds: the MNIST ink as is (white on black), redrawn as canvas strokes with one round
-brush (``drawings.pen_path``, as a person draws on the page), and as a phone photo of dark
-ink on uneven paper (``renderers.render_photo``'s steps, on a wide sheet).
+Strings of 3-8 digits are composed from MNIST's TEST digits (never training ones) by
+``composition`` (``BENCH``): separated, touching and overlapping, each as MNIST ink, canvas
+strokes and a phone photo.
 
 Prints string accuracy (the whole number right) and digit accuracy (1 - edit distance / digits)
 per layout and kind, with 95% Wilson intervals, and the median time to read a 6-digit string
@@ -23,118 +15,33 @@ uses test digits 0-4999 (to choose settings on), ``report`` (default) digits 500
 from __future__ import annotations
 
 import argparse
-import io
+import datetime
 import os
+import platform
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from mnistlab import drawings, renderers
+from mnistlab import composition, reading
 from mnistlab.data import load_dataset
+from mnistlab.fileio import write_json
 from mnistlab.predict import Predictor, predict_bytes
-from mnistlab.reading import read_number
 
 SPLITS = {"tune": (0, 5000), "report": (5000, 10000)}
-LAYOUTS = ("separated", "touching", "overlapping")
-KINDS = ("mnist", "drawing", "photo")
+LAYOUTS = composition.LAYOUTS
+KINDS = composition.KINDS
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "read.json"
+READERS = {"sequence": reading.read_sequence, "segments": reading.read_number}
 LENGTHS = (3, 8)
 TIMED_LENGTH = 6
 
 
-def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format, **options)
-    return buffer.getvalue()
-
-
-def crop(ink: np.ndarray) -> np.ndarray:
-    rows, columns = np.nonzero(ink > 0.05)
-    return ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-
-
-def digit_inks(digits: np.ndarray, kind: str, height: int, rng: np.random.Generator) -> list:
-    """Each digit's ink in [0, 1], cropped, about ``height`` px tall, sizes varying by 15%."""
-    brush = rng.uniform(0.08, 0.16) * height  # One pen for the whole string.
-    inks = []
-    for digit in digits:
-        size = int(height * rng.uniform(0.85, 1.15))
-        if kind == "drawing":
-            ink = drawings.stroke_coverage(drawings.pen_path(digit, size), brush)
-        else:
-            ink = drawings.upscale(digit, round(size * 28 / 20))  # MNIST's digit is 20 of 28 px
-        inks.append(crop(ink))
-    return inks
-
-
-def contact(canvas: np.ndarray, ink: np.ndarray, top: int) -> int:
-    """The leftmost column where ``ink`` (its top row at ``top``) does not meet the canvas's."""
-    firm = ink > 0.3
-    shift = 0
-    for row in range(ink.shape[0]):
-        placed = canvas[top + row] > 0.3
-        if not placed.any() or not firm[row].any():
-            continue
-        shift = max(shift, int(np.flatnonzero(placed)[-1]) - int(np.argmax(firm[row])) + 1)
-    return shift
-
-
-def compose(inks: list, layout: str, height: int, rng: np.random.Generator):
-    """The string's ink on one canvas, and which digit owns each pixel (-1: none)."""
-    margin = height // 2
-    width = sum(ink.shape[1] for ink in inks) + 2 * margin + len(inks) * height
-    tallest = max(ink.shape[0] for ink in inks)
-    slope = rng.uniform(-0.08, 0.08)
-    canvas = np.zeros((tallest + 2 * margin + int(abs(slope) * width) + height // 4, width))
-    base = margin + (int(-slope * width) if slope < 0 else 0)
-    owners = np.full(canvas.shape, -1, np.int8)
-    x = margin
-    for position, ink in enumerate(inks):
-        bottom = (
-            base + tallest + int(slope * x) + int(rng.integers(-height // 20, height // 20 + 1))
-        )
-        top = max(0, bottom - ink.shape[0])
-        if position:
-            touch = contact(canvas, ink, top)
-            if layout == "separated":
-                x = touch + int(rng.uniform(0.05, 0.35) * height)
-            elif layout == "touching":
-                x = touch - max(1, round(0.02 * height))
-            else:
-                x = touch - max(2, round(rng.uniform(0.08, 0.15) * height))
-        x = max(x, 0)
-        area = canvas[top : top + ink.shape[0], x : x + ink.shape[1]]
-        placed = ink[: area.shape[0], : area.shape[1]]
-        owner = owners[top : top + ink.shape[0], x : x + ink.shape[1]]
-        owner[(placed > 0.3) & (placed >= area)] = position
-        np.maximum(area, placed, out=area)
-        x += ink.shape[1]
-    used = np.flatnonzero(canvas.max(axis=0) > 0)
-    width = used[-1] + 1 + margin
-    return canvas[:, :width], owners[:, :width]
-
-
-def photo(ink: np.ndarray, rng: np.random.Generator) -> bytes:
-    """``renderers.photograph`` of a wide sheet, as a JPEG."""
-    return encode(renderers.photograph(ink, rng), "JPEG", quality=80)
-
-
-def render(digits: np.ndarray, kind: str, layout: str, seed, owners: bool = False):
-    """One string of ``digits`` (28x28 each) as the encoded image a user would send; with
-    ``owners``, also the digit that owns each of its pixels (-1: none)."""
-    rng = np.random.default_rng(seed)
-    height = int(rng.integers(40, 90)) if kind == "mnist" else int(rng.integers(70, 140))
-    canvas, owner = compose(digit_inks(digits, kind, height, rng), layout, height, rng)
-    if kind == "photo":
-        data = photo(canvas, rng)
-    elif kind == "drawing":
-        style = drawings.DRAWING_STYLES[int(rng.integers(len(drawings.DRAWING_STYLES)))]
-        data = encode(drawings.colour_drawing(canvas, style))
-    else:
-        data = encode(Image.fromarray(np.round(canvas * 255).astype(np.uint8)))
-    return (data, owner) if owners else data
+render = composition.render
 
 
 def number(
@@ -172,6 +79,15 @@ def edit_distance(a: str, b: str) -> int:
     return row[-1]
 
 
+def machine() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        name = lscpu.split("Model name:")[1].splitlines()[0].strip()
+    except (OSError, IndexError):
+        name = platform.processor() or "unknown"
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
@@ -181,22 +97,29 @@ def main() -> int:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--timing", type=int, default=20, help="6-digit strings timed per kind.")
     parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
+    parser.add_argument("--reader", choices=sorted(READERS), default="sequence")
     parser.add_argument("--show-errors", action="store_true", help="Print each misread string.")
+    parser.add_argument(
+        "--save", action="store_true", help=f"Write the results to {RESULTS.relative_to(ROOT)}."
+    )
     args = parser.parse_args()
+    read = READERS[args.reader]
     dataset = load_dataset("mnist", args.data_dir)
     predictor = Predictor.from_run(args.model)
     start, stop = SPLITS[args.split]
     pool = np.arange(start, stop)
     layouts = [name for name in args.layouts.split(",") if name]
     kinds = [name for name in args.kinds.split(",") if name]
+    load_before = os.getloadavg()[0]
     print(
-        f"cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}  split: {args.split}"
-        f" (test digits {start}-{stop - 1})  strings per cell: {args.count}"
+        f"cpus: {os.cpu_count()}  load avg: {load_before:.2f}  split: {args.split}"
+        f" (test digits {start}-{stop - 1})  strings per cell: {args.count}  reader: {args.reader}"
     )
     print(
         f"  {'layout':12} {'kind':8} {'string acc':>10} {'95% interval':>17}"
         f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8}"
     )
+    accuracy = []
     for layout_number, layout in enumerate(layouts):
         for kind_number, kind in enumerate(kinds):
             right = digits_total = digit_errors = rejected = 0
@@ -205,25 +128,38 @@ def main() -> int:
                 data, _, truth = number(
                     dataset.test_images, dataset.test_labels, pool, kind, layout, seed
                 )
-                reading = read_number(data, predictor)
-                text = reading.text or ""
-                rejected += reading.text is None
+                answer = read(data, predictor)
+                text = answer.text or ""
+                rejected += answer.text is None
                 right += text == truth
                 digits_total += len(truth)
                 digit_errors += min(edit_distance(truth, text), len(truth))
                 if args.show_errors and text != truth:
-                    print(f"    {layout} {kind} #{count}: {truth} read {text or reading.rejected}")
+                    print(f"    {layout} {kind} #{count}: {truth} read {text or answer.rejected}")
             low, high = wilson(right, args.count)
             digit_right = digits_total - digit_errors
             dlow, dhigh = wilson(digit_right, digits_total)
+            accuracy.append(
+                {
+                    "layout": layout,
+                    "kind": kind,
+                    "strings": args.count,
+                    "string_accuracy": right / args.count,
+                    "string_interval": [low, high],
+                    "digit_accuracy": digit_right / digits_total,
+                    "digit_interval": [dlow, dhigh],
+                    "rejected": rejected,
+                }
+            )
             print(
                 f"  {layout:12} {kind:8} {right / args.count:10.4f}   [{low:.4f}, {high:.4f}]"
                 f" {digit_right / digits_total:10.4f}   [{dlow:.4f}, {dhigh:.4f}] {rejected:8d}",
                 flush=True,
             )
+    timing = []
     if args.timing:
         print(
-            f"\ntime, median ms: a {TIMED_LENGTH}-digit string (read_number) against one digit"
+            f"\ntime, median ms: a {TIMED_LENGTH}-digit string (read) against one digit"
             " (predict_bytes), same kind, interleaved, bytes in, answer out"
         )
         for kind_number, kind in enumerate(kinds):
@@ -242,16 +178,37 @@ def main() -> int:
                     started = time.perf_counter()
                     predict_bytes(one, predictor)
                     middle = time.perf_counter()
-                    read_number(string, predictor)
+                    read(string, predictor)
                     predict_times.append(middle - started)
                     read_times.append(time.perf_counter() - middle)
             read_ms = 1000 * statistics.median(read_times)
             predict_ms = 1000 * statistics.median(predict_times)
+            timing.append({"kind": kind, "read_ms": read_ms, "predict_ms": predict_ms})
             print(
                 f"  {kind:8} read {read_ms:7.1f}  predict {predict_ms:6.1f}"
                 f"  ratio {read_ms / predict_ms:4.1f}x"
             )
-    print(f"load avg at the end: {os.getloadavg()[0]:.2f}")
+    load_after = os.getloadavg()[0]
+    print(f"load avg at the end: {load_after:.2f}")
+    if args.save:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
+        ).stdout.strip()
+        write_json(
+            RESULTS,
+            {
+                "date": datetime.date.today().isoformat(),
+                "commit": commit,
+                "machine": machine(),
+                "reader": args.reader,
+                "split": args.split,
+                "command": "python bench/bench_read.py " + " ".join(sys.argv[1:]),
+                "load": [load_before, load_after],
+                "accuracy": accuracy,
+                "timing": timing,
+            },
+        )
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

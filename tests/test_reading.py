@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from mnistlab import reader
 from mnistlab.predict import Predictor
 from mnistlab.reading import MAX_DIGITS, read_number
 from mnistlab.serve import ServeOptions, create_app
@@ -178,26 +179,49 @@ def test_a_wide_digit_is_read_as_one(mnist, predictor, index):
     assert reading.text == str(mnist.train_labels[index])
 
 
-def test_a_seam_follows_the_gap_between_slanted_strokes():
-    from mnistlab import seams
+def frame_probabilities(rows) -> np.ndarray:
+    """(T, 11) frames of the sequence reader: each row's given probabilities, the rest tiny."""
+    probabilities = np.full((len(rows), 11), 1e-3)
+    for frame, row in zip(probabilities, rows):
+        for symbol, value in row.items():
+            frame[symbol] = value
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
 
-    # Two parallel strokes slanting one column per two rows, 4 px wide and 4 px apart, joined
-    # by a bridge: no straight cut parts them, one that follows the slant cuts the bridge only.
-    rows, columns = np.mgrid[0:40, 0:40]
-    first = (columns >= 4 + rows // 2) & (columns < 8 + rows // 2)
-    second = (columns >= 12 + rows // 2) & (columns < 16 + rows // 2)
-    ink = (first | second).astype(float)
-    ink[20, 18:22] = 1
-    kept, _ = seams.propose(
-        ink, pen=4.0, spacing=2, band=2, most=8.0, distinct=10.0, side=20.0, crowd=(3, 6.0)
+
+def labels_of(path) -> str:
+    """The text a CTC frame path spells: runs merged, blanks dropped."""
+    runs = [symbol for index, symbol in enumerate(path) if index == 0 or symbol != path[index - 1]]
+    return "".join(str(symbol) for symbol in runs if symbol != reader.BLANK)
+
+
+def test_a_forced_count_takes_the_likeliest_path_of_that_many_digits():
+    blank = reader.BLANK
+    # "7", a frame that is more likely a gap than a second 7, "7", then a faint 1.
+    probabilities = frame_probabilities(
+        [{7: 0.9}, {7: 0.9}, {blank: 0.6, 7: 0.4}, {7: 0.9}, {blank: 0.9}, {1: 0.45, blank: 0.55}]
     )
-    parting = [
-        seam
-        for seam in kept
-        if (columns[first] < seam.columns[rows[first]]).all()
-        and (columns[second] >= seam.columns[rows[second]]).all()
-    ]
-    assert parting and min(seam.strokes for seam in parting) <= 1.0
+    free, free_score = reader.best_path(probabilities)
+    assert labels_of(free) == "77"
+    texts = {count: labels_of(reader.best_path(probabilities, count)[0]) for count in (1, 2, 3)}
+    assert texts == {1: "7", 2: "77", 3: "771"}
+    assert reader.best_path(probabilities, 2)[1] == pytest.approx(free_score)
+    assert reader.best_path(probabilities, 3)[1] < free_score
+    # Three digits need at least five frames (two 7s need a blank between them).
+    assert reader.best_path(probabilities[:4], 3)[0] is None
+
+
+def test_neighbouring_digits_part_where_the_line_has_least_ink():
+    blank = reader.BLANK
+    probabilities = frame_probabilities(
+        [{blank: 0.9}, {3: 0.9}, {blank: 0.9}, {blank: 0.9}, {blank: 0.9}, {8: 0.9}, {blank: 0.9}]
+    )
+    ink = np.ones(7 * 4)
+    ink[12:16] = 0  # a gap of four columns between the two digits
+    reads = reader.decode(probabilities, reader.best_path(probabilities)[0], ink)
+    assert [read.label for read in reads] == [3, 8]
+    assert reads[0].stop == reads[1].start and 12 <= reads[0].stop < 16
+    assert (reads[0].start, reads[1].stop) == (0, 28)
+    assert reads[0].probabilities.sum() == pytest.approx(1.0)
 
 
 def drawn(strokes_per_digit, width=None, height=280) -> bytes:

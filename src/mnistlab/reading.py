@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from mnistlab import search, segments
+from mnistlab import lines, reader, search, segments
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, digit_png
 from mnistlab.predict import DEFAULT_NOT_DIGIT_THRESHOLD as NOT_DIGIT_THRESHOLD
 
@@ -138,6 +138,86 @@ def _reading(
                 digit=line.digits[index],
             )
         )
+    refused = [
+        d for d in reading.digits if d.not_digit is not None and d.not_digit >= not_digit_threshold
+    ]
+    if refused:
+        reading.rejected = (
+            f"not a number: {len(refused)} of the {len(reading.digits)} marks read do not look"
+            " like digits (letters, shapes or scribbles)"
+        )
+        return reading
+    reading.text = "".join(str(digit.label) for digit in reading.digits)
+    reading.confidence = float(np.prod([digit.confidence for digit in reading.digits]))
+    return reading
+
+
+def read_sequence(
+    image,
+    predictor: Predictor,
+    expect_digits: int | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    not_digit_threshold: float | None = None,
+    file: str | None = None,
+) -> NumberReading:
+    """``read_number`` by the sequence reader."""
+    if not_digit_threshold is None:
+        not_digit_threshold = getattr(predictor, "not_digit_threshold", NOT_DIGIT_THRESHOLD)
+    if expect_digits is not None and not 1 <= expect_digits <= MAX_DIGITS:
+        raise ValueError(f"expect_digits must be 1 to {MAX_DIGITS}; received {expect_digits}")
+    try:
+        ink, line = lines.prepare(image)
+    except lines.NoNumber as error:
+        return NumberReading(file, rejected=str(error))
+    probabilities = reader.frames(line.pixels)
+    path, score = reader.best_path(probabilities)
+    if expect_digits is not None:
+        free = score
+        path, score = reader.best_path(probabilities, expect_digits)
+        if path is None or score < free - reader.FORCED_MARGIN:
+            return NumberReading(
+                file,
+                rejected=f"{segments.NO_NUMBER}: the marks cannot be read as {expect_digits}"
+                " digits",
+            )
+    reads = reader.decode(probabilities, path, line.pixels.sum(axis=0))
+    if not reads:
+        return NumberReading(file, rejected=f"{segments.NO_NUMBER}: no digit read in the marks")
+    shapes = reader.thin(ink.strokes, ink.mask, ink.height) if ink.clean else ink.strokes
+    boxes, digits = [], []
+    for read in reads:
+        box = reader.digit_box(ink, line, read)
+        if box is None:  # No firm ink of its own: the whole line's box.
+            box = line.box
+        boxes.append(box)
+        digits.append(reader.normalise(shapes, ink.mask, box))
+    _, not_digit = predictor.scores(np.stack(digits))
+    reading = NumberReading(file)
+    (scale_x, scale_y), (row, column) = ink.scale, ink.offset
+    for index, (read, box, digit) in enumerate(zip(reads, boxes, digits)):
+        top, left, bottom, right = box
+        confidence = float(read.probabilities[read.label])
+        reading.digits.append(
+            DigitReading(
+                label=read.label,
+                confidence=confidence,
+                uncertain=bool(confidence < min_confidence),
+                box=[
+                    math.floor((left + column) * scale_x),
+                    math.floor((top + row) * scale_y),
+                    math.ceil((right - left) * scale_x),
+                    math.ceil((bottom - top) * scale_y),
+                ],
+                probabilities=[float(value) for value in read.probabilities],
+                not_digit=None if not_digit is None else float(not_digit[index]),
+                digit=digit,
+            )
+        )
+    return _verdict(reading, not_digit_threshold)
+
+
+def _verdict(reading: NumberReading, not_digit_threshold: float) -> NumberReading:
+    """The reading's text and confidence, or its rejection when marks read are no digits."""
     refused = [
         d for d in reading.digits if d.not_digit is not None and d.not_digit >= not_digit_threshold
     ]

@@ -1,0 +1,186 @@
+"""The sequence reader: a small convolutional-recurrent network (``read_training``) reads the
+line image (``lines``) into per-frame probabilities of the ten digits and the CTC blank, one
+frame per STRIDE columns; the best path through them is the number.
+
+Each digit read keeps its evidence: the frames its label was read at (the CTC alignment) mark
+its place on the line; the columns between it and its neighbours' places, cut where the line
+has least ink, are its part of the line, and its box is that part's ink. Its 28x28 is that
+ink normalised as ``predict`` normalises a digit.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnistlab import framing, images, lines, raster
+from mnistlab.errors import RunError
+from mnistlab.predict import pretrained_dir
+from mnistlab.segments import pen_width
+
+READER_FILE = "reader.onnx"
+BLANK = 10
+# A forced count (``expect``) is refused when its best path is this much less likely (natural
+# log) than the free reading: the marks cannot be read as that many digits.
+FORCED_MARGIN = 12.0
+
+
+@dataclass
+class Read:
+    """One digit read: its label, the probabilities of the ten digits at its surest frame,
+    and its part of the line image (columns ``start``..``stop``)."""
+
+    label: int
+    probabilities: np.ndarray
+    start: int
+    stop: int
+
+
+@functools.cache
+def session():
+    """The reader's ONNX Runtime session, loaded once.
+
+    Raises:
+        RunError: the reader's model is missing from the install.
+    """
+    path = pretrained_dir() / READER_FILE
+    if not path.is_file():
+        raise RunError(f"{path} is missing: the number reader is not installed")
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # A line is small: threads cost more than they give.
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def frames(pixels: np.ndarray) -> np.ndarray:
+    """(T, 11) probabilities of the line image (HEIGHT, width)."""
+    reader = session()
+    name = reader.get_inputs()[0].name
+    return reader.run(None, {name: pixels[None, :, :, None].astype(np.float32)})[0][0]
+
+
+def best_path(probabilities: np.ndarray, expect: int | None = None):
+    """The most likely frame labels (T,) and their log-probability, with exactly ``expect``
+    digits when given (None when the frames are too few for them)."""
+    logs = np.log(np.maximum(probabilities, 1e-12))
+    if expect is None:
+        path = logs.argmax(axis=1)
+        return path, float(logs.max(axis=1).sum())
+    count, classes = logs.shape
+    if 2 * expect - 1 > count:
+        return None, -np.inf
+    # best[k, s]: the best path so far with k digits read, ending in symbol s.
+    best = np.full((expect + 1, classes), -np.inf)
+    best[0, BLANK] = logs[0, BLANK]
+    best[1, :BLANK] = logs[0, :BLANK]
+    back = np.zeros((count, expect + 1, classes, 2), np.int16)
+    digits = np.arange(BLANK)
+    for t in range(1, count):
+        new = np.full_like(best, -np.inf)
+        # To blank: from any symbol, as many digits.
+        came = best.argmax(axis=1)
+        new[:, BLANK] = best[np.arange(expect + 1), came] + logs[t, BLANK]
+        back[t, :, BLANK, 0], back[t, :, BLANK, 1] = np.arange(expect + 1), came
+        # To digit d: its own run goes on (as many digits), or a new digit starts after a
+        # blank or another digit (one more).
+        order = np.argsort(best[:-1], axis=1)
+        first, second = order[:, -1], order[:, -2]
+        rows = np.arange(expect)
+        other = np.where(first[:, None] == digits[None, :], second[:, None], first[:, None])
+        start = best[rows[:, None], other]
+        stay = best[1:, :BLANK]
+        new[1:, :BLANK] = np.maximum(stay, start) + logs[t, :BLANK]
+        keep = stay >= start
+        back[t, 1:, :BLANK, 0] = np.where(keep, rows[:, None] + 1, rows[:, None])
+        back[t, 1:, :BLANK, 1] = np.where(keep, digits[None, :], other)
+        best = new
+    end = int(best[expect].argmax())
+    score = float(best[expect, end])
+    if not np.isfinite(score):
+        return None, score
+    path = np.empty(count, int)
+    k, symbol = expect, end
+    for t in range(count - 1, -1, -1):
+        path[t] = symbol
+        if t:
+            k, symbol = (int(v) for v in back[t, k, symbol])
+    return path, score
+
+
+def decode(probabilities: np.ndarray, path: np.ndarray, ink: np.ndarray) -> list[Read]:
+    """The digits of a frame path, each with its part of the line image, whose ``ink`` (the
+    line image's column sums) decides where neighbours part."""
+    runs = []
+    for t, symbol in enumerate(path):
+        if symbol == BLANK:
+            continue
+        if t and path[t - 1] == symbol and runs:
+            runs[-1][1] = t
+        else:
+            runs.append([t, t, int(symbol)])
+    places = [lines.STRIDE * (first + last + 1) / 2 for first, last, _ in runs]
+    bounds = [0]
+    for left, right in zip(places, places[1:]):
+        low, high = int(left), max(int(right), int(left) + 1)
+        between = ink[low:high]
+        least = between.min()
+        quiet = np.flatnonzero(between <= least + 1e-3)
+        bounds.append(low + int(quiet[len(quiet) // 2]))
+    bounds.append(len(ink))
+    reads = []
+    for (first, last, label), start, stop in zip(runs, bounds, bounds[1:]):
+        window = probabilities[first : last + 1, :BLANK]
+        sure = window[int(window[:, label].argmax())]
+        reads.append(Read(label, sure / max(float(sure.sum()), 1e-12), start, stop))
+    return reads
+
+
+def thin(strokes: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
+    """A clean drawing's strokes thinned to MNIST's pen, once for the whole line, as
+    ``framing._match_pen_width`` thins one digit (at 4x its 20 px box)."""
+    scale = 4 * framing.DIGIT_BOX_SIDE / max(height, 1.0)  # working px to the 4x box's
+    excess = pen_width(mask) * scale - 4 * framing.MNIST_PEN_WIDTH
+    if excess <= 0:
+        return strokes
+    inside = raster.distance_to_paper(np.pad(mask, 1))[1:-1, 1:-1] * scale
+    return np.minimum(strokes, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
+
+
+def digit_box(ink: lines.Ink, line: lines.LineImage, read: Read):
+    """A digit's box (top, left, bottom, right in working px), its part of the line's ink
+    tightened; None when that part holds no firm ink."""
+    top, left, bottom, right = line.box
+    low = left + max(0.0, (read.start - line.pad) / line.factor)
+    high = left + (read.stop - line.pad) / line.factor
+    low, high = max(int(np.floor(low)), left), min(int(np.ceil(high)), right)
+    if high <= low:
+        return None
+    part = ink.mask[top:bottom, low:high]
+    if not part.any():
+        return None
+    rows = np.flatnonzero(part.any(axis=1))
+    columns = np.flatnonzero(part.any(axis=0))
+    return (
+        top + int(rows[0]),
+        low + int(columns[0]),
+        top + int(rows[-1]) + 1,
+        low + int(columns[-1]) + 1,
+    )
+
+
+def normalise(shapes: np.ndarray, mask: np.ndarray, box) -> np.ndarray:
+    """The ink in ``box`` as MNIST's 28x28, by the steps ``normalize_digit`` takes."""
+    top, left, bottom, right = box
+    # One pixel of margin: the ink's soft rim lies just outside the firm mask.
+    inside = np.zeros_like(mask)
+    inside[top:bottom, left:right] = mask[top:bottom, left:right]
+    top, left = max(top - 1, 0), max(left - 1, 0)
+    bottom, right = min(bottom + 1, mask.shape[0]), min(right + 1, mask.shape[1])
+    region = shapes[top:bottom, left:right] * images._dilate(inside[top:bottom, left:right])
+    if not region.any():
+        region = shapes[top:bottom, left:right]
+    return images._center(images._fit_box(images._crop_to_ink(region)))
