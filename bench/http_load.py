@@ -165,23 +165,28 @@ class Connection:
 
 
 async def drive(host: str, port: int, schedule: list[tuple[str, str, bytes]], concurrency: int,
-                server: int, rss_every: int = 0) -> Load:  # fmt: skip
+                server: int, rss_every: int = 0, answered: int = 0) -> Load:  # fmt: skip
     """Send ``schedule`` (kind, Content-Type, body) with ``concurrency`` clients; each sends its
     next request as soon as it has read the last answer, a 503 included (as `hey` does).
-    Samples the server's RSS every ``rss_every`` answers."""
+    Samples the server's RSS every ``rss_every`` answers. With ``answered``, the schedule
+    repeats until that many 200s have come back (and those in flight then), 503s besides."""
     load = Load()
-    position = 0
+    position = ok = 0
+
+    def more() -> bool:
+        return ok < answered if answered else position < len(schedule)
 
     async def client(connection: Connection) -> None:
-        nonlocal position
-        while position < len(schedule):
-            kind, content_type, body = schedule[position]
+        nonlocal position, ok
+        while more():
+            kind, content_type, body = schedule[position % len(schedule)]
             position += 1
             started = time.perf_counter()
             status = await connection.post("/api/predict", content_type, body)
             load.ms.append((time.perf_counter() - started) * 1e3)
             load.kinds.append(kind)
             load.statuses.append(status)
+            ok += status == 200
             if rss_every and len(load.ms) % rss_every == 0:
                 load.rss.append((len(load.ms), rss_mb(server)))
         connection.close()
