@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -36,7 +37,6 @@ LAYOUTS = composition.LAYOUTS
 KINDS = composition.KINDS
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "read.json"
-READERS = {"sequence": reading.read_sequence, "segments": reading.read_number}
 LENGTHS = (3, 8)
 TIMED_LENGTH = 6
 
@@ -91,19 +91,23 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
-    parser.add_argument("--count", type=int, default=200, help="Strings per layout and kind.")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=200,
+        help="Strings per layout and kind; 0 times only (--save keeps the saved accuracy).",
+    )
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--timing", type=int, default=20, help="6-digit strings timed per kind.")
     parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
-    parser.add_argument("--reader", choices=sorted(READERS), default="sequence")
     parser.add_argument("--show-errors", action="store_true", help="Print each misread string.")
     parser.add_argument(
         "--save", action="store_true", help=f"Write the results to {RESULTS.relative_to(ROOT)}."
     )
     args = parser.parse_args()
-    read = READERS[args.reader]
+    read = reading.read_number
     dataset = load_dataset("mnist", args.data_dir)
     predictor = Predictor.from_run(args.model)
     start, stop = SPLITS[args.split]
@@ -113,14 +117,14 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     print(
         f"cpus: {os.cpu_count()}  load avg: {load_before:.2f}  split: {args.split}"
-        f" (test digits {start}-{stop - 1})  strings per cell: {args.count}  reader: {args.reader}"
+        f" (test digits {start}-{stop - 1})  strings per cell: {args.count}"
     )
     print(
         f"  {'layout':12} {'kind':8} {'string acc':>10} {'95% interval':>17}"
         f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8}"
     )
     accuracy = []
-    for layout_number, layout in enumerate(layouts):
+    for layout_number, layout in enumerate(layouts if args.count else []):
         for kind_number, kind in enumerate(kinds):
             right = digits_total = digit_errors = rejected = 0
             for count in range(args.count):
@@ -191,6 +195,11 @@ def main() -> int:
     load_after = os.getloadavg()[0]
     print(f"load avg at the end: {load_after:.2f}")
     if args.save:
+        command = "python bench/bench_read.py " + " ".join(sys.argv[1:])
+        accuracy_command = command
+        if not args.count:  # timed only: the accuracy measured before stays
+            saved = json.loads(RESULTS.read_text())
+            accuracy, accuracy_command = saved["accuracy"], saved["accuracy_command"]
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
         ).stdout.strip()
@@ -200,9 +209,9 @@ def main() -> int:
                 "date": datetime.date.today().isoformat(),
                 "commit": commit,
                 "machine": machine(),
-                "reader": args.reader,
                 "split": args.split,
-                "command": "python bench/bench_read.py " + " ".join(sys.argv[1:]),
+                "accuracy_command": accuracy_command,
+                "timing_command": command,
                 "load": [load_before, load_after],
                 "accuracy": accuracy,
                 "timing": timing,

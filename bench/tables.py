@@ -342,6 +342,65 @@ def audit_rankings_table() -> str:
     return "\n".join(lines)
 
 
+READ_TARGETS = {"separated": 0.98, "touching": 0.95, "overlapping": 0.90}
+READ_SPEED_TARGET = 3.0
+
+
+def read_table() -> str:
+    """bench_read.py --save: string and digit accuracy per layout and kind, and the time to
+    read a 6-digit string against one digit's predict."""
+    result = load("read.json")
+    where = _where(result)
+    lines = [
+        f"`{result['accuracy_command']}`: {result['accuracy'][0]['strings']} strings of 3-8 test"
+        f" digits per row ({result['split']} split), 95% Wilson intervals; times:"
+        f" `{result['timing_command']}`, load average {result['load'][0]:.1f}; measured {where}.",
+        "",
+        "| layout | kind | string accuracy | 95% interval | digit accuracy | 95% interval "
+        "| rejected | target (strings) |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | --- |",
+    ]
+    for row in result["accuracy"]:
+        target = READ_TARGETS[row["layout"]]
+        low, high = row["string_interval"]
+        dlow, dhigh = row["digit_interval"]
+        lines.append(
+            _row(
+                [
+                    row["layout"],
+                    row["kind"],
+                    f"{row['string_accuracy']:.3f}",
+                    f"{low:.3f}–{high:.3f}",
+                    f"{row['digit_accuracy']:.4f}",
+                    f"{dlow:.4f}–{dhigh:.4f}",
+                    row["rejected"],
+                    f"{'PASS' if row['string_accuracy'] >= target else 'MISS'} {target:.2f}",
+                ]
+            )
+        )
+    lines += [
+        "",
+        "| kind | read a 6-digit string (ms, median) | predict one digit (ms, median) | ratio "
+        "| target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for row in result["timing"]:
+        ratio = row["read_ms"] / row["predict_ms"]
+        passed = "PASS" if ratio <= READ_SPEED_TARGET else "MISS"
+        lines.append(
+            _row(
+                [
+                    row["kind"],
+                    f"{row['read_ms']:.1f}",
+                    f"{row['predict_ms']:.1f}",
+                    f"{ratio:.1f}x",
+                    f"{passed} {READ_SPEED_TARGET:g}x",
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "audit": audit_table,
     "audit-rankings": audit_rankings_table,
@@ -349,6 +408,7 @@ TABLES = {
     "seed": lambda: seed_table(load("train.json")),
     "models": models_table,
     "models-readme": readme_models_table,
+    "read": read_table,
     "serve": serve_table,
     "workflows": workflows_table,
 }

@@ -61,12 +61,9 @@ def find_ink(image) -> Ink:
     try:
         gray = segments.grayscale(loaded)
         strokes, mask, clean, offset = segments.find_ink(gray)
-        pieces, height, _ = segments.cut_into_pieces(strokes, mask)
+        kept, height = segments.marks(mask)
     except ImageError as error:
         raise NoNumber(str(error)) from None
-    kept = np.zeros_like(mask)
-    for piece in pieces:
-        kept[piece.top : piece.bottom, piece.left : piece.right] |= piece.mask
     strokes = strokes * images._dilate(kept)
     scale = (original_size[0] / gray.shape[1], original_size[1] / gray.shape[0])
     return Ink(strokes, kept, clean, height, offset, scale)

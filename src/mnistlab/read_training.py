@@ -4,8 +4,8 @@ uneven gaps and sizes, slanted and jittered baselines, broken strokes), each pre
 ``lines`` exactly as a user's image is. Writes ``reader.onnx`` (run by ``reader`` with ONNX
 Runtime) and a JSON of how it was made.
 
-    nice -n 19 .venv/bin/python -m mnistlab.read_training --data-dir /work/shared/data \
-        [--strings 60000] [--epochs 6] [--out src/mnistlab/pretrained]
+    nice -n 19 .venv/bin/python -m mnistlab.read_training --data-dir DIR \
+        [--strings 20000] [--epochs 8] [--out src/mnistlab/pretrained]
 
 Composing the strings is the slow half (drawings and photos are rendered and read back); they
 are cached in ``--cache`` so training can be rerun without composing them again.
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -146,17 +147,18 @@ def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out * gain, 0, 1)
 
 
-def train(pixels, texts, epochs: int, batch: int, seed: int, log) -> object:
+def train(pixels, texts, epochs, batch, seed, log, start=None, rate=3e-3) -> object:
+    """Fit the reader (from ``start``, a saved Keras model, when given) for ``epochs``."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model()
+    model = build_model() if start is None else keras.models.load_model(start, compile=False)
     held = len(pixels) // 50
     x_all = pixels.astype(np.float32)[..., None] / 255.0
     x_train, y_train = x_all[held:], texts[held:].astype(np.int32)
     x_held, y_held = x_all[:held], texts[:held]
     steps = epochs * (len(x_train) // batch)
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.02)
+    schedule = keras.optimizers.schedules.CosineDecay(rate, steps, alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0), loss=ctc_loss)
     rng = np.random.default_rng(seed)
     truth = ["".join(str(d) for d in row if d >= 0) for row in y_held]
@@ -202,15 +204,21 @@ def export(model, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
-    parser.add_argument("--strings", type=int, default=60000)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--strings", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", default="read-training", help="Composed strings' folder.")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "mnistlab-read-training"),
+        help="Composed strings' folder.",
+    )
     parser.add_argument("--compose-only", action="store_true")
     parser.add_argument("--train-only", action="store_true", help="On the chunks composed.")
     parser.add_argument("--out", default=str(Path(__file__).parent / "pretrained"))
+    parser.add_argument("--start", help="Go on training this saved Keras model.")
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # tf2onnx exports from TensorFlow
     started = time.perf_counter()
@@ -239,7 +247,10 @@ def main() -> int:
         print(line, flush=True)
         log_lines.append(line)
 
-    model = train(pixels, texts, args.epochs, args.batch, args.seed, log)
+    model = train(
+        pixels, texts, args.epochs, args.batch, args.seed, log, args.start, args.learning_rate
+    )
+    model.save(cache / "reader.keras")  # to go on training from (not shipped)
     out = Path(args.out)
     export(model, out / READER_FILE)
     about = {
@@ -247,6 +258,8 @@ def main() -> int:
         "epochs": args.epochs,
         "batch": args.batch,
         "seed": args.seed,
+        "learning_rate": args.learning_rate,
+        "started_from": args.start,
         "parameters": int(model.count_params()),
         "compose_seconds": round(composed),
         "train_seconds": round(time.perf_counter() - started - composed),

@@ -25,6 +25,10 @@ BLANK = 10
 # A forced count (``expect``) is refused when its best path is this much less likely (natural
 # log) than the free reading: the marks cannot be read as that many digits.
 FORCED_MARGIN = 12.0
+# A digit stands alone (its 28x28 holds no neighbour's ink, and the run's classifier reads it
+# with the reader) when the line-image columns that part it from its neighbours hold less ink
+# than this.
+QUIET_INK = 0.05
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Read:
     probabilities: np.ndarray
     start: int
     stop: int
+    alone: bool = True  # no ink where its part of the line meets its neighbours'
 
 
 @functools.cache
@@ -123,19 +128,22 @@ def decode(probabilities: np.ndarray, path: np.ndarray, ink: np.ndarray) -> list
         else:
             runs.append([t, t, int(symbol)])
     places = [lines.STRIDE * (first + last + 1) / 2 for first, last, _ in runs]
-    bounds = [0]
+    bounds, parted = [0], [True]
     for left, right in zip(places, places[1:]):
         low, high = int(left), max(int(right), int(left) + 1)
         between = ink[low:high]
         least = between.min()
         quiet = np.flatnonzero(between <= least + 1e-3)
         bounds.append(low + int(quiet[len(quiet) // 2]))
+        parted.append(least <= QUIET_INK)
     bounds.append(len(ink))
+    parted.append(True)
     reads = []
-    for (first, last, label), start, stop in zip(runs, bounds, bounds[1:]):
+    for index, ((first, last, label), start, stop) in enumerate(zip(runs, bounds, bounds[1:])):
         window = probabilities[first : last + 1, :BLANK]
         sure = window[int(window[:, label].argmax())]
-        reads.append(Read(label, sure / max(float(sure.sum()), 1e-12), start, stop))
+        alone = parted[index] and parted[index + 1]
+        reads.append(Read(label, sure / max(float(sure.sum()), 1e-12), start, stop, alone))
     return reads
 
 
@@ -181,6 +189,8 @@ def normalise(shapes: np.ndarray, mask: np.ndarray, box) -> np.ndarray:
     top, left = max(top - 1, 0), max(left - 1, 0)
     bottom, right = min(bottom + 1, mask.shape[0]), min(right + 1, mask.shape[1])
     region = shapes[top:bottom, left:right] * images._dilate(inside[top:bottom, left:right])
+    if not region.any():  # thinned away: the firm ink itself
+        region = inside[top:bottom, left:right].astype(np.float64)
     if not region.any():
-        region = shapes[top:bottom, left:right]
+        region = np.ones((bottom - top, right - left))
     return images._center(images._fit_box(images._crop_to_ink(region)))

@@ -1,8 +1,13 @@
 """Read a handwritten number (1 to about 20 digits on one line) from one image.
 
-``segments`` finds the ink and the candidate digits in it, ``search`` chooses which of them,
-left to right, are the number's digits by what the model makes of each (segmentation by
-recognition); here the choice becomes a NumberReading.
+``lines`` finds the ink (specks and ruled lines dropped) and scales the line to the sequence
+reader's height; ``reader`` reads it with a small convolutional-recurrent network trained with
+CTC (``read_training``) and gives each digit read its part of the line. Here the reading
+becomes a NumberReading: per digit its label and confidence, its box in the image's pixels and
+its ink as the 28x28 ``predict`` would make of it. The run's model reads that 28x28 too: its
+probabilities join the reader's for a digit that stands alone (for one whose neighbour's ink
+reaches into its box, the reader alone decides), and its not-a-digit head tells marks that
+are no digits.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from mnistlab import lines, reader, search, segments
+from mnistlab import lines, reader
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, digit_png
 from mnistlab.predict import DEFAULT_NOT_DIGIT_THRESHOLD as NOT_DIGIT_THRESHOLD
 
 if TYPE_CHECKING:
     from mnistlab.predict import Predictor
 
-MAX_DIGITS = search.MAX_DIGITS
+MAX_DIGITS = 24
+TOUCHING_NOT_DIGIT = 0.95  # see read_number
 
 
 @dataclass
@@ -83,85 +89,12 @@ def read_number(
 
     Returns a NumberReading: ``text`` and one DigitReading per digit, left to right, or
     ``rejected`` when the image holds no number (no ink, specks, a line, marks the model
-    takes for no digit, or fewer marks than ``expect_digits``).
+    takes for no digits, or marks that cannot be ``expect_digits`` digits).
     Raises:
         ImageError: the data is not a readable image.
         ValueError: ``expect_digits`` is outside 1..MAX_DIGITS.
     """
     if not_digit_threshold is None:  # The run's own operating point, as predict.classify.
-        not_digit_threshold = getattr(predictor, "not_digit_threshold", NOT_DIGIT_THRESHOLD)
-    if expect_digits is not None and not 1 <= expect_digits <= MAX_DIGITS:
-        raise ValueError(f"expect_digits must be 1 to {MAX_DIGITS}; received {expect_digits}")
-    try:
-        line = search.line_of(image)
-    except search.NoNumber as error:
-        return NumberReading(file, rejected=str(error))
-    path = search.search(line, predictor, expect_digits)
-    return _reading(line, path, expect_digits, min_confidence, not_digit_threshold, file)
-
-
-def _reading(
-    line: search.Line,
-    path: list[int] | None,
-    expect_digits: int | None,
-    min_confidence: float,
-    not_digit_threshold: float,
-    file: str | None,
-) -> NumberReading:
-    """The NumberReading of a line read along ``path``."""
-    probabilities, not_digit = line.probabilities, line.not_digit
-    if path is None:
-        return NumberReading(
-            file,
-            rejected=f"{segments.NO_NUMBER}: the marks cannot be read as {expect_digits} digits",
-        )
-    reading = NumberReading(file)
-    for index in path:
-        row = probabilities[index]
-        label = int(row.argmax())
-        top, left, bottom, right = line.candidates[index].box
-        (top, left), (scale_x, scale_y) = np.add((top, left), line.offset), line.scale
-        bottom, right = bottom + line.offset[0], right + line.offset[1]
-        reading.digits.append(
-            DigitReading(
-                label=label,
-                confidence=float(row[label]),
-                uncertain=bool(row[label] < min_confidence),
-                box=[
-                    math.floor(left * scale_x),
-                    math.floor(top * scale_y),
-                    math.ceil((right - left) * scale_x),
-                    math.ceil((bottom - top) * scale_y),
-                ],
-                probabilities=[float(value) for value in row],
-                not_digit=None if not_digit is None else float(not_digit[index]),
-                digit=line.digits[index],
-            )
-        )
-    refused = [
-        d for d in reading.digits if d.not_digit is not None and d.not_digit >= not_digit_threshold
-    ]
-    if refused:
-        reading.rejected = (
-            f"not a number: {len(refused)} of the {len(reading.digits)} marks read do not look"
-            " like digits (letters, shapes or scribbles)"
-        )
-        return reading
-    reading.text = "".join(str(digit.label) for digit in reading.digits)
-    reading.confidence = float(np.prod([digit.confidence for digit in reading.digits]))
-    return reading
-
-
-def read_sequence(
-    image,
-    predictor: Predictor,
-    expect_digits: int | None = None,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    not_digit_threshold: float | None = None,
-    file: str | None = None,
-) -> NumberReading:
-    """``read_number`` by the sequence reader."""
-    if not_digit_threshold is None:
         not_digit_threshold = getattr(predictor, "not_digit_threshold", NOT_DIGIT_THRESHOLD)
     if expect_digits is not None and not 1 <= expect_digits <= MAX_DIGITS:
         raise ValueError(f"expect_digits must be 1 to {MAX_DIGITS}; received {expect_digits}")
@@ -177,12 +110,11 @@ def read_sequence(
         if path is None or score < free - reader.FORCED_MARGIN:
             return NumberReading(
                 file,
-                rejected=f"{segments.NO_NUMBER}: the marks cannot be read as {expect_digits}"
-                " digits",
+                rejected=f"{lines.NO_NUMBER}: the marks cannot be read as {expect_digits} digits",
             )
     reads = reader.decode(probabilities, path, line.pixels.sum(axis=0))
     if not reads:
-        return NumberReading(file, rejected=f"{segments.NO_NUMBER}: no digit read in the marks")
+        return NumberReading(file, rejected=f"{lines.NO_NUMBER}: no digit read in the marks")
     shapes = reader.thin(ink.strokes, ink.mask, ink.height) if ink.clean else ink.strokes
     boxes, digits = [], []
     for read in reads:
@@ -191,15 +123,21 @@ def read_sequence(
             box = line.box
         boxes.append(box)
         digits.append(reader.normalise(shapes, ink.mask, box))
-    _, not_digit = predictor.scores(np.stack(digits))
+    classified, not_digit = predictor.scores(np.stack(digits))
     reading = NumberReading(file)
     (scale_x, scale_y), (row, column) = ink.scale, ink.offset
     for index, (read, box, digit) in enumerate(zip(reads, boxes, digits)):
         top, left, bottom, right = box
-        confidence = float(read.probabilities[read.label])
+        both = np.log(np.maximum(read.probabilities, 1e-9))
+        if read.alone:
+            both = both + np.log(np.maximum(classified[index], 1e-9))
+        probabilities = np.exp(both - both.max())
+        probabilities /= probabilities.sum()
+        label = int(probabilities.argmax())
+        confidence = float(probabilities[label])
         reading.digits.append(
             DigitReading(
-                label=read.label,
+                label=label,
                 confidence=confidence,
                 uncertain=bool(confidence < min_confidence),
                 box=[
@@ -208,25 +146,36 @@ def read_sequence(
                     math.ceil((right - left) * scale_x),
                     math.ceil((bottom - top) * scale_y),
                 ],
-                probabilities=[float(value) for value in read.probabilities],
+                probabilities=[float(value) for value in probabilities],
                 not_digit=None if not_digit is None else float(not_digit[index]),
                 digit=digit,
             )
         )
-    return _verdict(reading, not_digit_threshold)
-
-
-def _verdict(reading: NumberReading, not_digit_threshold: float) -> NumberReading:
-    """The reading's text and confidence, or its rejection when marks read are no digits."""
-    refused = [
-        d for d in reading.digits if d.not_digit is not None and d.not_digit >= not_digit_threshold
+    # A digit whose neighbour's ink reaches into its box can look like no digit by itself:
+    # it is refused only when the head is very sure.
+    thresholds = [
+        not_digit_threshold if read.alone else max(not_digit_threshold, TOUCHING_NOT_DIGIT)
+        for read in reads
     ]
-    if refused:
+    return _verdict(reading, thresholds)
+
+
+def _verdict(reading: NumberReading, thresholds: list[float]) -> NumberReading:
+    """The reading's text and confidence, or its rejection when half the marks read or more
+    are no digits (each digit's not-a-digit score against its threshold)."""
+    refused = [
+        digit
+        for digit, threshold in zip(reading.digits, thresholds)
+        if digit.not_digit is not None and digit.not_digit >= threshold
+    ]
+    if refused and 2 * len(refused) >= len(reading.digits):
         reading.rejected = (
             f"not a number: {len(refused)} of the {len(reading.digits)} marks read do not look"
             " like digits (letters, shapes or scribbles)"
         )
         return reading
+    for digit in refused:
+        digit.uncertain = True
     reading.text = "".join(str(digit.label) for digit in reading.digits)
     reading.confidence = float(np.prod([digit.confidence for digit in reading.digits]))
     return reading

@@ -1,65 +1,28 @@
-"""The geometry of reading a number: a line of ink cut into pieces, and seams through them.
-
-``reading.read_number`` asks the model which pieces, alone, joined or cut, are digits; here:
+"""The ink of a line of handwriting, and the marks on it that may be digits.
 
 1. The ink is found as ``images.normalize_digit`` finds it (grayscale, polarity, lighting,
    noise) but kept whole, at up to READ_SIDE pixels: every mark on the line may be a digit.
-2. Pieces: its 8-connected blobs, less specks and ruled lines; blobs sharing half the
-   narrower one's columns are one piece (a 5's cap, a 4's arms).
-3. Seams through a piece that may hold touching or overlapping digits (``seams.propose``),
-   proposed when the reader asks for them; ``candidates`` lists the digits they make.
+2. Marks: its 8-connected blobs, less specks and ruled lines; too many of them, or none, and
+   the image holds no number.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
 import numpy as np
 from PIL import Image
 
-from mnistlab import images, raster, seams
+from mnistlab import images, raster
 from mnistlab.errors import ImageError
 
 READ_SIDE = 1000  # Working resolution: 20 digits on one line stay about 40 px tall.
 MAX_MARKS = 72  # More separate marks than this are texture or specks, not a number.
 SPECK_SIDE = 0.12  # Blobs smaller than this fraction of the line's height are dust ...
 SPECK_AREA = 0.02  # ... and so are those under 2% of the largest blob's area.
-MERGE_OVERLAP = 0.5  # Blobs sharing half the narrower one's columns are one digit's strokes.
-MIN_SPLIT = 0.4  # A piece narrower than this times its height holds one digit at most.
-SHORT = 0.6  # A mark shorter than this fraction of the line's height is part of a digit.
-JOIN_GAP = 0.4  # ... and so are marks closer than this fraction of the pen width.
-CUT_STEP = 0.1  # Seams are tried through points this fraction of the height apart ...
-CUT_BAND = 0.1  # ... and near columns this far apart, within this fraction of the height ...
-CUT_DISTINCT = 0.15  # ... kept when they move this much of a digit's ink from the others' ...
-MIN_SIDE = 0.15  # ... and leave this much of a digit's ink on either side.
-CROWD, CROWD_WIDTH = 3, 0.25  # Fewer than 3 seams within a quarter height of each other.
-MAX_CUT = 2.5  # A seam crossing more strokes than this cuts through a digit, not between two.
 LINE_RATIO = 6.0  # A blob this many times longer than its typical column's ink is a line.
 NO_NUMBER = "no number found"
-
-
-@dataclasses.dataclass
-class Piece:
-    """One mark, or marks that belong together (a 5's cap and body), possibly several digits
-    touching: a mask inside the box top/left, and the seams proposed through it."""
-
-    mask: np.ndarray
-    top: int
-    left: int
-    joins: bool = True  # whether it may be read as one digit with the piece on its left
-    seams: list[seams.Seam] = dataclasses.field(default_factory=list)  # cut along, in order
-    spare: list[seams.Seam] = dataclasses.field(default_factory=list)  # cheapest first
-    proposed: bool = False
-
-    @property
-    def bottom(self) -> int:
-        return self.top + self.mask.shape[0]
-
-    @property
-    def right(self) -> int:
-        return self.left + self.mask.shape[1]
 
 
 # --- The ink --------------------------------------------------------------------------------
@@ -201,11 +164,11 @@ def _drop_surround(mask: np.ndarray) -> np.ndarray:
     return mask & ~surround[labels]
 
 
-# --- Pieces and candidates --------------------------------------------------------------------
+# --- The marks -------------------------------------------------------------------------------
 
 
-def cut_into_pieces(strokes: np.ndarray, mask: np.ndarray) -> tuple[list[Piece], float, float]:
-    """The ink's pieces, left to right, the line's height and the pen's width in pixels.
+def marks(mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """The firm ink of the marks that may be digits, and the line's height in pixels.
 
     Raises:
         ImageError: nothing on the line can be a digit (specks, a ruled line, texture).
@@ -218,17 +181,14 @@ def cut_into_pieces(strokes: np.ndarray, mask: np.ndarray) -> tuple[list[Piece],
     blobs = []
     for number, (rows, columns) in enumerate(slices, start=1):
         blob = labels[rows, columns] == number
-        if _is_line(blob, span):
-            continue
-        blobs.append((rows.start, columns.start, blob, areas[number - 1]))
+        if not _is_line(blob, span):
+            blobs.append((number, blob.shape, areas[number - 1]))
     if not blobs:
         raise ImageError(f"{NO_NUMBER}: the ink is a line, not digits")
-    heights = np.array([blob.shape[0] for _, _, blob, _ in blobs])
+    heights = np.array([shape[0] for _, shape, _ in blobs])
     height = float(np.median(heights[heights >= 0.5 * heights.max()]))
     largest = max(area for *_, area in blobs)
-    blobs = [
-        b for b in blobs if max(b[2].shape) >= SPECK_SIDE * height and b[3] >= SPECK_AREA * largest
-    ]
+    blobs = [b for b in blobs if max(b[1]) >= SPECK_SIDE * height and b[2] >= SPECK_AREA * largest]
     if len(blobs) > MAX_MARKS:
         raise ImageError(
             f"{NO_NUMBER}: {len(blobs)} separate marks, too many for one line of digits"
@@ -236,30 +196,9 @@ def cut_into_pieces(strokes: np.ndarray, mask: np.ndarray) -> tuple[list[Piece],
         )
     if height < 6:
         raise ImageError(f"{NO_NUMBER}: the marks are specks, {height:.0f} px tall at most")
-    pieces = _merge([Piece(blob, top, left) for top, left, blob, _ in blobs])
-    height = float(np.median([p.mask.shape[0] for p in pieces if p.mask.shape[0] >= 0.5 * height]))
-    pen = pen_width(mask)
-    for before, piece in zip(pieces, pieces[1:]):
-        # Separate marks join into one digit only when close or one is a fragment (a
-        # 5's cap): a 1 beside a 6 is not part of it, however sure the model would be.
-        short = min(before.mask.shape[0], piece.mask.shape[0]) < SHORT * height
-        piece.joins = short or _gap(before, piece) <= max(1.5, JOIN_GAP * pen)
-    return pieces, height, pen
-
-
-def _gap(a: Piece, b: Piece) -> float:
-    """Horizontal distance between the ink of ``a`` and of ``b`` (to its right), row by row."""
-    top, bottom = max(a.top, b.top), min(a.bottom, b.bottom)
-    if top >= bottom:
-        return float(max(b.left - a.right, 0) + (top - bottom))
-    rows_a = a.mask[top - a.top : bottom - a.top]
-    rows_b = b.mask[top - b.top : bottom - b.top]
-    both = rows_a.any(axis=1) & rows_b.any(axis=1)
-    if not both.any():
-        return float(max(b.left - a.right, 0))
-    right = a.left + a.mask.shape[1] - 1 - rows_a[both, ::-1].argmax(axis=1)
-    left = b.left + rows_b[both].argmax(axis=1)
-    return float(max((left - right - 1).min(), 0))
+    keep = np.zeros(count + 1, bool)
+    keep[[number for number, *_ in blobs]] = True
+    return keep[labels], height
 
 
 def pen_width(mask: np.ndarray) -> float:
@@ -283,70 +222,3 @@ def _is_line(blob: np.ndarray, span: int) -> bool:
         and height <= extent + 0.1 * width  # about level, unlike a 7's bar and stem
         and np.mean(runs[columns] > 1) < 0.1
     )
-
-
-def _merge(pieces: list[Piece]) -> list[Piece]:
-    """Join pieces whose column ranges overlap by MERGE_OVERLAP of the narrower one."""
-    pieces = sorted(pieces, key=lambda p: (p.left + p.right) / 2)
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(pieces)):
-            for j in range(i + 1, len(pieces)):
-                a, b = pieces[i], pieces[j]
-                shared = min(a.right, b.right) - max(a.left, b.left)
-                narrower = min(a.right - a.left, b.right - b.left)
-                if shared >= MERGE_OVERLAP * narrower:
-                    pieces[i] = _union([a, b])
-                    del pieces[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return sorted(pieces, key=lambda p: (p.left + p.right) / 2)
-
-
-def _union(pieces: list[Piece]) -> Piece:
-    top, left = min(p.top for p in pieces), min(p.left for p in pieces)
-    bottom, right = max(p.bottom for p in pieces), max(p.right for p in pieces)
-    mask = np.zeros((bottom - top, right - left), bool)
-    for p in pieces:
-        mask[p.top - top : p.bottom - top, p.left - left : p.right - left] |= p.mask
-    return Piece(mask, top, left)
-
-
-def propose_seams(piece: Piece, strokes: np.ndarray, height: float, pen: float) -> None:
-    """Seams through a piece that may hold several digits (``seams.propose``); the reader's
-    classifier chooses among the parts they make."""
-    rows, width = piece.mask.shape
-    reference = max(rows, 0.6 * height)
-    if width <= MIN_SPLIT * reference or piece.proposed:
-        return
-    piece.proposed = True
-    ink = strokes[piece.top : piece.bottom, piece.left : piece.right] * piece.mask
-    stroke = pen * height  # A stroke's worth of ink: a pen's width down the line's height.
-    piece.seams, piece.spare = seams.propose(
-        ink,
-        pen,
-        spacing=max(2.0, CUT_STEP * reference),
-        band=CUT_BAND * height,
-        most=MAX_CUT * pen,
-        distinct=CUT_DISTINCT * stroke,
-        side=MIN_SIDE * stroke,
-        crowd=(CROWD, CROWD_WIDTH * height),
-    )
-
-
-def add_seams(piece: Piece, columns: tuple[float, float], count: int) -> bool:
-    """Cut along up to ``count`` more of a piece's spare seams, the cheapest whose average
-    column (in the line's pixels) lies within ``columns``; whether any was added."""
-    low, high = columns
-    chosen = [seam for seam in piece.spare if low <= piece.left + seam.columns.mean() <= high][
-        :count
-    ]
-    if not chosen:
-        return False
-    numbers = {seam.number for seam in chosen}
-    piece.spare = [seam for seam in piece.spare if seam.number not in numbers]
-    piece.seams = sorted(piece.seams + chosen, key=lambda seam: seam.left)
-    return True
