@@ -37,9 +37,9 @@ def test_shipped_model_is_documented_and_strong():
     assert metrics["test"]["accuracy"] >= 0.993
     provenance = (shipped / "README.md").read_text()
     assert "mnistlab train" in provenance and f"{metrics['test']['accuracy']:.4f}" in provenance
-    # The wheel stays small: the model twice (Keras, ONNX), each about 4 MB with its heads.
+    # The wheel stays small: the model twice (Keras, ONNX), each about 7 MB with its heads.
     size = sum(p.stat().st_size for p in shipped.iterdir())
-    assert size < 10_000_000
+    assert size < 16_000_000
     assert Predictor.from_run().engine == "onnxruntime"
 
 
