@@ -224,6 +224,8 @@ def main() -> int:
     started = time.perf_counter()
     cache = Path(args.cache)
     if args.train_only:
+        if not any(cache.glob(f"{args.seed}-*.npz")):
+            raise SystemExit(f"error: no composed strings of seed {args.seed} in {cache}")
         pixels, widths, texts = load_lines(cache, args.seed, args.strings)
     else:
         from mnistlab.data import load_dataset

@@ -306,8 +306,9 @@ def serve(
         typer.Option(
             min=1,
             metavar="N",
-            help="Image requests handled at once per worker; more are answered 503 with"
-            " Retry-After at once, not queued.",
+            help="Image requests handled at once per worker (fewer, down to N/8, while"
+            " clients are being turned away); more are answered 503 with Retry-After at"
+            " once, not queued.",
         ),
     ] = 32,
     read_timeout: Annotated[
