@@ -204,7 +204,7 @@ def export(model, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
-    parser.add_argument("--strings", type=int, default=20000)
+    parser.add_argument("--strings", type=int, default=34000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
