@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from audit_results import save_rows, where
+from audit_results import save_rows
+from measured import where
 
 FLIPS = 600
 SHIFTS = 1

@@ -3,29 +3,13 @@ which bench/tables.py renders the Audit tables of docs/performance.md. Standard 
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "audit.json"
-
-
-def where() -> dict:
-    """Today's date, the commit measured and the machine, as every table row names them."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()  # fmt: skip
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = lscpu.split("Model name:")[1].splitlines()[0].strip()
-    except (OSError, IndexError):
-        name = platform.processor() or "unknown CPU"
-    machine = f"{name}, {os.cpu_count()} cores"
-    return {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine}
 
 
 def save_rows(section: str, rows: list[dict], key: tuple[str, ...]) -> None:

@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from audit_results import save_rows, where
+from audit_results import save_rows
+from measured import where
 
 # MNIST test indices confirmed mislabelled (src/mnistlab/audit.py, MNIST_TEST_LABEL_ERRORS); kept
 # here as a copy so the benchmark stays standard-library only.

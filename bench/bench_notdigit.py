@@ -17,11 +17,8 @@ accuracy with no refusal; the row of the shipped threshold is marked. Results go
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import numpy as np
 
 from bench_images import KINDS as DIGIT_KINDS
 from bench_images import load_module, normalise_all, picked_digits, render
+from measured import where
 from mnistlab import images, nondigits
 from mnistlab.data import load_dataset
 from mnistlab.predict import Predictor
@@ -59,19 +57,6 @@ def scores_of(predictor: Predictor, digits: np.ndarray, read: np.ndarray):
     if scores is None:
         raise SystemExit("error: this model has no not-a-digit head (see mnistlab.notdigit)")
     return probabilities, np.where(read, scores, 1.0)
-
-
-def machine() -> str:
-    try:
-        name = (
-            subprocess.run(["lscpu"], capture_output=True, text=True)
-            .stdout.split("Model name:")[1]
-            .splitlines()[0]
-            .strip()
-        )
-    except (OSError, IndexError):
-        name = platform.processor() or "unknown"
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> int:
@@ -153,14 +138,9 @@ def main() -> int:
             + mark
         )
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True, capture_output=True
-    ).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "date": datetime.date.today().isoformat(),
-        "commit": commit,
-        "machine": machine(),
+        **where(),
         "count": args.count,
         "shipped_threshold": shipped,
         "accuracy": baseline,

@@ -15,12 +15,9 @@ uses test digits 0-4999 (to choose settings on), ``report`` (default) digits 500
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +28,7 @@ from mnistlab import composition, reading
 from mnistlab.data import load_dataset
 from mnistlab.fileio import write_json
 from mnistlab.predict import Predictor, predict_bytes
+from measured import where
 
 SPLITS = {"tune": (0, 5000), "report": (5000, 10000)}
 LAYOUTS = composition.LAYOUTS
@@ -77,15 +75,6 @@ def edit_distance(a: str, b: str) -> int:
         for j, y in enumerate(b, 1):
             previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
     return row[-1]
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = lscpu.split("Model name:")[1].splitlines()[0].strip()
-    except (OSError, IndexError):
-        name = platform.processor() or "unknown"
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> int:
@@ -200,15 +189,10 @@ def main() -> int:
         if not args.count:  # timed only: the accuracy measured before stays
             saved = json.loads(RESULTS.read_text())
             accuracy, accuracy_command = saved["accuracy"], saved["accuracy_command"]
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
-        ).stdout.strip()
         write_json(
             RESULTS,
             {
-                "date": datetime.date.today().isoformat(),
-                "commit": commit,
-                "machine": machine(),
+                **where(),
                 "split": args.split,
                 "accuracy_command": accuracy_command,
                 "timing_command": command,

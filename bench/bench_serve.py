@@ -34,13 +34,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import io
 import json
 import os
-import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +53,7 @@ from mnistlab.renderers import photograph
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # also when imported from elsewhere
 from http_load import Load, rss_mb, run_load, start_server  # noqa: E402
+from measured import where  # noqa: E402
 
 RESULTS = HERE / "results" / "serve.json"
 WORKERS = 2
@@ -254,7 +252,9 @@ def main() -> int:
             " every part, the full soak"
         )
     options = () if args.max_in_flight is None else ("--max-in-flight", str(args.max_in_flight))
-    machine, load_before, commit = machine_name(), os.getloadavg()[0], head_commit()
+    # Read when the server starts: others may commit meanwhile.
+    measured, load_before = where(), os.getloadavg()[0]
+    machine = measured["machine"]
     served = f" (mnistlab from {args.source})" if args.source else ""
     print(
         f"machine: {machine}; load average {load_before:.2f};"
@@ -312,7 +312,7 @@ def main() -> int:
     if args.save:
         save(
             args,
-            (machine, commit),
+            measured,
             single,
             soak,
             calm,
@@ -380,25 +380,8 @@ def overload_verdicts(calm: Load, storm: Load) -> list[tuple[bool, str]]:
     ]
 
 
-def machine_name() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = lscpu.split("Model name:")[1].splitlines()[0].strip()
-    except (OSError, IndexError):
-        name = platform.processor() or "unknown CPU"
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def head_commit() -> str:
-    """The checked-out commit, read when the server starts (others may commit meanwhile)."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                          capture_output=True).stdout.strip()  # fmt: skip
-
-
-def save(args, where, single, soak, calm, storm, photo, targets, load_averages) -> None:
+def save(args, measured, single, soak, calm, storm, photo, targets, load_averages) -> None:
     """The rows of docs/performance.md's Serving table, written atomically."""
-    machine, commit = where
-    where = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine}
     server = f"mnistlab serve --workers {WORKERS}"
 
     def row(what, input_, clients, load, status=None, kind=None, **extra):
@@ -407,7 +390,7 @@ def save(args, where, single, soak, calm, storm, photo, targets, load_averages) 
                 "requests": sum(counts.values()),
                 "statuses": {str(s): n for s, n in counts.items()},
                 "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2),
-                **extra, **where}  # fmt: skip
+                **extra, **measured}  # fmt: skip
 
     rss, share = soak.rss, soak.client_cpu / (soak.client_cpu + soak.server_cpu)
     storm_vs_calm = pct(storm.latencies(status=200), 99) / pct(calm.latencies(status=200), 99)
@@ -422,7 +405,7 @@ def save(args, where, single, soak, calm, storm, photo, targets, load_averages) 
             "statuses": {},
             "p50_ms": round(single["in_process"]["p50"], 2),
             "p99_ms": round(single["in_process"]["p99"], 2),
-            **where,
+            **measured,
         },  # fmt: skip
         {
             "what": "canvas",
@@ -434,7 +417,7 @@ def save(args, where, single, soak, calm, storm, photo, targets, load_averages) 
             "p50_ms": round(single["server"]["p50"], 2),
             "p99_ms": round(single["server"]["p99"], 2),
             "note": f"p50 {single['server']['p50'] / single['in_process']['p50']:.2f}x in-process",
-            **where,
+            **measured,
         },  # fmt: skip
         row(
             "soak",
