@@ -14,8 +14,9 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
-from mnistlab import framing, images, lines, raster
+from mnistlab import framing, images, lines
 from mnistlab.errors import RunError
 from mnistlab.predict import pretrained_dir
 from mnistlab.segments import pen_width
@@ -154,7 +155,8 @@ def thin(strokes: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
     excess = pen_width(mask) * scale - 4 * framing.MNIST_PEN_WIDTH
     if excess <= 0:
         return strokes
-    inside = raster.distance_to_paper(np.pad(mask, 1))[1:-1, 1:-1] * scale
+    # SciPy's exact transform: on a whole line of strokes it is faster than raster's.
+    inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1] * scale
     return np.minimum(strokes, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
 
 
@@ -184,13 +186,15 @@ def normalise(shapes: np.ndarray, mask: np.ndarray, box) -> np.ndarray:
     """The ink in ``box`` as MNIST's 28x28, by the steps ``normalize_digit`` takes."""
     top, left, bottom, right = box
     # One pixel of margin: the ink's soft rim lies just outside the firm mask.
-    inside = np.zeros_like(mask)
-    inside[top:bottom, left:right] = mask[top:bottom, left:right]
-    top, left = max(top - 1, 0), max(left - 1, 0)
-    bottom, right = min(bottom + 1, mask.shape[0]), min(right + 1, mask.shape[1])
-    region = shapes[top:bottom, left:right] * images._dilate(inside[top:bottom, left:right])
+    above, before = max(top - 1, 0), max(left - 1, 0)
+    below, after = min(bottom + 1, mask.shape[0]), min(right + 1, mask.shape[1])
+    inside = np.zeros((below - above, after - before), bool)
+    inside[top - above : bottom - above, left - before : right - before] = mask[
+        top:bottom, left:right
+    ]
+    region = shapes[above:below, before:after] * images._dilate(inside)
     if not region.any():  # thinned away: the firm ink itself
-        region = inside[top:bottom, left:right].astype(np.float64)
+        region = inside.astype(np.float64)
     if not region.any():
         region = np.ones((bottom - top, right - left))
     return images._center(images._fit_box(images._crop_to_ink(region)))
