@@ -103,6 +103,9 @@ def main() -> int:
     pool = np.arange(start, stop)
     layouts = [name for name in args.layouts.split(",") if name]
     kinds = [name for name in args.kinds.split(",") if name]
+    unknown = sorted(set(layouts) - set(LAYOUTS)) + sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown layout or kind: {', '.join(unknown)}")
     load_before = os.getloadavg()[0]
     print(
         f"cpus: {os.cpu_count()}  load avg: {load_before:.2f}  split: {args.split}"
@@ -113,11 +116,13 @@ def main() -> int:
         f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8}"
     )
     accuracy = []
-    for layout_number, layout in enumerate(layouts if args.count else []):
-        for kind_number, kind in enumerate(kinds):
+    for layout in layouts if args.count else []:
+        for kind in kinds:
             right = digits_total = digit_errors = rejected = 0
             for count in range(args.count):
-                seed = [args.split == "report", layout_number, kind_number, count]
+                # Seeded by the cell's place in LAYOUTS and KINDS: a cell run alone composes
+                # the same strings as in a full run.
+                seed = [args.split == "report", LAYOUTS.index(layout), KINDS.index(kind), count]
                 data, _, truth = number(
                     dataset.test_images, dataset.test_labels, pool, kind, layout, seed
                 )
@@ -155,10 +160,10 @@ def main() -> int:
             f"\ntime, median ms: a {TIMED_LENGTH}-digit string (read) against one digit"
             " (predict_bytes), same kind, interleaved, bytes in, answer out"
         )
-        for kind_number, kind in enumerate(kinds):
+        for kind in kinds:
             strings, ones = [], []
             for index in range(args.timing):
-                rng = np.random.default_rng([9, kind_number, index])
+                rng = np.random.default_rng([9, KINDS.index(kind), index])
                 picked = rng.integers(start, stop, TIMED_LENGTH)
                 layout = LAYOUTS[index % len(LAYOUTS)]
                 strings.append(render(dataset.test_images[picked], kind, layout, [9, index]))
