@@ -486,11 +486,21 @@ def test_connections_opened_while_a_worker_is_busy_are_not_all_left_to_the_other
 
 
 def exited(pid: int) -> bool:
+    """Whether every thread of ``pid`` has exited, and so closed its files (sockets included):
+    the process shows as a zombie as soon as its main thread has, while the others may still
+    be closing them."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return True
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return False
+        except OSError:  # Gone meanwhile.
+            continue
+    return True
 
 
 def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():

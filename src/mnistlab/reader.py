@@ -14,9 +14,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from mnistlab import framing, images, lines
+from mnistlab import framing, images, lines, raster
 from mnistlab.errors import RunError
 from mnistlab.predict import pretrained_dir
 from mnistlab.segments import pen_width
@@ -155,8 +154,7 @@ def thin(strokes: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
     excess = pen_width(mask) * scale - 4 * framing.MNIST_PEN_WIDTH
     if excess <= 0:
         return strokes
-    # SciPy's exact transform: on a whole line of strokes it is faster than raster's.
-    inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1] * scale
+    inside = raster.distance_to_paper(np.pad(mask, 1))[1:-1, 1:-1] * scale
     return np.minimum(strokes, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
 
 
