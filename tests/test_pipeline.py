@@ -349,7 +349,7 @@ def test_release_freed_memory_hands_a_fragmented_heap_back():
     # 3,000 blocks of 64 KiB come from the heap (below glibc's mmap threshold); keeping every
     # tenth alive stops glibc trimming the freed ones by itself.
     script = """
-from mnistlab.figures import release_freed_memory
+from mnistlab.heap import release_freed_memory
 
 def resident_mib():
     with open("/proc/self/statm") as statm:

@@ -229,7 +229,8 @@ def test_while_clients_are_turned_away_fewer_requests_wait():
     in flight leave room for a fifth under a light load, not while twenty clients are being
     turned away; once they have been told to come back, there is room again."""
     clock = Clock()
-    app = traffic.TrafficMiddleware(None, traffic.Metrics(), traffic.Admission(8, clock=clock))
+    admission = traffic.Admission(8, clock=clock)
+    app = traffic.TrafficMiddleware(None, traffic.Metrics(), admission, traffic.IdleTrim(list))
     done: dict[int, anyio.Event] = {}
     answers: dict[int, dict] = {}
 
@@ -280,6 +281,43 @@ def test_while_clients_are_turned_away_fewer_requests_wait():
     assert "busy" in json.loads(refused[-1]["body"])["error"]
     served = [0, 1, 2, 3, 4, 5, 6, 7, 8, 201]
     assert [answers[port]["status"] for port in served] == [200] * len(served)
+
+
+def test_a_worker_trims_its_heap_only_once_image_work_has_stopped():
+    trims = []
+    idle_trim = traffic.IdleTrim(lambda: trims.append(time.monotonic()), delay=0.05)
+    app = traffic.TrafficMiddleware(None, traffic.Metrics(), traffic.Admission(8), idle_trim)
+    release = anyio.Event()
+
+    async def model(scope, receive, send):
+        if scope["client"][1] == 1:
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app.app = model
+
+    def scope(method, port):
+        return {"type": "http", "method": method, "path": "/api/predict", "headers": [],
+                "client": ("192.0.2.1", port)}  # fmt: skip
+
+    async def main():
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, app, scope("POST", 1), [b""])
+            await anyio.wait_all_tasks_blocked()
+            await call(app, scope("POST", 2), [b""])
+            assert idle_trim.timer is None  # the first is still in flight
+            await anyio.sleep(0.15)
+            assert not trims
+            release.set()
+        assert idle_trim.timer is not None  # none in flight now
+        await call(app, scope("POST", 3), [b""])  # restarts the wait
+        finished = time.monotonic()
+        await call(app, scope("GET", 4), [b""])  # not image work: changes nothing
+        await anyio.sleep(0.3)
+        assert len(trims) == 1 and trims[0] - finished >= 0.05
+
+    anyio.run(main)
 
 
 def test_a_stalled_upload_gets_408_and_frees_its_slot(predictor):

@@ -91,21 +91,3 @@ def warm_imports() -> threading.Thread:
     thread = threading.Thread(target=work, name="mnistlab-warm-imports", daemon=True)
     thread.start()
     return thread
-
-
-def release_freed_memory() -> bool:
-    """Hand the C heap's free pages back to the operating system; True if that was possible.
-
-    Training frees its batches and arrays, but glibc keeps freed heap pages for reuse, so the
-    process would hold them (about 50 MB after the seed model) while it waits for the figure
-    workers, whose memory adds to it. Elsewhere than glibc (musl, macOS) this does nothing.
-    """
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # The C library this process already runs on.
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True

@@ -27,11 +27,11 @@ from mnistlab.exclusion import excluded_train_indices, indices_sha256, with_excl
 from mnistlab.export import export_onnx, export_onnx_or_warn
 from mnistlab.figures import (
     figure_png,
-    release_freed_memory,
     render_figures,
     sample_index,
     warm_imports,
 )
+from mnistlab.heap import release_freed_memory
 from mnistlab.provenance import library_versions
 
 # Keras (and TensorFlow behind it) takes seconds to import; the functions that train or load a

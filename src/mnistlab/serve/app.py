@@ -121,6 +121,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
         traffic.TrafficMiddleware,
         metrics=app.state.metrics,
         admission=traffic.Admission(options.max_in_flight),
+        idle_trim=traffic.IdleTrim(),
     )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_dir()), name="static")
