@@ -88,6 +88,21 @@ def test_distance_to_paper_is_scipys_exact_distance(shape):
         np.testing.assert_array_equal(distance, expected)
 
 
+@pytest.mark.parametrize("limit", [0.5, 1.0, 2.3, 4.0])
+def test_a_limited_distance_is_exact_below_its_limit(limit):
+    rng = np.random.default_rng(7)
+    beyond = 0
+    for mask in [*masks(rng, (60, 90)), rings(60)]:
+        mask = np.pad(mask, 1)
+        expected = ndimage.distance_transform_edt(mask)
+        distance = raster.distance_to_paper(mask, limit=limit)
+        near = expected < limit
+        np.testing.assert_array_equal(distance[near], expected[near])
+        assert (distance[~near] >= limit).all()
+        beyond += np.count_nonzero(expected > limit + 1)
+    assert beyond > 100  # the limit cut the work short on many pixels
+
+
 def test_predict_and_read_in_a_fresh_process_import_no_scipy():
     # Every pinned kind of input (broad brushes, photos with specks, a sheet on a table, ...)
     # goes through predict, and one image through read; scipy's import alone costs more than

@@ -86,7 +86,8 @@ def _match_pen_width(crop: np.ndarray) -> np.ndarray:
     if excess <= 0:
         return crop
     # Distance of each ink pixel to the nearest paper; peel off half the excess on each side.
-    inside = raster.distance_to_paper(np.pad(mask, 1))[1:-1, 1:-1]
+    peel = excess / 2 + 0.5  # ink deeper than this keeps its value
+    inside = raster.distance_to_paper(np.pad(mask, 1), limit=peel)[1:-1, 1:-1]
     thinned = np.minimum(ink, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
     # Peeling moved the outer edge inwards; MNIST's 20 px box is the box of the ink itself.
     return _crop_to_ink(thinned)

@@ -60,8 +60,8 @@ def find_ink(image) -> Ink:
     loaded, original_size = segments.load(image)
     try:
         gray = segments.grayscale(loaded)
-        strokes, mask, clean, offset = segments.find_ink(gray)
-        kept, height = segments.marks(mask)
+        strokes, mask, clean, offset, blobs = segments.find_ink(gray)
+        kept, height = segments.marks(mask, blobs)
     except ImageError as error:
         raise NoNumber(str(error)) from None
     strokes = strokes * images._dilate(kept)

@@ -44,8 +44,9 @@ class Read:
 
 
 @functools.cache
-def session():
-    """The reader's ONNX Runtime session, loaded once.
+def session(threads: int | None = 1):
+    """The reader's ONNX Runtime session with ``threads`` per call (None: one per core),
+    loaded once.
 
     Raises:
         RunError: the reader's model is missing from the install.
@@ -56,14 +57,15 @@ def session():
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # A line is small: threads cost more than they give.
-    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def frames(pixels: np.ndarray) -> np.ndarray:
-    """(T, 11) probabilities of the line image (HEIGHT, width)."""
-    reader = session()
+def frames(pixels: np.ndarray, threads: int | None = 1) -> np.ndarray:
+    """(T, 11) probabilities of the line image (HEIGHT, width), on ``threads`` per call."""
+    reader = session(threads)
     name = reader.get_inputs()[0].name
     return reader.run(None, {name: pixels[None, :, :, None].astype(np.float32)})[0][0]
 
@@ -154,7 +156,8 @@ def thin(strokes: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
     excess = pen_width(mask) * scale - 4 * framing.MNIST_PEN_WIDTH
     if excess <= 0:
         return strokes
-    inside = raster.distance_to_paper(np.pad(mask, 1))[1:-1, 1:-1] * scale
+    peel = excess / 2 + 0.5  # 4x-box px; ink deeper than this keeps its strokes' value
+    inside = raster.distance_to_paper(np.pad(mask, 1), limit=peel / scale)[1:-1, 1:-1] * scale
     return np.minimum(strokes, np.clip(inside - excess / 2 + 0.5, 0.0, 1.0))
 
 

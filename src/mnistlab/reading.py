@@ -102,7 +102,8 @@ def read_number(
         ink, line = lines.prepare(image)
     except lines.NoNumber as error:
         return NumberReading(file, rejected=str(error))
-    probabilities = reader.frames(line.pixels)
+    # As many threads as the run's model uses: one in a server, where requests run side by side.
+    probabilities = reader.frames(line.pixels, getattr(predictor, "threads", 1))
     path, score = reader.best_path(probabilities)
     if expect_digits is not None:
         free = score

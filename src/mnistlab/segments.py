@@ -23,6 +23,8 @@ SPECK_SIDE = 0.12  # Blobs smaller than this fraction of the line's height are d
 SPECK_AREA = 0.02  # ... and so are those under 2% of the largest blob's area.
 LINE_RATIO = 6.0  # A blob this many times longer than its typical column's ink is a line.
 NO_NUMBER = "no number found"
+# raster.blob_boxes's labels, count and boxes, or None where they are not known.
+Blobs = tuple[np.ndarray, int, np.ndarray] | None
 
 
 # --- The ink --------------------------------------------------------------------------------
@@ -95,9 +97,10 @@ def grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
     return gray
 
 
-def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int, int]]:
-    """Ink in [0, 1], the mask of firm ink, whether it is a clean drawing, and the offset of
-    the region they cover in ``gray`` (a clean drawing is processed on its marks' box only).
+def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int, int], Blobs]:
+    """Ink in [0, 1], the mask of firm ink, whether it is a clean drawing, the offset of the
+    region they cover in ``gray`` (a clean drawing is processed on its marks' box only), and
+    the mask's blobs when they are known already (for ``marks``).
 
     ``images._strokes`` without its speck filter, which keeps one digit and drops the rest.
     """
@@ -137,7 +140,7 @@ def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int,
             f" background's noise or texture ({noise:.1%})"
         )
     threshold = max(0.4 * peak, 3.0 * noise)
-    mask = _drop_surround(ink > threshold)
+    mask, blobs = _drop_surround(ink > threshold)
     if not mask.any():
         raise ImageError(f"{NO_NUMBER}: nothing darker or lighter than the paper")
     # A small line is read from its raw pixels, as images.py reads a small digit.
@@ -147,42 +150,46 @@ def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int,
     low = 0.5 * threshold
     high = max(images._median(ink[mask]), low + 1e-6)
     strokes = np.clip((ink - low) / (high - low), 0.0, 1.0) * images._dilate(mask)
-    return strokes, mask, clean is not None, offset
+    return strokes, mask, clean is not None, offset, blobs
 
 
-def _drop_surround(mask: np.ndarray) -> np.ndarray:
-    """Drop blobs running along much of the image's edge (a table, a shadowed margin)."""
-    labels, count = raster.label8(mask)
+def _drop_surround(mask: np.ndarray) -> tuple[np.ndarray, Blobs]:
+    """Drop blobs running along much of the image's edge (a table, a shadowed margin); the
+    mask's blobs too, unless some were dropped."""
+    blobs = raster.blob_boxes(mask)
+    labels, count, _ = blobs
     if count < 2:
-        return mask
+        return mask, blobs
     edge = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
     along = np.bincount(edge, minlength=count + 1)
     along[0] = 0
     surround = along > images.SURROUND_FRACTION * edge.size
     if not surround.any() or surround[1:].all():
-        return mask
-    return mask & ~surround[labels]
+        return mask, blobs
+    return mask & ~surround[labels], None
 
 
 # --- The marks -------------------------------------------------------------------------------
 
 
-def marks(mask: np.ndarray) -> tuple[np.ndarray, float]:
+def marks(mask: np.ndarray, blobs: Blobs = None) -> tuple[np.ndarray, float]:
     """The firm ink of the marks that may be digits, and the line's height in pixels.
+    ``blobs``: ``raster.blob_boxes(mask)`` if known.
 
     Raises:
         ImageError: nothing on the line can be a digit (specks, a ruled line, texture).
     """
-    labels, count, boxes = raster.blob_boxes(mask)
+    labels, count, boxes = raster.blob_boxes(mask) if blobs is None else blobs
     slices = raster.box_slices(boxes)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     inked = np.flatnonzero(mask.any(axis=0))
     span = inked[-1] - inked[0] + 1
     blobs = []
     for number, (rows, columns) in enumerate(slices, start=1):
-        blob = labels[rows, columns] == number
-        if not _is_line(blob, span):
-            blobs.append((number, blob.shape, areas[number - 1]))
+        shape = (rows.stop - rows.start, columns.stop - columns.start)
+        # Only a mark half the ink's span wide may be a line: the others need no closer look.
+        if shape[1] < 0.5 * span or not _is_line(labels[rows, columns] == number, span):
+            blobs.append((number, shape, areas[number - 1]))
     if not blobs:
         raise ImageError(f"{NO_NUMBER}: the ink is a line, not digits")
     heights = np.array([shape[0] for _, shape, _ in blobs])
