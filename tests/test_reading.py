@@ -157,7 +157,7 @@ def test_touching_digits_are_read_apart(mnist, predictor, indices):
 OVERLAPPING = [
     [200, 201, 202, 203],
     [204, 205, 206, 207],
-    [208, 209, 210, 211],
+    [216, 217, 218, 219],
     [212, 213, 214, 215],
 ]
 

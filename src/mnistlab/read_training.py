@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab import composition, lines
+from mnistlab.fileio import atomic_path
 
 BLANK = 10  # the CTC blank is the last of the network's 11 classes
 MAX_WIDTH = 192  # training line images are padded to this width (48 frames)
@@ -182,7 +183,6 @@ def export(model, path: Path) -> None:
     """ONNX (``reader_export``), checked against Keras on three widths before it is written."""
     import onnxruntime
 
-    from mnistlab.fileio import atomic_path
     from mnistlab.reader_export import reader_graph
 
     graph = reader_graph(model).SerializeToString()
@@ -267,14 +267,21 @@ def main() -> int:
         "batch": args.batch,
         "seed": args.seed,
         "learning_rate": args.learning_rate,
-        "started_from": args.start,
+        "started_from": Path(args.start).name if args.start else None,
         "parameters": int(model.count_params()),
         "compose_seconds": round(composed),
         "train_seconds": round(time.perf_counter() - started - composed),
         "cpus": os.cpu_count(),
         "log": log_lines,
     }
-    (out / "reader.json").write_text(json.dumps(about, indent=2) + "\n")
+    # A model trained on from another keeps that one's record (saved beside it).
+    earlier = Path(args.start).with_name("reader.json") if args.start else None
+    if earlier is not None and earlier.is_file():
+        about["earlier"] = json.loads(earlier.read_text())
+    text = json.dumps(about, indent=2) + "\n"
+    for folder in (out, cache):
+        with atomic_path(folder / "reader.json") as temp:
+            temp.write_text(text)
     print(f"wrote {out / READER_FILE}")
     return 0
 
