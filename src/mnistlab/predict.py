@@ -65,10 +65,8 @@ class Predictor:
         session=None,
         model=None,
         not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
-        threads: int | None = None,
     ):
         self.run_dir, self._session, self._model = Path(run_dir), session, model
-        self.threads = threads  # ONNX Runtime's per call (None: one per core)
         # The run's own operating point for its not-a-digit head (runs.NOT_DIGIT_FILE).
         self.not_digit_threshold = not_digit_threshold
         # ONNX Runtime sessions may run from many threads at once (a server's); Keras models
@@ -108,11 +106,11 @@ class Predictor:
                 )
             except Exception as error:  # ONNX Runtime raises its own exception types.
                 raise RunError(f"{onnx_path} cannot be loaded by ONNX Runtime ({error})") from None
-            return cls(run_dir, session, None, not_digit_threshold, threads)
+            return cls(run_dir, session=session, not_digit_threshold=not_digit_threshold)
         if run.model_path.is_file():  # Else load_model says what is missing.
             what = f"{run_dir} has no {onnx_path.name}: reading its {run.model_path.name}"
             extras.require("train", what)
-        return cls(run_dir, None, run.load_model(), not_digit_threshold, threads)
+        return cls(run_dir, model=run.load_model(), not_digit_threshold=not_digit_threshold)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """float32 (N, 10) for uint8 digits (N, 28, 28), through data.to_model_input."""

@@ -44,9 +44,8 @@ class Read:
 
 
 @functools.cache
-def session(threads: int | None = 1):
-    """The reader's ONNX Runtime session with ``threads`` per call (None: one per core),
-    loaded once.
+def session():
+    """The reader's ONNX Runtime session, loaded once.
 
     Raises:
         RunError: the reader's model is missing from the install.
@@ -57,15 +56,16 @@ def session(threads: int | None = 1):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = threads
+    # One thread: a line is little work, and a second pool's threads, spinning after each
+    # call, would compete with the classifier's on a small machine.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def frames(pixels: np.ndarray, threads: int | None = 1) -> np.ndarray:
-    """(T, 11) probabilities of the line image (HEIGHT, width), on ``threads`` per call."""
-    reader = session(threads)
+def frames(pixels: np.ndarray) -> np.ndarray:
+    """(T, 11) probabilities of the line image (HEIGHT, width)."""
+    reader = session()
     name = reader.get_inputs()[0].name
     return reader.run(None, {name: pixels[None, :, :, None].astype(np.float32)})[0][0]
 

@@ -102,8 +102,7 @@ def read_number(
         ink, line = lines.prepare(image)
     except lines.NoNumber as error:
         return NumberReading(file, rejected=str(error))
-    # As many threads as the run's model uses: one in a server, where requests run side by side.
-    probabilities = reader.frames(line.pixels, getattr(predictor, "threads", 1))
+    probabilities = reader.frames(line.pixels)
     path, score = reader.best_path(probabilities)
     if expect_digits is not None:
         free = score
