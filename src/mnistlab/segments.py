@@ -172,14 +172,14 @@ def _drop_surround(mask: np.ndarray) -> tuple[np.ndarray, Blobs]:
 # --- The marks -------------------------------------------------------------------------------
 
 
-def marks(mask: np.ndarray, blobs: Blobs = None) -> tuple[np.ndarray, float]:
+def marks(mask: np.ndarray, labelled: Blobs = None) -> tuple[np.ndarray, float]:
     """The firm ink of the marks that may be digits, and the line's height in pixels.
-    ``blobs``: ``raster.blob_boxes(mask)`` if known.
+    ``labelled``: ``raster.blob_boxes(mask)`` if known.
 
     Raises:
         ImageError: nothing on the line can be a digit (specks, a ruled line, texture).
     """
-    labels, count, boxes = raster.blob_boxes(mask) if blobs is None else blobs
+    labels, count, boxes = raster.blob_boxes(mask) if labelled is None else labelled
     slices = raster.box_slices(boxes)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     inked = np.flatnonzero(mask.any(axis=0))
