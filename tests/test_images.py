@@ -331,6 +331,14 @@ def test_blank_images_have_no_ink(image):
         normalize_digit(load_image(encode(image)))
 
 
+def test_a_tap_is_named_as_specks_not_as_faint_ink():
+    # Black, so not faint, but far under 0.1% of the image: the contrast percentile misses it.
+    image = Image.new("L", (600, 200), 255)
+    ImageDraw.Draw(image).ellipse((290, 90, 296, 96), fill=0)
+    with pytest.raises(ImageError, match="only marks are specks"):
+        normalize_digit(load_image(encode(image)))
+
+
 def test_faint_smudge_and_pure_noise_have_no_ink():
     faint = draw_digit(ink=240, paper=250)  # Four percent contrast.
     with pytest.raises(ImageError, match="no digit-like ink found.*4%"):

@@ -292,6 +292,13 @@ def specks(count: int) -> bytes:
     return png(Image.fromarray(pixels))
 
 
+def tap() -> bytes:
+    """A canvas tapped once: a black dot of 6 px on a wide white canvas."""
+    image = Image.new("L", (600, 200), 255)
+    ImageDraw.Draw(image).ellipse((290, 90, 296, 96), fill=0)
+    return png(image)
+
+
 def ruled_line() -> bytes:
     image = Image.new("L", (800, 200), 255)
     ImageDraw.Draw(image).line([(20, 120), (780, 126)], fill=30, width=4)
@@ -300,8 +307,13 @@ def ruled_line() -> bytes:
 
 @pytest.mark.parametrize(
     "data, reason",
-    [(BLANK, "uniform"), (specks(200), "no number found"), (ruled_line(), "a line")],
-    ids=["blank", "specks", "ruled-line"],
+    [
+        (BLANK, "uniform"),
+        (specks(200), "no number found"),
+        (ruled_line(), "a line"),
+        (tap(), "only marks are specks"),
+    ],
+    ids=["blank", "specks", "ruled-line", "tap"],
 )
 def test_no_number_is_a_rejection(predictor, data, reason):
     reading = read_number(data, predictor)

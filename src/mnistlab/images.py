@@ -71,6 +71,9 @@ from mnistlab.framing import (  # noqa: F401 - step 5 and checks on the result, 
 
 MIN_INK_CONTRAST = 0.10  # Ink must differ from the paper by 10% of the full brightness range ...
 MIN_SIGNAL_TO_NOISE = 6.0  # ... and by six times the noise (texture, grain) of the paper.
+# Marks that are dark enough but cover under 0.1% of the image (the contrast is taken at the
+# 99.9th percentile) are a tap or dust, not a digit.
+SPECKS_ONLY = "the only marks are specks (a tap or dust), too small to be written digits"
 SPECK_FRACTION = 0.02  # Blobs under 2% of the largest blob's area are specks ...
 NEAR_FRACTION = 0.25  # ... and so are blobs under 25% of it that lie away from it.
 SOLID_FILL = 0.75  # Ink filling 75% of a squarish bounding box is a sheet of paper, not strokes.
@@ -224,6 +227,8 @@ def _strokes(
     if peak < MIN_INK_CONTRAST:
         if float(gray.max() - gray.min()) < 1e-6:
             raise ImageError(UNIFORM_IMAGE)
+        if float(ink.max()) >= MIN_INK_CONTRAST:  # dark enough, but a dot: a tap, dust
+            raise ImageError(f"no digit-like ink found: {SPECKS_ONLY}")
         raise ImageError(
             f"no digit-like ink found: the strongest marks differ from the background by"
             f" {peak:.0%} of full brightness, at least {MIN_INK_CONTRAST:.0%} is needed"

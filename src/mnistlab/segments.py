@@ -130,6 +130,8 @@ def find_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, tuple[int,
     if peak < images.MIN_INK_CONTRAST:
         if float(gray.max() - gray.min()) < 1e-6:
             raise ImageError(images.UNIFORM_IMAGE)
+        if float(ink.max()) >= images.MIN_INK_CONTRAST:
+            raise ImageError(f"{NO_NUMBER}: {images.SPECKS_ONLY}")
         raise ImageError(
             f"{NO_NUMBER}: the strongest marks differ from the background by {peak:.0%} of full"
             f" brightness, at least {images.MIN_INK_CONTRAST:.0%} is needed"
