@@ -368,3 +368,43 @@ print(released, before, resident_mib())
     released, before, after = result.stdout.split()
     assert released == "True"
     assert float(before) - float(after) > 100  # Of the ~170 MiB freed.
+
+
+ARENAS_SCRIPT = """
+import ctypes, sys, tempfile, threading
+from mnistlab.heap import limit_arenas
+
+if sys.argv[1] == "limit":
+    assert limit_arenas(1)
+kept = []
+
+def allocate():
+    kept.append([bytearray(4096) for _ in range(100)])
+
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(open(report.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_limit_arenas_makes_new_threads_share_the_heap():
+    counts = {}
+    for mode in ("free", "limit"):
+        result = subprocess.run(
+            [sys.executable, "-c", ARENAS_SCRIPT, mode], capture_output=True, text=True, check=True
+        )
+        counts[mode] = int(result.stdout)
+    assert counts["limit"] == 1 < counts["free"]

@@ -1,4 +1,5 @@
-"""The C heap: handing its freed pages back to the operating system.
+"""The C heap: handing its freed pages back to the operating system, and how many arenas it
+keeps.
 
 glibc keeps freed heap pages for reuse, so a process goes on holding the memory of arrays it
 has freed: training's batches (about 50 MB after the seed model), a server's photo buffers.
@@ -11,15 +12,21 @@ import ctypes
 import functools
 from collections.abc import Callable
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str, *argtypes) -> Callable[..., int] | None:
     try:
-        trim = ctypes.CDLL(None).malloc_trim  # The C library this process already runs on.
+        function = getattr(ctypes.CDLL(None), name)  # The C library this process runs on.
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
+    function.argtypes = list(argtypes)
+    return function
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    return _libc_function("malloc_trim", ctypes.c_size_t)
 
 
 def release_freed_memory() -> bool:
@@ -29,3 +36,15 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def limit_arenas(count: int) -> bool:
+    """Let threads that start from now on share ``count`` malloc arenas; True if that was
+    possible.
+
+    glibc gives each new thread an arena of its own, up to eight per core; each keeps the
+    fragments its frees leave, so a server whose threads decode large photos holds more
+    memory, and more of it varies, than one whose threads share a few.
+    """
+    mallopt = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and mallopt(M_ARENA_MAX, count) == 1

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mnistlab import __version__, runs
+from mnistlab import __version__, heap, runs
 from mnistlab.errors import RunError
 from mnistlab.predict import Prediction, Predictor
 from mnistlab.reading import MAX_DIGITS, NumberReading
@@ -50,6 +50,9 @@ from mnistlab.serve.schemas import (
 # CPU-bound and mostly holds the GIL, so more threads add memory (a malloc arena each) and
 # contention, not speed; a few let one photo pass another that is being decoded.
 IMAGE_THREADS = 4
+# They share this many malloc arenas: with one each, the freed fragments of the photos each
+# thread decoded add up, and the worker's memory wanders by tens of MiB.
+MALLOC_ARENAS = 2
 # Handing an image to a thread costs about 1 ms on a 2-core machine, a fifth of a whole canvas
 # request, so an image this small (a canvas; read in a few ms) is read on the event loop, and
 # larger ones in a thread so that the loop keeps answering meanwhile.
@@ -85,6 +88,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     Returns:
         The app; its lifespan runs one inference before /api/ready answers 200.
     """
+    heap.limit_arenas(MALLOC_ARENAS)  # before the image threads start
     if predictor is None:
         # One thread per call: many small requests in parallel beat one request on all cores.
         predictor = Predictor.from_run(options.run_dir, threads=1)
