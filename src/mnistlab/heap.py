@@ -25,13 +25,9 @@ def _libc_function(name: str, *argtypes) -> Callable[..., int] | None:
     return function
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    return _libc_function("malloc_trim", ctypes.c_size_t)
-
-
 def release_freed_memory() -> bool:
     """Hand the C heap's free pages back to the operating system; True if that was possible."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim", ctypes.c_size_t)
     if trim is None:
         return False
     trim(0)

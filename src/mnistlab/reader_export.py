@@ -1,7 +1,7 @@
 """The sequence reader as an ONNX graph built from its Keras weights.
 
-tf2onnx turns Keras 3's GRUs into ONNX ``Loop``s, which ONNX Runtime runs node by node at
-every frame: about 2 ms of a 6-digit reading went to that overhead. Here each bidirectional
+tf2onnx would turn Keras 3's GRUs into ONNX ``Loop``s, which ONNX Runtime runs node by node
+at every frame: about 2 ms more per line, most of a small network's time. Here each bidirectional
 GRU is ONNX's own ``GRU`` operator (``linear_before_reset`` is Keras's ``reset_after``), each
 convolution has its batch normalisation folded in, and the graph keeps a free batch and width.
 ``read_training.export`` checks it against the Keras model before it is written.
