@@ -544,11 +544,16 @@ def exited(pid: int) -> bool:
 def test_a_killed_worker_is_replaced_and_metrics_sum_the_workers():
     process, url = start_server("--workers", "2")
     try:
+        port = port_of(url)
         deadline = time.monotonic() + 60
-        while len(python_workers(process.pid)) < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # Both listening: a worker still starting is not.
+            listening = connections_held(python_workers(process.pid), port, "0A")
+            if len(listening) == 2 and min(listening.values()) >= 1:
+                break
             time.sleep(0.2)
         workers = python_workers(process.pid)
         assert len(workers) == 2
+        assert min(connections_held(workers, port, "0A").values()) >= 1
         for _ in range(6):
             assert post(url, seven())["label"] == 7
         key = (("method", "POST"), ("route", "/api/predict"), ("status", "200"))
