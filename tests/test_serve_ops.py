@@ -230,7 +230,9 @@ def test_while_clients_are_turned_away_fewer_requests_wait():
     turned away; once they have been told to come back, there is room again."""
     clock = Clock()
     admission = traffic.Admission(8, clock=clock)
-    app = traffic.TrafficMiddleware(None, traffic.Metrics(), admission, traffic.IdleTrim(list))
+    app = traffic.TrafficMiddleware(
+        None, traffic.Gate(admission, traffic.Metrics()), traffic.IdleTrim(list)
+    )
     done: dict[int, anyio.Event] = {}
     answers: dict[int, dict] = {}
 
@@ -286,7 +288,9 @@ def test_while_clients_are_turned_away_fewer_requests_wait():
 def test_a_worker_trims_its_heap_only_once_image_work_has_stopped():
     trims = []
     idle_trim = traffic.IdleTrim(lambda: trims.append(time.monotonic()), delay=0.05)
-    app = traffic.TrafficMiddleware(None, traffic.Metrics(), traffic.Admission(8), idle_trim)
+    app = traffic.TrafficMiddleware(
+        None, traffic.Gate(traffic.Admission(8), traffic.Metrics()), idle_trim
+    )
     release = anyio.Event()
 
     async def model(scope, receive, send):

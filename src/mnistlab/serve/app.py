@@ -106,6 +106,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     app.state.model_info = _model_info(predictor, options)
     app.state.ready = False
     app.state.metrics = traffic.Metrics()
+    app.state.gate = traffic.Gate(traffic.Admission(options.max_in_flight), app.state.metrics)
     app.state.image_threads = ThreadPoolExecutor(IMAGE_THREADS, thread_name_prefix="image")
     if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -123,8 +124,7 @@ def create_app(options: ServeOptions, predictor: Predictor | None = None) -> Fas
     # Outermost: a request over the bound is refused before any other work.
     app.add_middleware(
         traffic.TrafficMiddleware,
-        metrics=app.state.metrics,
-        admission=traffic.Admission(options.max_in_flight),
+        gate=app.state.gate,
         idle_trim=traffic.IdleTrim(),
     )
     app.include_router(router)
@@ -140,7 +140,8 @@ async def _lifespan(app: FastAPI):
     zeros = np.zeros((1, 28, 28), dtype=np.uint8)
     await run_in_threadpool(app.state.predictor.probabilities, zeros)
     app.state.ready = True
-    yield
+    # The server's HTTP protocol (serve.protocol) refuses over the bound before the app does.
+    yield {traffic.GATE_STATE: app.state.gate}
 
 
 def _model_info(predictor: Predictor, options: ServeOptions) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
 from mnistlab.serve.app import create_app
 from mnistlab.serve.options import ServeOptions
+from mnistlab.serve.protocol import RefusingHttpProtocol
 from mnistlab.serve.traffic import MULTIPROCESS_VARIABLE
 
 OPTIONS_VARIABLE = "MNISTLAB_SERVE_OPTIONS"
@@ -89,7 +90,10 @@ def run(listener: socket.socket, options: ServeOptions, predictor: Predictor | N
         predictor: the model, already loaded, for a single process; default: loaded here.
     """
     settings = dict(
-        log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        http=RefusingHttpProtocol,
     )
     metrics_dir = None
     previous = None

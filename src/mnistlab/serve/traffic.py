@@ -228,23 +228,63 @@ class IdleTrim:
         self.trim()
 
 
+class Gate:
+    """The bound on image requests in flight and the metrics a refusal is counted in, shared by
+    ``TrafficMiddleware`` and the server's HTTP protocol (``serve.protocol``), which admits or
+    refuses each request as soon as its headers are parsed. The app's lifespan hands it to the
+    protocol (``GATE_STATE``); a request the protocol admitted carries ``ADMITTED`` in its scope.
+    """
+
+    def __init__(self, admission: Admission, metrics: Metrics) -> None:
+        self.admission, self.metrics = admission, metrics
+
+    def admit(self, scope: Scope) -> bool:
+        """Whether a request starts; False: image work turned away (count it, ``turned_away``)."""
+        if scope.get(ADMITTED) or not is_image_work(scope):
+            return True
+        if self.admission.admit(client_of(scope)):
+            scope[ADMITTED] = True
+            return True
+        return False
+
+    def turned_away(self, scope: Scope, seconds: float) -> None:
+        """Count one 503 of the bound, answered ``seconds`` after the request arrived."""
+        self.metrics.overloaded.inc()
+        self.metrics.requests.labels("overloaded", scope["method"], "503").inc()
+        self.metrics.latency.labels("overloaded").observe(seconds)
+
+
+# The key of the lifespan state (ASGI's scope["state"]) that holds the app's Gate.
+GATE_STATE = "mnistlab.gate"
+# The scope key of image work admitted (and counted in flight), until its answer releases it.
+ADMITTED = "mnistlab.admitted"
+
+
+def busy_response(default_headers: list[tuple[bytes, bytes]], close: bool) -> bytes:
+    """The whole HTTP/1.1 503 answer to a request turned away, as bytes: the server's default
+    headers (date, server), then the ASGI answer's own, ``connection: close`` when ``close``."""
+    lines = [b"HTTP/1.1 503 Service Unavailable"]
+    headers = [*default_headers, *BUSY_START["headers"], *SECURITY_HEADERS]
+    if close:
+        headers.append((b"connection", b"close"))
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + BUSY_BODY["body"]
+
+
 class TrafficMiddleware:
     """Bounds image requests in flight (see ``Admission``), adds security headers, and records
     each answer.
 
     Args:
         app: the app inside.
-        metrics: where to record.
-        admission: which image requests start; the others are answered 503 with Retry-After,
-            without being read.
+        gate: which image requests start (the others are answered 503 with Retry-After,
+            without being read) and the metrics everything is recorded in.
         idle_trim: told when image work starts and when none is left in flight.
     """
 
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, admission: Admission, idle_trim: IdleTrim
-    ) -> None:
-        self.app, self.metrics, self.admission = app, metrics, admission
-        self.idle_trim = idle_trim
+    def __init__(self, app: ASGIApp, gate: Gate, idle_trim: IdleTrim) -> None:
+        self.app, self.gate, self.idle_trim = app, gate, idle_trim
+        self.metrics, self.admission = gate.metrics, gate.admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -261,20 +301,22 @@ class TrafficMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
             await send(message)
 
-        if bounded and not self.admission.admit(client_of(scope)):
-            self.metrics.overloaded.inc()
+        # Not admitted by the server's protocol (another server, a test client).
+        admitted_here = bounded and not scope.get(ADMITTED)
+        if not self.gate.admit(scope):
             await send_with_headers(BUSY_START)
             await send_with_headers(BUSY_BODY)
-            self._record(scope, "overloaded", 503, started)
+            self.gate.turned_away(scope, time.perf_counter() - started)
             return
         if bounded:
             self.metrics.in_flight.inc()
             self.idle_trim.busy()
         try:
-            if bounded:
+            if admitted_here:
                 # A canvas is read on the event loop without yielding: without this turn, each
                 # request would run to its end before the next is counted, the count would stay
-                # at 1 and requests would queue unbounded in the loop instead.
+                # at 1 and requests would queue unbounded in the loop instead. The protocol
+                # counts a request when its headers are parsed, before its task runs.
                 await anyio.lowlevel.checkpoint()
             await self.app(scope, receive, send_with_headers)
         finally:
