@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from prometheus_client.parser import text_string_to_metric_families
 
 from mnistlab import cli
 
@@ -170,3 +171,13 @@ def save_screenshot(page, name: str) -> None:
     folder = os.environ.get("MNISTLAB_SCREENSHOT_DIR")
     if folder:
         page.screenshot(path=str(Path(folder) / name))
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    """The samples called ``name`` in a /metrics answer, by their labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found

@@ -14,11 +14,10 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from prometheus_client.parser import text_string_to_metric_families
 
 from mnistlab.predict import Predictor
 from mnistlab.serve import ServeOptions, create_app, exposure_warning, traffic
-from tests.helpers import BLANK, drawing, start_server, stop_server
+from tests.helpers import BLANK, drawing, samples, start_server, stop_server
 
 
 def seven() -> bytes:
@@ -33,16 +32,6 @@ def seven() -> bytes:
 @pytest.fixture(scope="module")
 def predictor():
     return Predictor.from_run(None, threads=1)
-
-
-def samples(text: str, name: str) -> dict[tuple, float]:
-    """The samples called ``name`` in a /metrics answer, by their labels."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 # --- In process ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from uvicorn.server import ServerState
 from mnistlab.predict import Predictor
 from mnistlab.serve import ServeOptions, create_app, traffic
 from mnistlab.serve.protocol import RefusingHttpProtocol
-from tests.test_serve_ops import samples, seven
+from tests.helpers import drawing, samples
 
 
 class Transport(asyncio.Transport):
@@ -102,7 +102,7 @@ def test_requests_over_the_bound_are_answered_503_without_an_asgi_task(predictor
     gate = app.state.gate
     assert gate.admission.admit(("10.0.0.1", 1))  # another client's request fills the bound
     protocol, transport = connect(app, loop)
-    image = seven()
+    image = drawing("7")
     # Two uploads in one read, the second behind the first's body, then a probe.
     protocol.data_received(upload(image) + upload(image))
     assert not protocol.tasks  # neither reached the app
@@ -128,7 +128,7 @@ def test_an_admitted_request_is_counted_once_and_released_after_its_answer(predi
     app = create_app(ServeOptions(max_in_flight=1), predictor)
     admission = app.state.gate.admission
     protocol, transport = connect(app, loop)
-    image = seven()
+    image = drawing("7")
     protocol.data_received(upload(image))
     # Counted as its headers were parsed, before its task has run.
     assert admission.active == 1 and len(protocol.tasks) == 1
@@ -151,7 +151,7 @@ def test_a_refused_connection_that_cannot_be_reused_is_closed(predictor, loop, v
     app = create_app(ServeOptions(max_in_flight=1), predictor)
     assert app.state.gate.admission.admit(("10.0.0.1", 1))
     protocol, transport = connect(app, loop)
-    protocol.data_received(upload(seven(), version, extra).split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    protocol.data_received(upload(drawing("7"), version, extra).split(b"\r\n\r\n")[0] + b"\r\n\r\n")
     (status, headers, _), *_ = answers(transport.written)
     assert status == 503 and headers["connection"] == "close" and transport.closed
     assert b"100 Continue" not in transport.written
