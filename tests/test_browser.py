@@ -5,6 +5,7 @@ Set MNISTLAB_SCREENSHOT_DIR=docs to refresh the docs' screenshots (docs/serve.pn
 
 import base64
 
+import numpy as np
 import pytest
 
 from tests.helpers import BLANK, drawing, save_screenshot, start_server, stop_server
@@ -264,4 +265,33 @@ def test_number_mode_tells_a_person_what_went_wrong_in_words(browser, server_url
     message = page.locator("#number-message")
     expect(message).to_contain_text("isn't an image I can read")
     assert "supported" not in message.inner_text()  # the API says "not a supported image"
+    page.close()
+
+
+def test_number_mode_marks_an_unsure_number(browser, server_url):
+    """The best reading is shown with a "?" and "Not sure" when the API flags the whole number
+    (its confidence below the server's threshold), though no digit is flagged on its own."""
+    from playwright.sync_api import expect
+
+    from mnistlab.predict import digit_png
+
+    preview = base64.b64encode(digit_png(np.zeros((28, 28), np.uint8))).decode()
+    digits = [
+        {"label": label, "confidence": 0.7, "uncertain": False, "box": box}
+        | {"preview_png_base64": preview}
+        for label, box in ((1, [10, 10, 40, 120]), (7, [60, 10, 50, 120]))
+    ]
+    answer = {"file": "n.png", "text": "17", "confidence": 0.49, "uncertain": True}
+    answer |= {"digits": digits, "rejected": None}
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.route("**/api/read", lambda route: route.fulfill(json=answer))
+    page.goto(server_url)
+    page.locator("#mode-number").click()
+    page.locator("#number-file").set_input_files(
+        files=[{"name": "n.png", "mimeType": "image/png", "buffer": BLANK}]
+    )
+    page.wait_for_selector('#number-result[aria-busy="false"]')
+    expect(page.locator("#number-text")).to_have_text("17?")
+    expect(page.locator("#number-message")).to_have_text("Not sure: 49.0% sure of the whole number")
+    assert page.locator("#number-digits li span").all_inner_texts() == ["1", "7"]
     page.close()

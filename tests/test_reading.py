@@ -7,6 +7,7 @@ strokes as a canvas app draws them (for strokes broken in two).
 import base64
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from PIL import Image, ImageDraw
 
 from mnistlab import reader
 from mnistlab.predict import Predictor
-from mnistlab.reading import MAX_DIGITS, read_number
+from mnistlab import reading as reading_module
+from mnistlab.reading import MAX_DIGITS, DigitReading, NumberReading, read_number
 from mnistlab.serve import ServeOptions, create_app
 
 
@@ -348,9 +350,29 @@ def test_marks_the_model_calls_no_digits_are_rejected(predictor):
 def test_to_dict_has_the_cli_fields(predictor):
     reading = read_number(drawn([ONE, SEVEN]), predictor, file="n.png")
     answer = reading.to_dict()
-    assert list(answer) == ["file", "text", "confidence", "digits", "rejected"]
+    assert list(answer) == ["file", "text", "confidence", "uncertain", "digits", "rejected"]
     assert answer["file"] == "n.png" and answer["text"] == "17"
     assert [list(d) for d in answer["digits"]] == [["label", "confidence", "uncertain", "box"]] * 2
+
+
+def unsure_pair(first: float, second: float, threshold: float = 0.5) -> NumberReading:
+    """A reading of "17" whose digits are this sure, through the verdict read_number gives."""
+    reading = NumberReading("n.png")
+    for label, confidence in ((1, first), (7, second)):
+        reading.digits.append(
+            DigitReading(label, confidence, confidence < threshold, [0, 0, 10, 20], not_digit=0.1)
+        )
+    return reading_module._verdict(reading, [0.9, 0.9], threshold)
+
+
+def test_a_number_less_sure_than_the_threshold_is_flagged_though_no_digit_is():
+    sure = unsure_pair(0.9, 0.9)
+    assert sure.text == "17" and sure.confidence == pytest.approx(0.81) and not sure.uncertain
+    crowded = unsure_pair(0.7, 0.7)  # each digit passes, the whole does not
+    assert not any(digit.uncertain for digit in crowded.digits)
+    assert crowded.text == "17" and crowded.uncertain  # the best reading, flagged
+    assert unsure_pair(0.95, 0.4).uncertain  # a digit flagged flags the whole
+    assert not unsure_pair(0.7, 0.7, threshold=0.3).uncertain
 
 
 # --- POST /api/read ---------------------------------------------------------------------------
@@ -457,11 +479,26 @@ def test_cli_reads_numbers_as_text_and_json(capsys, tmp_path):
     code, out, _ = run_read(capsys, "--json", "--expect-digits", "3", tmp_path)
     answers = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [a["text"] for a in answers] == ["171", None]
-    assert list(answers[0]) == ["file", "text", "confidence", "digits", "rejected"]
+    assert list(answers[0]) == ["file", "text", "confidence", "uncertain", "digits", "rejected"]
     assert [list(d) for d in answers[0]["digits"]] == [
         ["label", "confidence", "uncertain", "box"]
     ] * 3
     assert answers[0]["rejected"] is None and "uniform" in answers[1]["rejected"]
+
+
+def test_cli_marks_an_unsure_number(capsys, tmp_path, monkeypatch):
+    (tmp_path / "a.png").write_bytes(drawn([ONE, SEVEN]))
+    (tmp_path / "b.png").write_bytes(drawn([ONE, SEVEN]))
+    answers = {"a.png": unsure_pair(0.7, 0.7), "b.png": unsure_pair(0.95, 0.4)}
+    monkeypatch.setattr(
+        reading_module, "read_number", lambda item, *a, **k: answers[Path(item).name]
+    )
+    code, out, _ = run_read(capsys, tmp_path / "a.png", tmp_path / "b.png")
+    assert code == 0
+    assert out.splitlines() == [
+        "n.png: 17? (p=0.490, not sure)",
+        "n.png: 17? (p=0.380, 1 digit not sure)",
+    ]
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):

@@ -63,6 +63,8 @@ class NumberReading:
     file: str | None = None
     text: str | None = None
     confidence: float | None = None  # the product of the digits' confidences
+    # The best reading may be wrong: its confidence is below the threshold, or a digit's is.
+    uncertain: bool = False
     digits: list[DigitReading] = field(default_factory=list)
     rejected: str | None = None
 
@@ -72,6 +74,7 @@ class NumberReading:
             "file": self.file,
             "text": self.text,
             "confidence": self.confidence,
+            "uncertain": self.uncertain,
             "digits": [digit.to_dict() for digit in self.digits],
             "rejected": self.rejected,
         }
@@ -157,12 +160,16 @@ def read_number(
         not_digit_threshold if read.alone else max(not_digit_threshold, TOUCHING_NOT_DIGIT)
         for read in reads
     ]
-    return _verdict(reading, thresholds)
+    return _verdict(reading, thresholds, min_confidence)
 
 
-def _verdict(reading: NumberReading, thresholds: list[float]) -> NumberReading:
+def _verdict(
+    reading: NumberReading, thresholds: list[float], min_confidence: float
+) -> NumberReading:
     """The reading's text and confidence, or its rejection when half the marks read or more
-    are no digits (each digit's not-a-digit score against its threshold)."""
+    are no digits (each digit's not-a-digit score against its threshold). A number less sure
+    than ``min_confidence`` is flagged ``uncertain``, as a digit is: several digits each a
+    little unsure make an unsure number."""
     refused = [
         digit
         for digit, threshold in zip(reading.digits, thresholds)
@@ -178,6 +185,9 @@ def _verdict(reading: NumberReading, thresholds: list[float]) -> NumberReading:
         digit.uncertain = True
     reading.text = "".join(str(digit.label) for digit in reading.digits)
     reading.confidence = float(np.prod([digit.confidence for digit in reading.digits]))
+    reading.uncertain = reading.confidence < min_confidence or any(
+        digit.uncertain for digit in reading.digits
+    )
     return reading
 
 

@@ -212,8 +212,8 @@ def read(
         bool,
         typer.Option(
             "--json",
-            help="One JSON object per image: file, text, confidence, digits (label, confidence,"
-            " uncertain, box [x, y, w, h]), rejected.",
+            help="One JSON object per image: file, text, confidence, uncertain, digits (label,"
+            " confidence, uncertain, box [x, y, w, h]), rejected.",
         ),
     ] = False,
     expect_digits: Annotated[
@@ -255,8 +255,14 @@ def read(
             views.print_line(f"{reading.file}: rejected ({reading.rejected})")
         else:
             unsure = sum(digit.uncertain for digit in reading.digits)
-            note = f", {unsure} digit{'s' * (unsure > 1)} not sure" if unsure else ""
-            views.print_line(f"{reading.file}: {reading.text} (p={reading.confidence:.3f}{note})")
+            if unsure:
+                note = f", {unsure} digit{'s' * (unsure > 1)} not sure"
+            else:
+                note = ", not sure" if reading.uncertain else ""
+            mark = "?" if reading.uncertain else ""
+            views.print_line(
+                f"{reading.file}: {reading.text}{mark} (p={reading.confidence:.3f}{note})"
+            )
     if failures:
         raise typer.Exit(1)
 

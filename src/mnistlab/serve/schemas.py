@@ -117,6 +117,11 @@ class NumberResponse(BaseModel):
     confidence: float | None = Field(
         None, description="The product of the digits' confidences; null when rejected."
     )
+    uncertain: bool = Field(
+        False,
+        description="The number may be misread: its confidence is below the server's"
+        " --min-confidence, or a digit's is. The best reading is given all the same.",
+    )
     digits: list[DigitResponse] = Field(
         [], description="Each digit, left to right (also when rejected, if any were read)."
     )

@@ -109,8 +109,8 @@ class Metrics:
         self.answers = Counter(
             "mnistlab_answers",
             "Images read (a digit or a number), by answer: digit, uncertain (a flagged best"
-            " guess; for a number, any of its digits), no_digit (no ink, or no number) or"
-            " not_digit (the not-a-digit head said so).",
+            " guess; for a number, the whole or any of its digits), no_digit (no ink, or no"
+            " number) or not_digit (the not-a-digit head said so).",
             ["answer"],
             registry=registry,
         )
@@ -131,7 +131,7 @@ class Metrics:
         if reading.rejected is not None:
             answer = "not_digit" if reading.digits else "no_digit"
         else:
-            answer = "uncertain" if any(digit.uncertain for digit in reading.digits) else "digit"
+            answer = "uncertain" if reading.uncertain else "digit"
         self.answers.labels(answer).inc()
 
     def exposition(self) -> tuple[bytes, str]:

@@ -604,12 +604,16 @@ function showNumber(answer) {
     numberMessage.textContent = answer.rejected;
     return;
   }
-  numberText.textContent = answer.text;
+  // The best reading, always: a low confidence is a flag, as for one digit.
+  numberText.textContent = answer.uncertain ? `${answer.text}?` : answer.text;
   const unsure = answer.digits.filter((digit) => digit.uncertain).length;
-  numberMessage.className = unsure ? "message warn" : "message";
-  numberMessage.textContent = unsure
-    ? `${percent(answer.confidence)} sure of the whole number; ${unsure} digit${unsure > 1 ? "s" : ""} unsure (marked ?)`
-    : `${percent(answer.confidence)} sure of the whole number`;
+  numberMessage.className = answer.uncertain ? "message warn" : "message";
+  const whole = `${percent(answer.confidence)} sure of the whole number`;
+  if (unsure) {
+    numberMessage.textContent = `Not sure: ${whole}; ${unsure} digit${unsure > 1 ? "s" : ""} unsure (marked ?)`;
+  } else {
+    numberMessage.textContent = answer.uncertain ? `Not sure: ${whole}` : whole;
+  }
 }
 
 function showNumberError(message) {
