@@ -5,7 +5,8 @@ Strings of 3-8 digits are composed from MNIST's TEST digits (never training ones
 strokes and a phone photo.
 
 Prints string accuracy (the whole number right) and digit accuracy (1 - edit distance / digits)
-per layout and kind, with 95% Wilson intervals, and the median time to read a 6-digit string
+per layout and kind, with 95% Wilson intervals; how many misread strings came flagged (rejected,
+or ``uncertain`` at the default --min-confidence) and how many right ones did; and the median time to read a 6-digit string
 against ``predict_bytes`` of one digit of the same kind, in the same run. ``--split tune``
 uses test digits 0-4999 (to choose settings on), ``report`` (default) digits 5000-9999.
 
@@ -113,12 +114,13 @@ def main() -> int:
     )
     print(
         f"  {'layout':12} {'kind':8} {'string acc':>10} {'95% interval':>17}"
-        f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8}"
+        f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8} {'misreads flagged':>16}"
+        f" {'right, flagged':>14}"
     )
     accuracy = []
     for layout in layouts if args.count else []:
         for kind in kinds:
-            right = digits_total = digit_errors = rejected = 0
+            right = digits_total = digit_errors = rejected = misread_flagged = right_flagged = 0
             for count in range(args.count):
                 # Seeded by the cell's place in LAYOUTS and KINDS: a cell run alone composes
                 # the same strings as in a full run.
@@ -130,6 +132,10 @@ def main() -> int:
                 text = answer.text or ""
                 rejected += answer.text is None
                 right += text == truth
+                # Honest answers: a misread should come flagged (uncertain, or rejected).
+                flagged = answer.text is None or answer.uncertain
+                misread_flagged += flagged and text != truth
+                right_flagged += flagged and text == truth
                 digits_total += len(truth)
                 digit_errors += min(edit_distance(truth, text), len(truth))
                 if args.show_errors and text != truth:
@@ -147,11 +153,15 @@ def main() -> int:
                     "digit_accuracy": digit_right / digits_total,
                     "digit_interval": [dlow, dhigh],
                     "rejected": rejected,
+                    "misreads": args.count - right,
+                    "misreads_flagged": misread_flagged,
+                    "right_flagged": right_flagged,
                 }
             )
             print(
                 f"  {layout:12} {kind:8} {right / args.count:10.4f}   [{low:.4f}, {high:.4f}]"
-                f" {digit_right / digits_total:10.4f}   [{dlow:.4f}, {dhigh:.4f}] {rejected:8d}",
+                f" {digit_right / digits_total:10.4f}   [{dlow:.4f}, {dhigh:.4f}] {rejected:8d}"
+                f" {f'{misread_flagged} of {args.count - right}':>16} {right_flagged:14d}",
                 flush=True,
             )
     timing = []

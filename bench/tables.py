@@ -357,8 +357,8 @@ def read_table() -> str:
         f" `{result['timing_command']}`, load average {result['load'][0]:.1f}; measured {where}.",
         "",
         "| layout | kind | string accuracy | 95% interval | digit accuracy | 95% interval "
-        "| rejected | target (strings) |",
-        "| --- | --- | ---: | --- | ---: | --- | ---: | --- |",
+        "| rejected | misreads flagged | right, flagged | target (strings) |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for row in result["accuracy"]:
         target = READ_TARGETS[row["layout"]]
@@ -374,6 +374,8 @@ def read_table() -> str:
                     f"{row['digit_accuracy']:.4f}",
                     f"{dlow:.4f}–{dhigh:.4f}",
                     row["rejected"],
+                    f"{row['misreads_flagged']} of {row['misreads']}",
+                    row["right_flagged"],
                     f"{'PASS' if row['string_accuracy'] >= target else 'MISS'} {target:.2f}",
                 ]
             )
