@@ -108,7 +108,9 @@ def test_separated_digits_are_read_with_their_boxes(mnist, predictor, indices):
     reading = read_number(png(image), predictor)
     assert reading.rejected is None
     assert reading.text == text_of(mnist, indices)
-    assert reading.confidence == pytest.approx(np.prod([d.confidence for d in reading.digits]))
+    # The digits' confidences, times the count's: clear gaps leave no doubt about it.
+    digits_sure = np.prod([d.confidence for d in reading.digits])
+    assert 0.95 * digits_sure <= reading.confidence <= digits_sure
     for digit, (x, y, w, h) in zip(reading.digits, boxes):
         assert digit.digit.shape == (28, 28) and digit.digit.dtype == np.uint8
         assert digit.uncertain == (digit.confidence < 0.5)
@@ -221,6 +223,24 @@ def test_a_forced_count_takes_the_likeliest_path_of_that_many_digits():
     assert reader.best_path(probabilities, 3)[1] < free_score
     # Three digits need at least five frames (two 7s need a blank between them).
     assert reader.best_path(probabilities[:4], 3)[0] is None
+
+
+def test_the_count_is_as_sure_as_the_paths_with_one_digit_fewer_and_more_are_unlikely():
+    blank = reader.BLANK
+    clear = frame_probabilities([{1: 0.98}, {blank: 0.98}, {blank: 0.98}, {7: 0.98}])
+    assert reader.count_confidence(clear, 2) > 0.99
+    # The middle frame is as likely a third digit (a 4) as the gap: "17" or "147".
+    crowded = frame_probabilities([{1: 0.98}, {blank: 0.49, 4: 0.49}, {7: 0.98}])
+    assert labels_of(reader.best_path(crowded)[0]) in ("17", "147")
+    assert reader.count_confidence(crowded, 2) == pytest.approx(0.5, abs=0.02)
+    # In general: the likeliest path of each count, as best_path finds it.
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        frames = rng.dirichlet(np.full(blank + 1, 0.3), int(rng.integers(12, 30)))
+        count = int(rng.integers(2, 5))
+        scores = [reader.best_path(frames, n)[1] for n in (count - 1, count, count + 1)]
+        expected = 1 / (1 + np.exp(scores[0] - scores[1]) + np.exp(scores[2] - scores[1]))
+        assert reader.count_confidence(frames, count) == pytest.approx(expected)
 
 
 def test_neighbouring_digits_part_where_the_line_has_least_ink():

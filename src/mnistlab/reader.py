@@ -22,6 +22,7 @@ from mnistlab.segments import pen_width
 
 READER_FILE = "reader.onnx"
 BLANK = 10
+DIGITS = np.arange(BLANK)
 # A forced count (``expect``) is refused when its best path is this much less likely (natural
 # log) than the free reading: the marks cannot be read as that many digits.
 FORCED_MARGIN = 12.0
@@ -77,34 +78,13 @@ def best_path(probabilities: np.ndarray, expect: int | None = None):
     if expect is None:
         path = logs.argmax(axis=1)
         return path, float(logs.max(axis=1).sum())
-    count, classes = logs.shape
+    count = len(logs)
     if 2 * expect - 1 > count:
         return None, -np.inf
-    # best[k, s]: the best path so far with k digits read, ending in symbol s.
-    best = np.full((expect + 1, classes), -np.inf)
-    best[0, BLANK] = logs[0, BLANK]
-    best[1, :BLANK] = logs[0, :BLANK]
-    back = np.zeros((count, expect + 1, classes, 2), np.int16)
-    digits = np.arange(BLANK)
+    best = _first_frame(logs[0], expect)
+    back = np.zeros((count, expect + 1, BLANK + 1, 2), np.int16)
     for t in range(1, count):
-        new = np.full_like(best, -np.inf)
-        # To blank: from any symbol, as many digits.
-        came = best.argmax(axis=1)
-        new[:, BLANK] = best[np.arange(expect + 1), came] + logs[t, BLANK]
-        back[t, :, BLANK, 0], back[t, :, BLANK, 1] = np.arange(expect + 1), came
-        # To digit d: its own run goes on (as many digits), or a new digit starts after a
-        # blank or another digit (one more).
-        order = np.argsort(best[:-1], axis=1)
-        first, second = order[:, -1], order[:, -2]
-        rows = np.arange(expect)
-        other = np.where(first[:, None] == digits[None, :], second[:, None], first[:, None])
-        start = best[rows[:, None], other]
-        stay = best[1:, :BLANK]
-        new[1:, :BLANK] = np.maximum(stay, start) + logs[t, :BLANK]
-        keep = stay >= start
-        back[t, 1:, :BLANK, 0] = np.where(keep, rows[:, None] + 1, rows[:, None])
-        back[t, 1:, :BLANK, 1] = np.where(keep, digits[None, :], other)
-        best = new
+        best = _next_frame(best, logs[t], back[t])
     end = int(best[expect].argmax())
     score = float(best[expect, end])
     if not np.isfinite(score):
@@ -116,6 +96,55 @@ def best_path(probabilities: np.ndarray, expect: int | None = None):
         if t:
             k, symbol = (int(v) for v in back[t, k, symbol])
     return path, score
+
+
+def count_confidence(probabilities: np.ndarray, count: int) -> float:
+    """How sure the frames are of ``count`` (1 or more) digits: the likeliest path with that many against
+    the likeliest with one fewer and one more, as probabilities. A digit dropped or read twice
+    where the ink is crowded leaves every digit read sure of its label; this is where it shows.
+    """
+    logs = np.log(np.maximum(probabilities, 1e-12))
+    best = _first_frame(logs[0], count + 1)
+    for t in range(1, len(logs)):
+        best = _next_frame(best, logs[t])
+    scores = best.max(axis=1)  # the likeliest path with each number of digits, 0..count + 1
+    rivals = scores[[count - 1, count + 1]] - scores[count]
+    return float(1.0 / (1.0 + np.exp(rivals[np.isfinite(rivals)]).sum()))
+
+
+def _first_frame(logs: np.ndarray, most: int) -> np.ndarray:
+    """best[k, s]: the likeliest path so far with k digits read (0..most), ending in symbol s."""
+    best = np.full((most + 1, BLANK + 1), -np.inf)
+    best[0, BLANK] = logs[BLANK]
+    best[1, :BLANK] = logs[:BLANK]
+    return best
+
+
+def _next_frame(best: np.ndarray, logs: np.ndarray, back: np.ndarray | None = None) -> np.ndarray:
+    """The paths one frame on; where each came from, (count, symbol) before it, into ``back``
+    when given."""
+    most = len(best) - 1
+    new = np.empty_like(best)
+    # To blank: from any symbol, as many digits.
+    came = best.argmax(axis=1)
+    new[:, BLANK] = best[np.arange(most + 1), came] + logs[BLANK]
+    # To digit d: its own run goes on (as many digits), or a new digit starts after a blank
+    # or another digit (one more): after the likeliest symbol, or the next if that is d.
+    rows = np.arange(most)
+    first = came[:-1]
+    runner_up = best[:-1].copy()
+    runner_up[rows, first] = -np.inf
+    other = np.where(first[:, None] == DIGITS, runner_up.argmax(axis=1)[:, None], first[:, None])
+    start = best[rows[:, None], other]
+    stay = best[1:, :BLANK]
+    new[0, :BLANK] = -np.inf
+    new[1:, :BLANK] = np.maximum(stay, start) + logs[:BLANK]
+    if back is not None:
+        back[:, BLANK, 0], back[:, BLANK, 1] = np.arange(most + 1), came
+        keep = stay >= start
+        back[1:, :BLANK, 0] = np.where(keep, rows[:, None] + 1, rows[:, None])
+        back[1:, :BLANK, 1] = np.where(keep, DIGITS, other)
+    return new
 
 
 def decode(probabilities: np.ndarray, path: np.ndarray, ink: np.ndarray) -> list[Read]:

@@ -62,7 +62,8 @@ class NumberReading:
 
     file: str | None = None
     text: str | None = None
-    confidence: float | None = None  # the product of the digits' confidences
+    # The product of the digits' confidences and the reader's in their count.
+    confidence: float | None = None
     # The best reading may be wrong: its confidence is below the threshold, or a digit's is.
     uncertain: bool = False
     digits: list[DigitReading] = field(default_factory=list)
@@ -118,6 +119,8 @@ def read_number(
     reads = reader.decode(probabilities, path, line.pixels.sum(axis=0))
     if not reads:
         return NumberReading(file, rejected=f"{lines.NO_NUMBER}: no digit read in the marks")
+    # A count the caller gave is not in doubt (a far likelier free reading refuses it above).
+    count_sure = 1.0 if expect_digits else reader.count_confidence(probabilities, len(reads))
     shapes = reader.thin(ink.strokes, ink.mask, ink.height) if ink.clean else ink.strokes
     boxes, digits = [], []
     for read in reads:
@@ -160,16 +163,19 @@ def read_number(
         not_digit_threshold if read.alone else max(not_digit_threshold, TOUCHING_NOT_DIGIT)
         for read in reads
     ]
-    return _verdict(reading, thresholds, min_confidence)
+    return _verdict(reading, thresholds, min_confidence, count_sure)
 
 
 def _verdict(
-    reading: NumberReading, thresholds: list[float], min_confidence: float
+    reading: NumberReading,
+    thresholds: list[float],
+    min_confidence: float,
+    count_sure: float = 1.0,
 ) -> NumberReading:
     """The reading's text and confidence, or its rejection when half the marks read or more
-    are no digits (each digit's not-a-digit score against its threshold). A number less sure
-    than ``min_confidence`` is flagged ``uncertain``, as a digit is: several digits each a
-    little unsure make an unsure number."""
+    are no digits (each digit's not-a-digit score against its threshold). The confidence is
+    the digits' times ``count_sure`` (``reader.count_confidence``); a number less sure than
+    ``min_confidence`` is flagged ``uncertain``, as a digit is."""
     refused = [
         digit
         for digit, threshold in zip(reading.digits, thresholds)
@@ -184,7 +190,8 @@ def _verdict(
     for digit in refused:
         digit.uncertain = True
     reading.text = "".join(str(digit.label) for digit in reading.digits)
-    reading.confidence = float(np.prod([digit.confidence for digit in reading.digits]))
+    digits_sure = np.prod([digit.confidence for digit in reading.digits])
+    reading.confidence = float(digits_sure * count_sure)
     reading.uncertain = reading.confidence < min_confidence or any(
         digit.uncertain for digit in reading.digits
     )

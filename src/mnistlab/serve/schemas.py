@@ -115,7 +115,9 @@ class NumberResponse(BaseModel):
         None, description="The number read, digits only, left to right; null when rejected."
     )
     confidence: float | None = Field(
-        None, description="The product of the digits' confidences; null when rejected."
+        None,
+        description="The product of the digits' confidences and the reader's confidence in"
+        " how many digits there are; null when rejected.",
     )
     uncertain: bool = Field(
         False,
