@@ -99,17 +99,45 @@ def best_path(probabilities: np.ndarray, expect: int | None = None):
 
 
 def count_confidence(probabilities: np.ndarray, count: int) -> float:
-    """How sure the frames are of ``count`` (1 or more) digits: the likeliest path with that many against
-    the likeliest with one fewer and one more, as probabilities. A digit dropped or read twice
-    where the ink is crowded leaves every digit read sure of its label; this is where it shows.
-    """
-    logs = np.log(np.maximum(probabilities, 1e-12))
-    best = _first_frame(logs[0], count + 1)
-    for t in range(1, len(logs)):
-        best = _next_frame(best, logs[t])
-    scores = best.max(axis=1)  # the likeliest path with each number of digits, 0..count + 1
+    """How sure the frames are of ``count`` (1 or more) digits: the likeliest path with that
+    many against the likeliest with one fewer and one more, as probabilities. A digit dropped
+    or read twice where the ink is crowded leaves every digit read sure of its label; this is
+    where it shows."""
+    scores = _count_scores(np.log(np.maximum(probabilities, 1e-12)), count + 1)
     rivals = scores[[count - 1, count + 1]] - scores[count]
     return float(1.0 / (1.0 + np.exp(rivals[np.isfinite(rivals)]).sum()))
+
+
+def _count_scores(logs: np.ndarray, most: int) -> np.ndarray:
+    """The log-probability of the likeliest path with k digits, k = 0..most: ``best_path``'s
+    recursion taken a count at a time rather than a frame at a time. Within one count a path
+    only stays in a run (or a gap) or enters one, so its best score at each frame is a prefix
+    sum plus a running maximum over where it entered: a few array operations per count instead
+    of a dozen per frame."""
+    digits, gaps = np.cumsum(logs[:, :BLANK], axis=0), np.cumsum(logs[:, BLANK])
+    before_digits = np.vstack([np.zeros((1, BLANK)), digits[:-1]])  # sums up to frame t - 1
+    before_gaps = np.concatenate([[0.0], gaps[:-1]])
+    gap, run = gaps, np.full_like(digits, -np.inf)  # count 0: all gap, no digit
+    frames = np.arange(len(logs))
+    scores = [gaps[-1]]
+    for count in range(1, most + 1):
+        # Entering digit d at frame t: from a gap or another digit's run at frame t - 1 (at
+        # the first frame, for the first digit only).
+        likeliest = run.argmax(axis=1)
+        best = run[frames, likeliest]
+        runner_up = run.copy()
+        runner_up[frames, likeliest] = -np.inf
+        other = np.where(
+            DIGITS == likeliest[:, None], runner_up.max(axis=1)[:, None], best[:, None]
+        )
+        enter = np.maximum(gap[:, None], other)
+        enter = np.vstack([np.full((1, BLANK), 0.0 if count == 1 else -np.inf), enter[:-1]])
+        run = digits + np.maximum.accumulate(enter - before_digits, axis=0)
+        # A gap after a digit of this count: entered from its run at frame t - 1.
+        leave = np.concatenate([[-np.inf], run.max(axis=1)[:-1]])
+        gap = gaps + np.maximum.accumulate(leave - before_gaps)
+        scores.append(max(gap[-1], run[-1].max()))
+    return np.array(scores)
 
 
 def _first_frame(logs: np.ndarray, most: int) -> np.ndarray:
@@ -127,20 +155,21 @@ def _next_frame(best: np.ndarray, logs: np.ndarray, back: np.ndarray | None = No
     new = np.empty_like(best)
     # To blank: from any symbol, as many digits.
     came = best.argmax(axis=1)
-    new[:, BLANK] = best[np.arange(most + 1), came] + logs[BLANK]
+    top = best.max(axis=1)
+    new[:, BLANK] = top + logs[BLANK]
     # To digit d: its own run goes on (as many digits), or a new digit starts after a blank
     # or another digit (one more): after the likeliest symbol, or the next if that is d.
     rows = np.arange(most)
-    first = came[:-1]
+    first = came[:-1, None]
     runner_up = best[:-1].copy()
-    runner_up[rows, first] = -np.inf
-    other = np.where(first[:, None] == DIGITS, runner_up.argmax(axis=1)[:, None], first[:, None])
-    start = best[rows[:, None], other]
+    runner_up[rows, came[:-1]] = -np.inf
+    start = np.where(first == DIGITS, runner_up.max(axis=1)[:, None], top[:-1, None])
     stay = best[1:, :BLANK]
     new[0, :BLANK] = -np.inf
-    new[1:, :BLANK] = np.maximum(stay, start) + logs[:BLANK]
+    np.add(np.maximum(stay, start), logs[:BLANK], out=new[1:, :BLANK])
     if back is not None:
         back[:, BLANK, 0], back[:, BLANK, 1] = np.arange(most + 1), came
+        other = np.where(first == DIGITS, runner_up.argmax(axis=1)[:, None], first)
         keep = stay >= start
         back[1:, :BLANK, 0] = np.where(keep, rows[:, None] + 1, rows[:, None])
         back[1:, :BLANK, 1] = np.where(keep, DIGITS, other)

@@ -130,17 +130,19 @@ def read_number(
         boxes.append(box)
         digits.append(reader.normalise(shapes, ink.mask, box))
     classified, not_digit = predictor.scores(np.stack(digits))
+    # A lone digit's probabilities are the reader's and the classifier's joined.
+    both = np.log(np.maximum(np.stack([read.probabilities for read in reads]), 1e-9))
+    alone = np.array([read.alone for read in reads])
+    both[alone] += np.log(np.maximum(classified[alone], 1e-9))
+    joined = np.exp(both - both.max(axis=1, keepdims=True))
+    joined /= joined.sum(axis=1, keepdims=True)
     reading = NumberReading(file)
     (scale_x, scale_y), (row, column) = ink.scale, ink.offset
-    for index, (read, box, digit) in enumerate(zip(reads, boxes, digits)):
+    labels = joined.argmax(axis=1).tolist()
+    for index, (box, digit, probabilities) in enumerate(zip(boxes, digits, joined.tolist())):
         top, left, bottom, right = box
-        both = np.log(np.maximum(read.probabilities, 1e-9))
-        if read.alone:
-            both = both + np.log(np.maximum(classified[index], 1e-9))
-        probabilities = np.exp(both - both.max())
-        probabilities /= probabilities.sum()
-        label = int(probabilities.argmax())
-        confidence = float(probabilities[label])
+        label = labels[index]
+        confidence = probabilities[label]
         reading.digits.append(
             DigitReading(
                 label=label,
@@ -152,7 +154,7 @@ def read_number(
                     math.ceil((right - left) * scale_x),
                     math.ceil((bottom - top) * scale_y),
                 ],
-                probabilities=[float(value) for value in probabilities],
+                probabilities=probabilities,
                 not_digit=None if not_digit is None else float(not_digit[index]),
                 digit=digit,
             )
