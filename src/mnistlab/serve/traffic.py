@@ -260,15 +260,27 @@ GATE_STATE = "mnistlab.gate"
 ADMITTED = "mnistlab.admitted"
 
 
+def _header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
+# The 503's own headers, built once: only the server's default ones (the date) change.
+_BUSY_HEADERS = _header_lines([*BUSY_START["headers"], *SECURITY_HEADERS])
+
+
 def busy_response(default_headers: list[tuple[bytes, bytes]], close: bool) -> bytes:
     """The whole HTTP/1.1 503 answer to a request turned away, as bytes: the server's default
     headers (date, server), then the ASGI answer's own, ``connection: close`` when ``close``."""
-    lines = [b"HTTP/1.1 503 Service Unavailable"]
-    headers = [*default_headers, *BUSY_START["headers"], *SECURITY_HEADERS]
-    if close:
-        headers.append((b"connection", b"close"))
-    lines += [name + b": " + value for name, value in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + BUSY_BODY["body"]
+    return b"".join(
+        [
+            b"HTTP/1.1 503 Service Unavailable\r\n",
+            _header_lines(default_headers),
+            _BUSY_HEADERS,
+            b"connection: close\r\n" if close else b"",
+            b"\r\n",
+            BUSY_BODY["body"],
+        ]
+    )
 
 
 class TrafficMiddleware:
