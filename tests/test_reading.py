@@ -290,6 +290,24 @@ def test_strokes_broken_in_two_stay_one_digit(predictor):
     assert four.box[1] + four.box[3] >= 250  # and the upright (to y = 254) part of the 4
 
 
+# A 7 whose bar reaches over the next digit's columns, and a 1 below the bar's end: no column
+# parts them, but their ink does not meet.
+SEVEN_REACHING = [[(30, 50), (240, 50), (70, 240)]]
+ONE_BELOW = [[(60, 110), (60, 240)]]
+
+
+def test_a_stroke_reaching_over_a_neighbour_stays_with_its_digit(predictor):
+    reading = read_number(drawn([SEVEN_REACHING, ONE_BELOW]), predictor)
+    assert reading.text == "71"
+    seven, one = reading.digits
+    assert seven.box[0] + seven.box[2] >= 40 + 240 + 9 - 2  # the whole bar, to x = 289
+    # The 1 is its own stroke alone (x 291-309, y 101-249): none of the bar above it.
+    x, y, w, h = one.box
+    assert abs(x - 291) <= 2 and abs(y - 101) <= 2 and w <= 22 and abs(h - 149) <= 3
+    columns = np.flatnonzero((one.digit > 64).any(axis=0))
+    assert columns[-1] - columns[0] <= 6  # what the model saw: one upright stroke
+
+
 def test_expect_digits_forces_the_count(mnist, predictor):
     indices = TOUCHING[1]
     image, _ = compose(mnist, indices, gap=-2)

@@ -57,7 +57,7 @@ def label8(mask: np.ndarray) -> tuple[np.ndarray, int]:
     included, are merged (union-find, vectorised), so most of the cost grows with the runs,
     not the pixels.
     """
-    labels, count, _ = _label_runs(mask)
+    labels, count, _ = label_runs(mask)
     return labels, count
 
 
@@ -65,7 +65,7 @@ def blob_boxes(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """``label8(mask)`` and each blob's bounding box, as ``ndimage.find_objects`` gives it:
     an int array (count, 4) of top, bottom, left, right, bottom and right exclusive, blob
     ``n`` in row ``n - 1``."""
-    labels, count, runs = _label_runs(mask)
+    labels, count, runs = label_runs(mask)
     boxes = np.zeros((count, 4), dtype=np.intp)
     if count:
         component, row, start, stop = runs
@@ -82,7 +82,7 @@ def box_slices(boxes: np.ndarray) -> list[tuple[slice, slice]]:
     return [(slice(top, bottom), slice(left, right)) for top, bottom, left, right in boxes.tolist()]
 
 
-def _label_runs(mask: np.ndarray):
+def label_runs(mask: np.ndarray):
     """Labels, count, and per run (blob index from 0, row, first column, end column)."""
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape

@@ -4,8 +4,10 @@ frame per STRIDE columns; the best path through them is the number.
 
 Each digit read keeps its evidence: the frames its label was read at (the CTC alignment) mark
 its place on the line; the columns between it and its neighbours' places, cut where the line
-has least ink, are its part of the line, and its box is that part's ink. Its 28x28 is that
-ink normalised as ``predict`` normalises a digit.
+has least ink, are its part of the line. A digit whose blobs of ink are its own (no blob lies
+much in two parts) is those blobs, even where they reach past the cut; one whose ink meets a
+neighbour's is its part's ink. Its 28x28 is that ink normalised as ``predict`` normalises a
+digit.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ DIGITS = np.arange(BLANK)
 # A forced count (``expect``) is refused when its best path is this much less likely (natural
 # log) than the free reading: the marks cannot be read as that many digits.
 FORCED_MARGIN = 12.0
-# A digit stands alone (its 28x28 holds no neighbour's ink, and the run's classifier reads it
-# with the reader) when the line-image columns that part it from its neighbours hold less ink
-# than this.
-QUIET_INK = 0.05
+# A blob of ink with more than this share of it in a second digit's part of the line is
+# two digits' ink, met; less is one digit's stroke reaching past the cut (a 7's bar).
+SHARED = 0.2
 
 
 @dataclass
@@ -41,7 +42,6 @@ class Read:
     probabilities: np.ndarray
     start: int
     stop: int
-    alone: bool = True  # no ink where its part of the line meets its neighbours'
 
 
 @functools.cache
@@ -188,23 +188,92 @@ def decode(probabilities: np.ndarray, path: np.ndarray, ink: np.ndarray) -> list
         else:
             runs.append([t, t, int(symbol)])
     places = [lines.STRIDE * (first + last + 1) / 2 for first, last, _ in runs]
-    bounds, parted = [0], [True]
+    bounds = [0]
     for left, right in zip(places, places[1:]):
         low, high = int(left), max(int(right), int(left) + 1)
         between = ink[low:high]
-        least = between.min()
-        quiet = np.flatnonzero(between <= least + 1e-3)
+        quiet = np.flatnonzero(between <= between.min() + 1e-3)
         bounds.append(low + int(quiet[len(quiet) // 2]))
-        parted.append(least <= QUIET_INK)
     bounds.append(len(ink))
-    parted.append(True)
     reads = []
-    for index, ((first, last, label), start, stop) in enumerate(zip(runs, bounds, bounds[1:])):
+    for (first, last, label), start, stop in zip(runs, bounds, bounds[1:]):
         window = probabilities[first : last + 1, :BLANK]
         sure = window[int(window[:, label].argmax())]
-        alone = parted[index] and parted[index + 1]
-        reads.append(Read(label, sure / max(float(sure.sum()), 1e-12), start, stop, alone))
+        reads.append(Read(label, sure / max(float(sure.sum()), 1e-12), start, stop))
     return reads
+
+
+@dataclass
+class Owners:
+    """The line's blobs of ink and the digits they belong to: ``labels`` numbers each pixel's
+    blob over the line's box (0 for paper; the box's corner is ``origin``), ``owner`` gives
+    each label's digit (-1 for paper and for a blob two digits share), and ``boxes`` each
+    digit's own blobs' box (top, left, bottom, right in working px), None for a digit whose
+    ink meets a neighbour's."""
+
+    origin: tuple[int, int]
+    labels: np.ndarray
+    owner: np.ndarray
+    boxes: list
+
+    def normalise(self, shapes: np.ndarray, index: int) -> np.ndarray:
+        """Digit ``index``'s own blobs, and no other ink, as ``normalise`` makes a box's."""
+        top, left, bottom, right = self.boxes[index]
+        row, column = self.origin
+        # One pixel of margin, as normalise takes, inside the line's box.
+        above, before = max(top - 1, row), max(left - 1, column)
+        below = min(bottom + 1, row + self.labels.shape[0])
+        after = min(right + 1, column + self.labels.shape[1])
+        mine = self.owner[self.labels[above - row : below - row, before - column : after - column]]
+        return normalise(
+            shapes[above:below, before:after],
+            mine == index,
+            (top - above, left - before, bottom - above, right - before),
+        )
+
+
+def own_marks(ink: lines.Ink, line: lines.LineImage, reads: list[Read]) -> Owners:
+    """Which digit owns each blob of the line's ink: the one whose part of the line holds most
+    of it, unless a second part holds more than SHARED of it (the digits' ink meets).
+
+    Blobs are counted by their runs of ink along the rows, each run split at the parts' cuts,
+    so the cost grows with the runs, not the pixels."""
+    top, left, bottom, right = line.box
+    labels, count, runs = raster.label_runs(ink.mask[top:bottom, left:right])
+    if not count:
+        return Owners((top, left), labels, np.array([-1]), [None] * len(reads))
+    blob, row, start, stop = runs
+    # Pixel column c (in the box) lies in the part after every cut it is past.
+    cuts = [(read.start - line.pad) / line.factor for read in reads[1:]]
+    edges = np.concatenate([[0], np.floor(np.array(cuts) - 0.5) + 1, [right - left]])
+    inside = np.minimum(stop[:, None], edges[1:]) - np.maximum(start[:, None], edges[:-1])
+    parts = len(reads)
+    shares = np.bincount(
+        (blob[:, None] * parts + np.arange(parts)).ravel(),
+        np.maximum(inside, 0).ravel(),
+        count * parts,
+    ).reshape(count, parts)
+    totals = shares.sum(axis=1)
+    owner = shares.argmax(axis=1)
+    mixed = totals - shares.max(axis=1) > SHARED * totals
+    # A part is met by another digit's ink where a mixed blob lies in it.
+    met = (shares[mixed] > SHARED * totals[mixed, None]).any(axis=0)
+    owner[mixed] = -1
+    boxes = []
+    for index in range(parts):
+        mine = owner[blob] == index  # its blobs' runs
+        if met[index] or not mine.any():
+            boxes.append(None)
+            continue
+        boxes.append(
+            (
+                top + int(row[mine].min()),
+                left + int(start[mine].min()),
+                top + int(row[mine].max()) + 1,
+                left + int(stop[mine].max()),
+            )
+        )
+    return Owners((top, left), labels, np.concatenate([[-1], owner]), boxes)
 
 
 def thin(strokes: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:

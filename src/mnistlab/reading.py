@@ -5,9 +5,9 @@ reader's height; ``reader`` reads it with a small convolutional-recurrent networ
 CTC (``read_training``) and gives each digit read its part of the line. Here the reading
 becomes a NumberReading: per digit its label and confidence, its box in the image's pixels and
 its ink as the 28x28 ``predict`` would make of it. The run's model reads that 28x28 too: its
-probabilities join the reader's for a digit that stands alone (for one whose neighbour's ink
-reaches into its box, the reader alone decides), and its not-a-digit head tells marks that
-are no digits.
+probabilities join the reader's for a digit that stands alone (for one whose ink meets a
+neighbour's, ``reader.own_marks`` finds, the reader alone decides), and its not-a-digit head
+tells marks that are no digits.
 """
 
 from __future__ import annotations
@@ -122,17 +122,21 @@ def read_number(
     # A count the caller gave is not in doubt (a far likelier free reading refuses it above).
     count_sure = 1.0 if expect_digits else reader.count_confidence(probabilities, len(reads))
     shapes = reader.thin(ink.strokes, ink.mask, ink.height) if ink.clean else ink.strokes
+    owners = reader.own_marks(ink, line, reads)
+    alone = np.array([box is not None for box in owners.boxes])
     boxes, digits = [], []
-    for read in reads:
-        box = reader.digit_box(ink, line, read)
-        if box is None:  # No firm ink of its own: the whole line's box.
-            box = line.box
+    for index, (read, box) in enumerate(zip(reads, owners.boxes)):
+        if box is not None:  # its own blobs, and no neighbour's ink
+            digits.append(owners.normalise(shapes, index))
+        else:
+            box = reader.digit_box(ink, line, read)
+            if box is None:  # No firm ink of its own: the whole line's box.
+                box = line.box
+            digits.append(reader.normalise(shapes, ink.mask, box))
         boxes.append(box)
-        digits.append(reader.normalise(shapes, ink.mask, box))
     classified, not_digit = predictor.scores(np.stack(digits))
     # A lone digit's probabilities are the reader's and the classifier's joined.
     both = np.log(np.maximum(np.stack([read.probabilities for read in reads]), 1e-9))
-    alone = np.array([read.alone for read in reads])
     both[alone] += np.log(np.maximum(classified[alone], 1e-9))
     joined = np.exp(both - both.max(axis=1, keepdims=True))
     joined /= joined.sum(axis=1, keepdims=True)
@@ -162,8 +166,8 @@ def read_number(
     # A digit whose neighbour's ink reaches into its box can look like no digit by itself:
     # it is refused only when the head is very sure.
     thresholds = [
-        not_digit_threshold if read.alone else max(not_digit_threshold, TOUCHING_NOT_DIGIT)
-        for read in reads
+        not_digit_threshold if lone else max(not_digit_threshold, TOUCHING_NOT_DIGIT)
+        for lone in alone
     ]
     return _verdict(reading, thresholds, min_confidence, count_sure)
 
