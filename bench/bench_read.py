@@ -2,7 +2,8 @@
 
 Strings of 3-8 digits are composed from MNIST's TEST digits (never training ones) by
 ``composition`` (``BENCH``): separated, touching and overlapping, each as MNIST ink, canvas
-strokes and a phone photo.
+strokes and a phone photo; and separated and touching lines of italic writing (``LEANING``:
+each line leaning 19-31 degrees, more than MNIST's digits do).
 
 Prints string accuracy (the whole number right) and digit accuracy (1 - edit distance / digits)
 per layout and kind, with 95% Wilson intervals; how many misread strings came flagged (rejected,
@@ -33,6 +34,8 @@ from measured import where
 
 SPLITS = {"tune": (0, 5000), "report": (5000, 10000)}
 LAYOUTS = composition.LAYOUTS
+# Leaning lines: (their name, the layout they are composed in).
+LEANING = {"separated-leaning": "separated", "touching-leaning": "touching"}
 KINDS = composition.KINDS
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "read.json"
@@ -48,11 +51,15 @@ def number(
 ) -> tuple[bytes, np.ndarray, str]:
     """One string of 3-8 digits drawn from ``images[pool]`` (the digit source: test digits
     here, training digits for fitting and tuning), rendered as ``render`` does: the encoded
-    image, the digit owning each pixel and the true text."""
+    image, the digit owning each pixel and the true text. ``layout`` is one of LAYOUTS or
+    of LEANING."""
     rng = np.random.default_rng(seed)
     length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
     picked = pool[rng.integers(0, len(pool), length)]
-    data, owners = render(images[picked], kind, layout, [*seed, 1], owners=True)
+    vary = composition.LEANING if layout in LEANING else composition.BENCH
+    data, owners = render(
+        images[picked], kind, LEANING.get(layout, layout), [*seed, 1], owners=True, vary=vary
+    )
     return data, owners, "".join(str(labels[i]) for i in picked)
 
 
@@ -88,7 +95,7 @@ def main() -> int:
         help="Strings per layout and kind; 0 times only (--save keeps the saved accuracy).",
     )
     parser.add_argument("--split", choices=sorted(SPLITS), default="report")
-    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--layouts", default=",".join([*LAYOUTS, *LEANING]))
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--timing", type=int, default=20, help="6-digit strings timed per kind.")
     parser.add_argument("--model", default=None, help="Run directory (default: the shipped model).")
@@ -104,7 +111,8 @@ def main() -> int:
     pool = np.arange(start, stop)
     layouts = [name for name in args.layouts.split(",") if name]
     kinds = [name for name in args.kinds.split(",") if name]
-    unknown = sorted(set(layouts) - set(LAYOUTS)) + sorted(set(kinds) - set(KINDS))
+    cells = [*LAYOUTS, *LEANING]
+    unknown = sorted(set(layouts) - set(cells)) + sorted(set(kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown layout or kind: {', '.join(unknown)}")
     load_before = os.getloadavg()[0]
@@ -113,7 +121,7 @@ def main() -> int:
         f" (test digits {start}-{stop - 1})  strings per cell: {args.count}"
     )
     print(
-        f"  {'layout':12} {'kind':8} {'string acc':>10} {'95% interval':>17}"
+        f"  {'layout':17} {'kind':8} {'string acc':>10} {'95% interval':>17}"
         f" {'digit acc':>10} {'95% interval':>17} {'rejected':>8} {'misreads flagged':>16}"
         f" {'right, flagged':>14}"
     )
@@ -124,7 +132,7 @@ def main() -> int:
             for count in range(args.count):
                 # Seeded by the cell's place in LAYOUTS and KINDS: a cell run alone composes
                 # the same strings as in a full run.
-                seed = [args.split == "report", LAYOUTS.index(layout), KINDS.index(kind), count]
+                seed = [args.split == "report", cells.index(layout), KINDS.index(kind), count]
                 data, _, truth = number(
                     dataset.test_images, dataset.test_labels, pool, kind, layout, seed
                 )
@@ -159,7 +167,7 @@ def main() -> int:
                 }
             )
             print(
-                f"  {layout:12} {kind:8} {right / args.count:10.4f}   [{low:.4f}, {high:.4f}]"
+                f"  {layout:17} {kind:8} {right / args.count:10.4f}   [{low:.4f}, {high:.4f}]"
                 f" {digit_right / digits_total:10.4f}   [{dlow:.4f}, {dhigh:.4f}] {rejected:8d}"
                 f" {f'{misread_flagged} of {args.count - right}':>16} {right_flagged:14d}",
                 flush=True,

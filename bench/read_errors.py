@@ -66,7 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MNISTLAB_DATA_DIR"))
     parser.add_argument("--count", type=int, default=100, help="Strings per layout and kind.")
-    parser.add_argument("--layouts", default=",".join(bench_read.LAYOUTS))
+    parser.add_argument("--layouts", default=",".join([*bench_read.LAYOUTS, *bench_read.LEANING]))
     parser.add_argument("--kinds", default=",".join(bench_read.KINDS))
     parser.add_argument("--save", type=Path, help="Write each misread image into this folder.")
     parser.add_argument("--show", action="store_true", help="Print each misread string.")
@@ -86,7 +86,8 @@ def main() -> int:
             counter = causes.setdefault((layout, kind), collections.Counter())
             off = counted = 0
             for count in range(args.count):
-                seed = [3, bench_read.LAYOUTS.index(layout), bench_read.KINDS.index(kind), count]
+                cells = [*bench_read.LAYOUTS, *bench_read.LEANING]
+                seed = [3, cells.index(layout), bench_read.KINDS.index(kind), count]
                 data, owners, truth = bench_read.number(images, labels, pool, kind, layout, seed)
                 answer = reading.read_number(data, predictor)
                 why = cause(answer, truth)

@@ -361,7 +361,7 @@ def read_table() -> str:
         "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for row in result["accuracy"]:
-        target = READ_TARGETS[row["layout"]]
+        target = READ_TARGETS[row["layout"].removesuffix("-leaning")]
         low, high = row["string_interval"]
         dlow, dhigh = row["digit_interval"]
         lines.append(

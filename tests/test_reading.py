@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from mnistlab import reader
+from mnistlab import lines, reader
 from mnistlab.predict import Predictor
 from mnistlab import reading as reading_module
 from mnistlab.reading import MAX_DIGITS, DigitReading, NumberReading, read_number
@@ -306,6 +306,38 @@ def test_a_stroke_reaching_over_a_neighbour_stays_with_its_digit(predictor):
     assert abs(x - 291) <= 2 and abs(y - 101) <= 2 and w <= 22 and abs(h - 149) <= 3
     columns = np.flatnonzero((one.digit > 64).any(axis=0))
     assert columns[-1] - columns[0] <= 6  # what the model saw: one upright stroke
+
+
+FOUR = [[(80, 40), (30, 160), (150, 160)], [(120, 40), (120, 245)]]
+
+
+def leaning(strokes, slope: float):
+    """Strokes leaning right: each point moved ``slope`` px right per px above y = 240."""
+    return [[(x + (240 - y) * slope, y) for x, y in stroke] for stroke in strokes]
+
+
+def test_a_leaning_number_is_read_upright_with_boxes_as_written(predictor):
+    digits = [leaning(digit, 0.5) for digit in (ONE, SEVEN, FOUR)]  # 27 degrees
+    reading = read_number(drawn(digits), predictor)
+    assert reading.text == "174"
+    # What the model saw of the 1 stands upright: one narrow column of ink, not a diagonal.
+    columns = np.flatnonzero((reading.digits[0].digit > 64).any(axis=0))
+    assert columns[-1] - columns[0] <= 5
+    for position, (digit, strokes) in enumerate(zip(reading.digits, digits)):
+        xs = [40 + 200 * position + x for stroke in strokes for x, _ in stroke]
+        x, _, w, _ = digit.box  # the brush reaches 9 px past each point
+        assert abs(x - (min(xs) - 9)) <= 3 and abs(x + w - (max(xs) + 9)) <= 3
+
+
+def test_the_lean_is_the_strokes_not_the_baseline():
+    for slope in (0.0, 0.5, -0.3):
+        mask = np.zeros((200, 400), bool)
+        for position in range(4):  # bars 60 px tall, the baseline rising 15 px a digit
+            bottom = 170 - 15 * position
+            for row in range(bottom - 60, bottom):
+                x = 40 + 90 * position + round((bottom - row) * slope)
+                mask[row, x : x + 8] = True
+        assert lines.slant(mask, 60.0) == pytest.approx(slope, abs=0.05)
 
 
 def test_expect_digits_forces_the_count(mnist, predictor):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 
 import numpy as np
 from PIL import Image
@@ -43,9 +44,12 @@ class Variation:
     mnist_height: tuple[int, int] = (40, 90)  # the digits' height in px, by kind
     drawn_height: tuple[int, int] = (70, 140)
     breaks: float = 0.0  # chance that a digit's stroke is broken by a gap across it
+    lean: tuple[float, float] = (0.0, 0.0)  # the whole line's lean (tangent; 0: as MNIST's)
 
 
 BENCH = Variation()
+# Italic writing: each line leans 19-31 degrees to the right, more than MNIST's digits.
+LEANING = dataclasses.replace(BENCH, lean=(0.35, 0.6))
 TRAINING = Variation(
     sizes=(0.75, 1.25),
     brush=(0.05, 0.2),
@@ -157,6 +161,21 @@ def photo(ink: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(renderers.photograph(ink, rng), "JPEG", quality=80)
 
 
+def lean(canvas: np.ndarray, owner: np.ndarray, slope: float):
+    """The composed line sheared to lean right by ``slope`` (columns per row up)."""
+    height, width = canvas.shape
+    size = (width + math.ceil((height - 1) * slope), height)
+    # Each pixel (x, y) of the leaning line is the upright one's at x - (height - 1 - y) * slope.
+    shear = (1.0, slope, -(height - 1) * slope, 0.0, 1.0, 0.0)
+    leaning = Image.fromarray(canvas.astype(np.float32)).transform(
+        size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR
+    )
+    owners = Image.fromarray(owner.astype(np.int32)).transform(
+        size, Image.Transform.AFFINE, shear, Image.Resampling.NEAREST, fillcolor=-1
+    )
+    return np.asarray(leaning), np.asarray(owners).astype(owner.dtype)
+
+
 def render(digits: np.ndarray, kind: str, layout: str, seed, owners: bool = False, vary=BENCH):
     """One string of ``digits`` (28x28 each) as the encoded image a user would send; with
     ``owners``, also the digit that owns each of its pixels (-1: none)."""
@@ -164,6 +183,8 @@ def render(digits: np.ndarray, kind: str, layout: str, seed, owners: bool = Fals
     heights = vary.mnist_height if kind == "mnist" else vary.drawn_height
     height = int(rng.integers(*heights))
     canvas, owner = compose(digit_inks(digits, kind, height, rng, vary), layout, height, rng, vary)
+    if vary.lean[1]:
+        canvas, owner = lean(canvas, owner, float(rng.uniform(*vary.lean)))
     if kind == "photo":
         data = photo(canvas, rng)
     elif kind == "drawing":

@@ -1,18 +1,20 @@
 """One line of handwriting as the sequence reader sees it: the ink found as ``segments`` finds
-it (grayscale, polarity, lighting, noise; specks and ruled lines dropped), cropped to the
-line's marks and scaled to HEIGHT px, so that drawn, photographed and MNIST-like numbers look
-the same to the network. Training (``read_training``) prepares its composed strings through
-these same steps.
+it (grayscale, polarity, lighting, noise; specks and ruled lines dropped), sheared upright when
+the writing leans (``slant``), cropped to the line's marks and scaled to HEIGHT px, so that
+drawn, photographed and MNIST-like numbers look the same to the network. Training
+(``read_training``) prepares its composed strings through these same steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 from PIL import Image
 
-from mnistlab import images, segments
+from mnistlab import images, raster, segments
 from mnistlab.errors import ImageError
 
 HEIGHT = 32  # the line image's height in px ...
@@ -20,6 +22,11 @@ INK_HEIGHT = 26  # ... the marks' height in it (3 px of paper above and below)
 MIN_WIDTH = 16  # px; and the width is a multiple of STRIDE
 STRIDE = 4  # line-image columns per frame of the network's output
 NO_NUMBER = segments.NO_NUMBER
+# Writing that leans more than this (the tangent of its angle from upright: 10 degrees) is
+# sheared to MNIST_LEAN (5 degrees right, as MNIST's digits lean on the whole) before it is
+# read: italic digits overlap in columns and look unlike MNIST's.
+UPRIGHT = 0.176
+MNIST_LEAN = 0.087
 
 
 class NoNumber(Exception):
@@ -37,6 +44,29 @@ class Ink:
     height: float  # the line's digits' typical height, working px
     offset: tuple[int, int]
     scale: tuple[float, float]
+    # The lean sheared away: a point x columns from the left, y rows down, of the upright
+    # strokes was at x + (rows - 1 - y) * shear - shift in the writing (rows: the height).
+    shear: float = 0.0
+    shift: int = 0
+
+    def box_in_image(self, box) -> list[int]:
+        """[x, y, width, height] in the image's pixels of a box (top, left, bottom, right) in
+        working px; of a sheared line, the box of its ink as written."""
+        top, left, bottom, right = box
+        first, last = left, right
+        if self.shear:
+            rows, columns = np.nonzero(self.mask[top:bottom, left:right])
+            if rows.size:
+                written = columns + left + (self.mask.shape[0] - 1 - rows - top) * self.shear
+                first, last = written.min() - self.shift, written.max() + 1 - self.shift
+        (scale_x, scale_y), (row, column) = self.scale, self.offset
+        x = math.floor((first + column) * scale_x)
+        return [
+            x,
+            math.floor((top + row) * scale_y),
+            math.ceil((last + column) * scale_x) - x,
+            math.ceil((bottom - top) * scale_y),
+        ]
 
 
 @dataclass
@@ -66,7 +96,77 @@ def find_ink(image) -> Ink:
         raise NoNumber(str(error)) from None
     strokes = strokes * images._dilate(kept)
     scale = (original_size[0] / gray.shape[1], original_size[1] / gray.shape[0])
-    return Ink(strokes, kept, clean, height, offset, scale)
+    ink = Ink(strokes, kept, clean, height, offset, scale)
+    lean = slant(kept, height)
+    return upright(ink, lean - MNIST_LEAN) if abs(lean) >= UPRIGHT else ink
+
+
+def slant(mask: np.ndarray, height: float) -> float:
+    """The writing's lean from upright (the tangent; > 0 leaning right): how far the ink
+    moves right per row up, about each piece's centre (so that a sloping baseline is no lean),
+    from the pieces' second moments pooled. The pieces are the blobs a digit tall and no
+    wider than one, whole; where there are none (every digit touches another), each blob's
+    ink in bands of columns ``height`` / 2 wide. Every other row and column is enough."""
+    labels, count, runs = raster.label_runs(mask[::2, ::2])
+    if not count:
+        return 0.0
+    blob, row, start, stop = runs
+    top, bottom = np.full(count, row.max()), np.zeros(count, row.dtype)
+    left, right = np.full(count, stop.max()), np.zeros(count, stop.dtype)
+    np.minimum.at(top, blob, row)
+    np.maximum.at(bottom, blob, row + 1)
+    np.minimum.at(left, blob, start)
+    np.maximum.at(right, blob, stop)
+    half = height / 2  # a digit's height in every other row
+    digits = (bottom - top >= 0.5 * half) & (right - left <= 1.3 * half)
+    if digits.any():
+        # Sums over each blob's runs of ink along the rows: far fewer than its pixels.
+        keep = digits[blob]
+        blob, row, start, stop = blob[keep], row[keep].astype(np.float64), start[keep], stop[keep]
+        length = (stop - start).astype(np.float64)
+        across = (start + stop - 1) * length / 2  # the sum of the run's columns
+        n, sx, sy = (
+            np.bincount(blob, weights, count) for weights in (length, across, row * length)
+        )
+        sxy = np.bincount(blob, row * across, count)
+        syy = np.bincount(blob, row * row * length, count)
+        n = np.maximum(n, 1)
+        covariance = (sxy - sx * sy / n).sum()
+        spread = (syy - sy * sy / n).sum()
+        return 0.0 if spread <= 0 else -float(covariance / spread)
+    rows, columns = np.nonzero(labels)
+    bands = columns // max(1, round(height / 4))  # height / 2 in full pixels
+    piece = labels[rows, columns] * (int(bands.max()) + 1) + bands
+    weight = np.maximum(np.bincount(piece), 1)
+    y = rows - (np.bincount(piece, rows) / weight)[piece]
+    x = columns - (np.bincount(piece, columns) / weight)[piece]
+    spread = float(np.dot(y, y))
+    return 0.0 if spread == 0 else -float(np.dot(x, y)) / spread
+
+
+def upright(ink: Ink, lean: float) -> Ink:
+    """``ink`` sheared by ``lean`` (``slant``'s tangent) so that its strokes stand upright."""
+    height, width = ink.mask.shape
+    shift = max(0, math.ceil((height - 1) * lean))
+    size = (width + math.ceil((height - 1) * abs(lean)), height)
+    # Each upright pixel (x, y) takes the writing's at x + (height - 1 - y) * lean - shift.
+    shear = (1.0, -lean, (height - 1) * lean - shift, 0.0, 1.0, 0.0)
+    strokes = Image.fromarray(ink.strokes.astype(np.float32)).transform(
+        size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR
+    )
+    mask = Image.fromarray(ink.mask.astype(np.float32)).transform(
+        size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR
+    )
+    return Ink(
+        np.asarray(strokes),
+        np.asarray(mask) >= 0.5,
+        ink.clean,
+        ink.height,
+        ink.offset,
+        ink.scale,
+        lean,
+        shift,
+    )
 
 
 def line_image(ink: Ink) -> LineImage:

@@ -12,7 +12,6 @@ tells marks that are no digits.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -141,10 +140,8 @@ def read_number(
     joined = np.exp(both - both.max(axis=1, keepdims=True))
     joined /= joined.sum(axis=1, keepdims=True)
     reading = NumberReading(file)
-    (scale_x, scale_y), (row, column) = ink.scale, ink.offset
     labels = joined.argmax(axis=1).tolist()
     for index, (box, digit, probabilities) in enumerate(zip(boxes, digits, joined.tolist())):
-        top, left, bottom, right = box
         label = labels[index]
         confidence = probabilities[label]
         reading.digits.append(
@@ -152,12 +149,7 @@ def read_number(
                 label=label,
                 confidence=confidence,
                 uncertain=bool(confidence < min_confidence),
-                box=[
-                    math.floor((left + column) * scale_x),
-                    math.floor((top + row) * scale_y),
-                    math.ceil((right - left) * scale_x),
-                    math.ceil((bottom - top) * scale_y),
-                ],
+                box=ink.box_in_image(box),
                 probabilities=probabilities,
                 not_digit=None if not_digit is None else float(not_digit[index]),
                 digit=digit,
