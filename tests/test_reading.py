@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from mnistlab import lines, reader
+from mnistlab import composition, lines, reader
 from mnistlab.predict import Predictor
 from mnistlab import reading as reading_module
 from mnistlab.reading import MAX_DIGITS, DigitReading, NumberReading, read_number
@@ -338,6 +338,19 @@ def test_the_lean_is_the_strokes_not_the_baseline():
                 x = 40 + 90 * position + round((bottom - row) * slope)
                 mask[row, x : x + 8] = True
         assert lines.slant(mask, 60.0) == pytest.approx(slope, abs=0.05)
+
+
+@pytest.mark.parametrize("indices", TOUCHING)
+def test_a_leaning_line_of_touching_digits_is_sheared_an_upright_one_is_not(mnist, indices):
+    image, _ = compose(mnist, indices, gap=-2)
+    upright = lines.find_ink(png(image))
+    assert lines.slant(upright.mask, upright.height) is None  # no digit stands alone
+    assert upright.shear == 0.0
+    ink = np.asarray(image, np.float32) / 255
+    leaning, _ = composition.lean(ink, np.zeros(ink.shape, np.int16), 0.55)  # 29 degrees
+    sheared = lines.find_ink(png(Image.fromarray(np.round(leaning * 255).astype(np.uint8))))
+    # Part of the way to upright: the edges of curved strokes measure a lean short.
+    assert 0.1 <= sheared.shear <= 0.55
 
 
 def test_expect_digits_forces_the_count(mnist, predictor):
