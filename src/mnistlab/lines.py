@@ -114,12 +114,7 @@ def slant(mask: np.ndarray, height: float) -> float | None:
     if not count:
         return 0.0
     blob, row, start, stop = runs
-    top, bottom = np.full(count, row.max()), np.zeros(count, row.dtype)
-    left, right = np.full(count, stop.max()), np.zeros(count, stop.dtype)
-    np.minimum.at(top, blob, row)
-    np.maximum.at(bottom, blob, row + 1)
-    np.minimum.at(left, blob, start)
-    np.maximum.at(right, blob, stop)
+    top, bottom, left, right = raster.run_boxes(count, runs).T
     half = height / 2  # a digit's height in every other row
     digits = (bottom - top >= 0.5 * half) & (right - left <= 1.3 * half)
     if digits.any():
@@ -160,7 +155,8 @@ def edge_slant(strokes: np.ndarray) -> float:
 
 
 def upright(ink: Ink, lean: float) -> Ink:
-    """``ink`` sheared by ``lean`` (``slant``'s tangent) so that its strokes stand upright."""
+    """``ink`` sheared left by ``lean`` (a tangent): writing that leant that much stands
+    upright."""
     height, width = ink.mask.shape
     shift = max(0, math.ceil((height - 1) * lean))
     size = (width + math.ceil((height - 1) * abs(lean)), height)

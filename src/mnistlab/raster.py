@@ -66,6 +66,12 @@ def blob_boxes(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     an int array (count, 4) of top, bottom, left, right, bottom and right exclusive, blob
     ``n`` in row ``n - 1``."""
     labels, count, runs = label_runs(mask)
+    return labels, count, run_boxes(count, runs)
+
+
+def run_boxes(count: int, runs) -> np.ndarray:
+    """Each blob's box (count, 4: top, bottom, left, right; bottom and right exclusive) from
+    ``label_runs``'s runs."""
     boxes = np.zeros((count, 4), dtype=np.intp)
     if count:
         component, row, start, stop = runs
@@ -74,7 +80,7 @@ def blob_boxes(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
         np.maximum.at(boxes[:, 1], component, row + 1)
         np.minimum.at(boxes[:, 2], component, start)
         np.maximum.at(boxes[:, 3], component, stop)
-    return labels, count, boxes
+    return boxes
 
 
 def box_slices(boxes: np.ndarray) -> list[tuple[slice, slice]]:
