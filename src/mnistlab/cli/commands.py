@@ -224,8 +224,9 @@ def read(
 ) -> None:
     """Read a handwritten number (1 to about 20 digits on one line) from each image.
 
-    Digits may touch, overlap a little or be broken in two; each is cut out and normalised the
-    way MNIST was before the model reads it. Exits 1 if any file could not be read.
+    Digits may touch, overlap a little, be broken in two or lean (italic writing); each is cut
+    out and normalised the way MNIST was before the model reads it. Exits 1 if any file could
+    not be read.
     """
     import json
 
